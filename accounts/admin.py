@@ -1,0 +1,62 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+
+from accounts import services
+from accounts.models import ApiKey, AuditEvent, User
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ("username", "email", "role", "is_active", "last_login")
+    list_filter = ("role", "is_active", "is_superuser")
+    fieldsets = BaseUserAdmin.fieldsets + (("Portal", {"fields": ("role",)}),)
+    add_fieldsets = BaseUserAdmin.add_fieldsets + (("Portal", {"fields": ("role",)}),)
+
+    def save_model(self, request, obj, form, change):
+        new_role = obj.role
+        if change and "role" in form.changed_data:
+            # The role change goes through the service so that it is audited.
+            obj.role = User.objects.get(pk=obj.pk).role
+            super().save_model(request, obj, form, change)
+            services.user_role_set(user=obj, role=new_role, actor=request.user, ip=services.client_ip(request))
+        else:
+            super().save_model(request, obj, form, change)
+            if not change:
+                services.audit_record(actor=request.user, action="accounts.user.created", target=obj,
+                                      ip=services.client_ip(request),
+                                      details={"username": obj.username, "role": obj.role})
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "name", "owner", "expires_at", "last_used_at", "revoked_at", "created_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "name", "owner__username")
+    readonly_fields = ("owner", "name", "prefix", "hashed_key", "last_used_at", "revoked_at", "created_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # keys are created on the Keys page or with `manage.py apikey create`, which show the secret
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            services.api_key_revoke(key=key, actor=request.user, ip=services.client_ip(request))
+        messages.success(request, "Revoked.")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor_name", "action", "target_type", "target_id", "ip")
+    list_filter = ("action",)
+    search_fields = ("actor_name", "action", "target_id")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from accounts import receivers  # noqa: F401  (login/logout audit)
+        from sparkportal import events
+
+        events.register_group("accounts.user", lambda user, group: group == f"accounts.user.{user.pk}")

@@ -1,0 +1,19 @@
+from django import forms
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What will use it, e.g. 'laptop-continue'.")
+    scopes = forms.CharField(required=False, max_length=1000,
+                             help_text="Comma-separated model names; empty = every model you may use.")
+    expires_at = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+                                     help_text="Empty = never expires.")
+
+    def scope_list(self) -> list[str]:
+        return [s.strip() for s in self.cleaned_data.get("scopes", "").split(",") if s.strip()]
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False)
+    action = forms.CharField(required=False)
+    day_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    day_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

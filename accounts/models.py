@@ -1,0 +1,90 @@
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+
+
+class User(AbstractUser):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        OPERATOR = "operator", "Operator"
+        MEMBER = "member", "Member"
+
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=["admin", "operator", "member"]),
+                                   name="accounts_user_role_valid"),
+        ]
+
+    @property
+    def is_portal_admin(self) -> bool:
+        return self.is_superuser or self.role == self.Role.ADMIN
+
+    @property
+    def is_operator(self) -> bool:
+        """Operators and admins drive profiles, downloads, servers and benchmarks."""
+        return self.is_portal_admin or self.role == self.Role.OPERATOR
+
+
+class ApiKey(models.Model):
+    """A secret shown once at creation; only its SHA-256 is stored.
+
+    A fast hash is right here: the secret has 240 bits of entropy, so guessing is hopeless
+    and a slow KDF would only slow down every request.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    hashed_key = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list, blank=True,
+                              help_text="Model names this key may use; empty means all the owner may use.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], condition=Q(revoked_at__isnull=True),
+                                    name="accounts_apikey_active_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def display(self) -> str:
+        return f"{self.prefix}…"
+
+
+class AuditEvent(models.Model):
+    """Append-only: who did what to which object, when and from where."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=100, db_index=True)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=100, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["actor", "-created_at"], name="accounts_audit_actor_time")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are append-only.")

@@ -1,0 +1,52 @@
+from datetime import datetime
+
+from ninja import Schema
+
+
+class ErrorOut(Schema):
+    detail: str
+    code: str
+
+
+class MeOut(Schema):
+    id: int
+    username: str
+    role: str
+    is_portal_admin: bool
+
+
+class ApiKeyIn(Schema):
+    name: str
+    scopes: list[str] = []
+    expires_at: datetime | None = None
+
+
+class ApiKeyOut(Schema):
+    id: int
+    name: str
+    prefix: str
+    owner: str
+    scopes: list[str]
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+    @staticmethod
+    def resolve_owner(obj) -> str:
+        return obj.owner.get_username()
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    key: str
+
+
+class AuditEventOut(Schema):
+    id: int
+    actor_name: str
+    action: str
+    target_type: str
+    target_id: str
+    details: dict
+    ip: str | None
+    created_at: datetime

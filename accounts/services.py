@@ -1,0 +1,162 @@
+"""Accounts: audit log, API keys, roles, the first admin."""
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import ApiKey, AuditEvent, User
+from sparkportal.exceptions import AuthenticationFailed, NotFound, ValidationFailed
+
+KEY_MARK = "sk-sp-"
+PREFIX_RANDOM_CHARS = 8
+PREFIX_LEN = len(KEY_MARK) + PREFIX_RANDOM_CHARS
+
+
+def client_ip(request) -> str | None:
+    """The peer address; X-Forwarded-For only when the portal is told it sits behind TLS proxy."""
+    if request is None:
+        return None
+    if settings.PORTAL_HTTPS:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def audit_record(*, actor: User | None, action: str, target=None, target_type: str = "",
+                 target_id: str = "", details: dict | None = None, ip: str | None = None,
+                 actor_name: str = "") -> AuditEvent:
+    """Write one audit row. Services call this for every change made by a person."""
+    if target is not None:
+        target_type = target_type or target._meta.label_lower
+        target_id = target_id or str(target.pk)
+    return AuditEvent.objects.create(
+        actor=actor if actor is not None and actor.pk else None,
+        actor_name=actor_name or (actor.get_username() if actor is not None else ""),
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        details=details or {},
+        ip=ip,
+    )
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_key_create(*, owner: User, name: str, actor: User | None = None, scopes: list[str] | None = None,
+                   expires_at: datetime | None = None, ip: str | None = None) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the secret, which is never stored and never shown again."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("Give the key a name, e.g. the tool or machine that will use it.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed("The expiry date is in the past: pick a future date or leave it empty.")
+    if ApiKey.objects.filter(owner=owner, name=name, revoked_at__isnull=True).exists():
+        raise ValidationFailed(f"You already have an active key named {name!r}: choose another name.")
+    clean_scopes = sorted({s.strip() for s in (scopes or []) if s and s.strip()})
+    for _attempt in range(5):
+        raw = KEY_MARK + secrets.token_urlsafe(30)
+        key = ApiKey(owner=owner, name=name, prefix=raw[:PREFIX_LEN], hashed_key=hash_key(raw),
+                     scopes=clean_scopes, expires_at=expires_at)
+        try:
+            with transaction.atomic():
+                key.save()
+            break
+        except IntegrityError:
+            continue  # prefix collision: draw again
+    else:
+        raise RuntimeError("could not draw a unique API key prefix")
+    audit_record(actor=actor or owner, action="accounts.apikey.created", target=key, ip=ip,
+                 details={"name": name, "owner": owner.get_username(), "prefix": key.prefix,
+                          "scopes": clean_scopes, "expires_at": expires_at.isoformat() if expires_at else None})
+    return key, raw
+
+
+def api_key_find(*, key_or_prefix: str) -> ApiKey:
+    """The full secret or its displayed prefix (a trailing '…' or '...' is ignored)."""
+    text = key_or_prefix.strip().rstrip("….").strip()
+    if not text.startswith(KEY_MARK):
+        raise ValidationFailed(f"{key_or_prefix!r} is not an API key or key prefix: they start with {KEY_MARK!r}.")
+    query = Q(hashed_key=hash_key(text)) if len(text) > PREFIX_LEN else Q(prefix=text)
+    key = ApiKey.objects.select_related("owner").filter(query).first()
+    if key is None:
+        raise NotFound(f"No API key matches {key_or_prefix!r}.")
+    return key
+
+
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) -> ApiKey:
+    updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db()
+    if updated:
+        audit_record(actor=actor, action="accounts.apikey.revoked", target=key, ip=ip,
+                     details={"name": key.name, "owner": key.owner.get_username(), "prefix": key.prefix})
+    return key
+
+
+def api_key_authenticate(*, raw: str) -> ApiKey:
+    """Return the active key for a presented secret or raise AuthenticationFailed saying why."""
+    raw = (raw or "").strip()
+    if not raw.startswith(KEY_MARK) or len(raw) <= PREFIX_LEN:
+        raise AuthenticationFailed(
+            f"Malformed API key: portal keys start with {KEY_MARK!r}. Create one on the Keys page.",
+            code="invalid_api_key")
+    key = ApiKey.objects.select_related("owner").filter(hashed_key=hash_key(raw)).first()
+    if key is None:
+        raise AuthenticationFailed("Unknown API key: check that it was copied whole, or create a new one.",
+                                   code="invalid_api_key")
+    now = timezone.now()
+    if key.revoked_at is not None:
+        raise AuthenticationFailed(f"API key {key.display} was revoked: create a new one on the Keys page.",
+                                   code="revoked_api_key")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise AuthenticationFailed(
+            f"API key {key.display} expired on {key.expires_at:%Y-%m-%d %H:%M} UTC: create a new one.",
+            code="expired_api_key")
+    if not key.owner.is_active:
+        raise AuthenticationFailed(f"The owner of API key {key.display} is deactivated.", code="inactive_user")
+    _touch(key, now)
+    return key
+
+
+def _touch(key: ApiKey, now: datetime) -> None:
+    # One write a minute at most: a write per request would serialize hot clients on the row.
+    stale = now - timedelta(seconds=settings.PORTAL_API_KEY_TOUCH_SECONDS)
+    if key.last_used_at is None or key.last_used_at < stale:
+        ApiKey.objects.filter(pk=key.pk).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)).update(
+            last_used_at=now)
+        key.last_used_at = now
+
+
+@transaction.atomic
+def user_role_set(*, user: User, role: str, actor: User | None, ip: str | None = None) -> User:
+    if role not in User.Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}: use one of {', '.join(User.Role.values)}.")
+    old = User.objects.select_for_update().get(pk=user.pk).role
+    if old != role:
+        User.objects.filter(pk=user.pk).update(role=role)
+        audit_record(actor=actor, action="accounts.user.role_changed", target=user, ip=ip,
+                     details={"username": user.get_username(), "old": old, "new": role})
+    user.role = role
+    return user
+
+
+def admin_ensure(*, password: str | None) -> tuple[User, str | None]:
+    """Create the first admin when no admin exists; returns (user, generated password or None)."""
+    existing = User.objects.filter(Q(role=User.Role.ADMIN) | Q(is_superuser=True)).order_by("pk").first()
+    if existing is not None:
+        return existing, None
+    generated = None
+    if not password:
+        generated = password = secrets.token_urlsafe(12)
+    user = User.objects.create_superuser(username="admin", email="", password=password, role=User.Role.ADMIN)
+    audit_record(actor=None, actor_name="system", action="accounts.user.created", target=user,
+                 details={"username": "admin", "role": "admin", "first_admin": True})
+    return user, generated

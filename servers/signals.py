@@ -1,0 +1,17 @@
+"""A worker that starts on a host registers that host's Node and sends a first heartbeat."""
+from celery.signals import worker_ready
+from django.conf import settings
+
+from sparkportal.celery import node_queue
+
+
+@worker_ready.connect
+def _register_node(sender=None, **kwargs) -> None:
+    from servers import services
+    from servers.tasks import node_heartbeat_task
+
+    consumed = set(sender.app.amqp.queues.keys()) if sender is not None else set()
+    if node_queue(settings.NODE_NAME) not in consumed:
+        return  # a worker for portal-wide queues only is not a node
+    node = services.node_register(name=settings.NODE_NAME)
+    node_heartbeat_task.apply_async(args=[node.name], queue=node.queue)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SparkportalConfig(AppConfig):
+    name = "sparkportal"
+    verbose_name = "Spark Portal"

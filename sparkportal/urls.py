@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from sparkportal import views
+from sparkportal.api import api
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("accounts/", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("api/", api.urls),
+]
