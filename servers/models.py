@@ -36,3 +36,94 @@ class NodeSample(models.Model):
     class Meta:
         ordering = ["-at"]
         indexes = [models.Index(fields=["node", "-at"], name="servers_nodesample_node_at")]
+
+
+class Server(models.Model):
+    """One engine process (vLLM or TEI) serving one profile on one node and port.
+
+    Status: stopped -> queued -> starting -> ready -> stopping -> stopped;
+    failed is reachable from queued/starting/ready; external marks an engine found running
+    that the portal did not start (adoptable, stoppable). See TRANSITIONS.
+    """
+
+    class Status(models.TextChoices):
+        STOPPED = "stopped"
+        QUEUED = "queued"
+        STARTING = "starting"
+        READY = "ready"
+        STOPPING = "stopping"
+        FAILED = "failed"
+        EXTERNAL = "external"
+
+    TRANSITIONS = {
+        Status.STOPPED: {Status.QUEUED, Status.STARTING},
+        Status.FAILED: {Status.QUEUED, Status.STARTING, Status.STOPPED},
+        Status.QUEUED: {Status.STARTING, Status.STOPPED, Status.FAILED},
+        Status.STARTING: {Status.READY, Status.STOPPING, Status.FAILED},
+        Status.READY: {Status.STOPPING, Status.FAILED},
+        Status.STOPPING: {Status.STOPPED, Status.FAILED},
+        Status.EXTERNAL: {Status.STOPPING, Status.READY},
+    }
+
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="servers")
+    profile = models.ForeignKey("models_registry.ModelProfile", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="servers")
+    served_model_name = models.CharField(max_length=200, db_index=True)
+    host = models.CharField(max_length=200, default="127.0.0.1", help_text="Address the gateway connects to.")
+    port = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STOPPED)
+    status_reason = models.TextField(blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    argv = models.JSONField(default=list, blank=True)
+    engine_version = models.CharField(max_length=50, blank=True)
+    gpu_memory_utilization = models.FloatField(default=0.0)
+    measured_memory_gb = models.FloatField(null=True, blank=True)
+    load_on_demand = models.BooleanField(default=False)
+    unload_idle_minutes = models.PositiveIntegerField(null=True, blank=True)
+    restart_policy = models.CharField(max_length=16, default="never",
+                                      choices=[("never", "never"), ("on-failure", "on failure")])
+    last_log_lines = models.TextField(blank=True)
+    started_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    last_request_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["node__name", "port"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=["stopped", "queued", "starting", "ready",
+                                                                  "stopping", "failed", "external"]),
+                                   name="servers_server_status_valid"),
+            # One live server per node and port; stopped/failed rows keep their history.
+            models.UniqueConstraint(fields=["node", "port"],
+                                    condition=models.Q(status__in=["queued", "starting", "ready", "stopping",
+                                                                   "external"]),
+                                    name="servers_server_live_port_unique"),
+        ]
+        indexes = [
+            # The gateway's routing query: ready servers by served model name.
+            models.Index(fields=["served_model_name", "status"], name="servers_server_route"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.served_model_name} on {self.node}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class ServerEvent(models.Model):
+    """One row per status transition: the server's history and its statistics source."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="events")
+    old = models.CharField(max_length=16)
+    new = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
