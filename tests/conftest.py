@@ -123,12 +123,16 @@ def browser():
         pytest.fail("Debian's chromium is required for browser tests: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API keeps an event loop on this thread; Django would then refuse ORM calls
+    # from the test body, which are plain synchronous code here.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
         yield chromium
         chromium.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
