@@ -1,0 +1,146 @@
+"""The vLLM stand-in speaks vLLM's interfaces: flags, endpoints, stream format, metrics, signals."""
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port
+
+FAKE_VLLM = str(Path(__file__).resolve().parents[1] / "fakes" / "bin" / "vllm")
+REFERENCE_FAMILIES = {
+    "vllm:generation_tokens", "vllm:prompt_tokens", "vllm:prefix_cache_queries", "vllm:prefix_cache_hits",
+    "vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds", "vllm:e2e_request_latency_seconds",
+    "vllm:request_success", "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+}
+
+
+class Fake:
+    def __init__(self, *args: str, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "SPT_NOENV": "1", **(env or {})}
+        self.proc = subprocess.Popen([FAKE_VLLM, "serve", "Qwen/Qwen3-8B", "--port", str(self.port), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                                     start_new_session=True)
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError("fake vLLM did not become healthy")
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def fake():
+    servers = []
+
+    def start(*args, env=None):
+        server = Fake(*args, env=env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def families(text: str) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def sample(fams: dict, family: str, suffix: str = "_total", **labels) -> float:
+    for s in fams[family].samples:
+        if s.name == family + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise KeyError(family)
+
+
+def test_it_serves_openai_endpoints_and_moves_its_metrics(fake):
+    server = fake("--served-model-name", "qwen", "--max-model-len", "8k", "--gpu-memory-utilization", "0.4")
+    server.wait_ready()
+    models = httpx.get(f"{server.url}/v1/models").json()
+    assert models["data"][0]["id"] == "qwen" and models["data"][0]["root"] == "Qwen/Qwen3-8B"
+    assert models["data"][0]["max_model_len"] == 8000
+    before = families(httpx.get(f"{server.url}/metrics").text)
+    assert set(before) >= REFERENCE_FAMILIES
+
+    answer = httpx.post(f"{server.url}/v1/chat/completions", json={
+        "model": "qwen", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 5}).json()
+    assert answer["object"] == "chat.completion" and answer["choices"][0]["finish_reason"] == "length"
+    assert answer["usage"]["completion_tokens"] == 5
+
+    with httpx.stream("POST", f"{server.url}/v1/completions", json={
+            "model": "qwen", "prompt": "The capital of France is", "max_tokens": 3, "stream": True,
+            "stream_options": {"include_usage": True}}) as response:
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["object"] == "text_completion" and chunks[0]["id"].startswith("cmpl-")
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+
+    after = families(httpx.get(f"{server.url}/metrics").text)
+    assert sample(after, "vllm:generation_tokens") - sample(before, "vllm:generation_tokens") == 8
+    assert sample(after, "vllm:request_success", finished_reason="length") == 2
+    assert sample(after, "vllm:time_to_first_token_seconds", "_count") == 2
+    assert sample(after, "http_requests", handler="/v1/completions", method="POST", status="2xx") == 1
+
+    missing = httpx.post(f"{server.url}/v1/completions", json={"model": "nope", "prompt": "x"})
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {"message": "The model `nope` does not exist.", "type": "NotFoundError",
+                                       "param": "model", "code": 404}
+    tokens = httpx.post(f"{server.url}/tokenize", json={"prompt": "Hello, world"}).json()
+    assert tokens["count"] == 3
+    text = httpx.post(f"{server.url}/detokenize", json={"tokens": tokens["tokens"]}).json()
+    assert text == {"prompt": "Hello, world"}
+
+
+def test_it_logs_startup_like_vllm_and_stops_on_sigterm(fake):
+    server = fake()
+    server.wait_ready()
+    engine = subprocess.run(["pgrep", "-s", str(server.proc.pid), "-f", "VLLM::EngineCore"], capture_output=True,
+                            text=True).stdout.split()
+    assert len(engine) == 1
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    out, err = server.proc.communicate(timeout=10)
+    assert server.proc.returncode == 0
+    assert "vLLM server version 0.33.0, serving model Qwen/Qwen3-8B" in out
+    assert "Model loading took 1.5000 GiB memory" in out
+    assert "[shutdown] API server: shutdown triggered" in out
+    assert "INFO:     Application startup complete." in err.splitlines()
+
+
+def test_it_rejects_unknown_flags_like_argparse(fake):
+    server = fake("--no-such-flag", "3")
+    _out, err = server.proc.communicate(timeout=10)
+    assert server.proc.returncode == 2
+    assert "vllm: error: unrecognized arguments: --no-such-flag 3" in err
+    bad = fake("--dtype", "foo")
+    _out, err = bad.proc.communicate(timeout=10)
+    assert bad.proc.returncode == 2
+    assert "vllm serve: error: argument --dtype: invalid choice: 'foo'" in err
+
+
+def test_it_fails_with_the_oom_line_when_told(fake):
+    server = fake(env={"FAKE_VLLM_FAIL": "oom"})
+    _out, err = server.proc.communicate(timeout=10)
+    assert server.proc.returncode == 1
+    assert "torch.OutOfMemoryError: CUDA out of memory." in err
+    assert "RuntimeError: Engine core initialization failed." in err
