@@ -12,3 +12,10 @@ class ServersConfig(AppConfig):
         everyone = lambda user, group: True  # noqa: E731  - node figures are visible to all users
         events.register_group("servers.nodes", everyone)
         events.register_group("servers.node", everyone)
+        # Engine figures of a server: everyone who may chat with a model may see how it performs.
+        events.register_group("servers.metrics", everyone)
+
+        from servers.exporter import ServersCollector
+        from sparkportal import exporter
+
+        exporter.register(ServersCollector())

@@ -21,3 +21,42 @@ class NodeSamplePayload(TypedDict):
 def send_node_sample(payload: NodeSamplePayload) -> None:
     publish(NODES_GROUP, "node.sample", dict(payload))
     publish(node_group(payload["node_id"]), "node.sample", dict(payload))
+
+
+def metrics_group(server_id: int) -> str:
+    """The engine figures of one server, one `metrics.sample` per scrape."""
+    return f"servers.metrics.{server_id}"
+
+
+class MetricsSamplePayload(TypedDict):
+    server_id: int
+    at: str
+    interval_s: float | None
+    generation_tps: float | None
+    prompt_tps: float | None
+    requests_per_s: float | None
+    prefix_cache_hit_rate: float | None
+    running: float | None
+    waiting: float | None
+    kv_cache_usage: float | None
+    ttft_mean_s: float | None
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    tpot_mean_s: float | None
+    itl_mean_s: float | None
+    itl_p50_s: float | None
+    itl_p95_s: float | None
+    e2e_mean_s: float | None
+    e2e_p50_s: float | None
+    e2e_p95_s: float | None
+
+
+def metrics_payload(sample) -> MetricsSamplePayload:
+    """A ServerMetricSample as the browser and the REST API see it."""
+    payload = {field: getattr(sample, field) for field in MetricsSamplePayload.__annotations__
+               if field not in ("server_id", "at")}
+    return {"server_id": sample.server_id, "at": sample.at.isoformat(), **payload}  # type: ignore[typeddict-item]
+
+
+def send_metrics_sample(payload: MetricsSamplePayload) -> None:
+    publish(metrics_group(payload["server_id"]), "metrics.sample", dict(payload))

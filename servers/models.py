@@ -127,3 +127,51 @@ class ServerEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+
+
+class ServerMetricSample(models.Model):
+    """The engine figures of one scrape interval of one server (servers.metrics.derive).
+
+    Raw rows (resolution_s=0) are averaged into one row per minute (resolution_s=60) once they
+    are older than PORTAL_METRICS_DOWNSAMPLE_AFTER_MINUTES, and every row is deleted after
+    PORTAL_METRICS_RETENTION_DAYS. A figure is null when its interval had nothing to measure
+    (no finished request, first scrape after a start, a counter reset).
+    """
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="metric_samples")
+    at = models.DateTimeField()
+    interval_s = models.FloatField(null=True, blank=True)
+    resolution_s = models.PositiveIntegerField(default=0)
+    generation_tps = models.FloatField(null=True, blank=True)
+    prompt_tps = models.FloatField(null=True, blank=True)
+    requests_per_s = models.FloatField(null=True, blank=True)
+    prefix_cache_hit_rate = models.FloatField(null=True, blank=True)
+    running = models.FloatField(null=True, blank=True)
+    waiting = models.FloatField(null=True, blank=True)
+    kv_cache_usage = models.FloatField(null=True, blank=True, help_text="Fraction 0-1, as vLLM reports it.")
+    ttft_mean_s = models.FloatField(null=True, blank=True)
+    ttft_p50_s = models.FloatField(null=True, blank=True)
+    ttft_p95_s = models.FloatField(null=True, blank=True)
+    tpot_mean_s = models.FloatField(null=True, blank=True)
+    itl_mean_s = models.FloatField(null=True, blank=True)
+    itl_p50_s = models.FloatField(null=True, blank=True)
+    itl_p95_s = models.FloatField(null=True, blank=True)
+    e2e_mean_s = models.FloatField(null=True, blank=True)
+    e2e_p50_s = models.FloatField(null=True, blank=True)
+    e2e_p95_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(resolution_s__in=[0, 60]),
+                                   name="servers_servermetricsample_resolution_valid"),
+        ]
+        indexes = [
+            # Charts and the exporter: the latest samples of one server.
+            models.Index(fields=["server", "-at"], name="servers_metricsample_server_at"),
+            # Downsampling: raw rows older than the cutoff.
+            models.Index(fields=["resolution_s", "at"], name="servers_metricsample_res_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server_id} @ {self.at:%Y-%m-%d %H:%M:%S}"

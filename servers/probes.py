@@ -70,27 +70,50 @@ def nvml_gpus() -> list[dict]:
         gpus = []
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            mem = _nvml_value(pynvml.nvmlDeviceGetMemoryInfo, handle)
-            util = _nvml_value(pynvml.nvmlDeviceGetUtilizationRates, handle)
-            power = _nvml_value(pynvml.nvmlDeviceGetPowerUsage, handle)
-            pstate = _nvml_value(pynvml.nvmlDeviceGetPerformanceState, handle)
-            name = pynvml.nvmlDeviceGetName(handle)
-            gpus.append({
-                "index": index,
-                "name": name.decode() if isinstance(name, bytes) else name,
+            gpus.append(nvml_device_facts(index, {
+                "name": pynvml.nvmlDeviceGetName(handle),
                 "uuid": _nvml_value(pynvml.nvmlDeviceGetUUID, handle, default=""),
-                "temperature_c": _nvml_value(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU),
-                "power_w": round(power / 1000, 1) if power is not None else None,
-                "utilization_pct": util.gpu if util is not None else None,
-                "pstate": f"P{pstate}" if pstate is not None else None,
-                "memory_used_gb": round(mem.used / GIB, 2) if mem is not None else None,
-                "memory_total_gb": round(mem.total / GIB, 2) if mem is not None else None,
-                "unified_memory": mem is None,
-                "source": "nvml",
-            })
+                "temperature": _nvml_value(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU),
+                "power_usage_mw": _nvml_value(pynvml.nvmlDeviceGetPowerUsage, handle),
+                "utilization": _nvml_struct(_nvml_value(pynvml.nvmlDeviceGetUtilizationRates, handle)),
+                "performance_state": _nvml_value(pynvml.nvmlDeviceGetPerformanceState, handle),
+                "memory_info": _nvml_struct(_nvml_value(pynvml.nvmlDeviceGetMemoryInfo, handle)),
+            }))
         return gpus
     finally:
         pynvml.nvmlShutdown()
+
+
+def _nvml_struct(value) -> dict | None:
+    """A pynvml ctypes structure as a plain dict (None stays None)."""
+    if value is None:
+        return None
+    return {field[0]: getattr(value, field[0]) for field in value._fields_}
+
+
+def nvml_device_facts(index: int, raw: dict) -> dict:
+    """Map what NVML returned for one device (values as pynvml gives them, None where it raised) to our facts.
+
+    NVML reports milliwatts and bytes. Its `used` memory includes the driver's reservation,
+    which nvidia-smi leaves out (an idle H200: NVML 615 MiB used, nvidia-smi 0 MiB).
+    """
+    name = raw.get("name") or ""
+    mem, util, power, pstate = raw.get("memory_info"), raw.get("utilization"), raw.get("power_usage_mw"), \
+        raw.get("performance_state")
+    return {
+        "index": index,
+        "name": name.decode() if isinstance(name, bytes) else name,
+        "uuid": raw.get("uuid") or "",
+        "temperature_c": raw.get("temperature"),
+        "power_w": round(power / 1000, 1) if power is not None else None,
+        "utilization_pct": util["gpu"] if util is not None else None,
+        "pstate": f"P{pstate}" if pstate is not None else None,
+        "memory_used_gb": round(mem["used"] / GIB, 2) if mem is not None else None,
+        "memory_total_gb": round(mem["total"] / GIB, 2) if mem is not None else None,
+        # Unified-memory GPUs (GB10) answer "Not Supported" for memory: the planner asks torch instead.
+        "unified_memory": mem is None,
+        "source": "nvml",
+    }
 
 
 def smi_gpus() -> list[dict]:

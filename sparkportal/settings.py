@@ -185,6 +185,27 @@ PORTAL_LOG_DIR = VAR_DIR / "logs"
 PORTAL_SAMPLE_RETENTION_HOURS = env_int("PORTAL_SAMPLE_RETENTION_HOURS", 48)
 PORTAL_NVIDIA_SMI = env_str("PORTAL_NVIDIA_SMI", "nvidia-smi")
 PORTAL_API_KEY_TOUCH_SECONDS = env_int("PORTAL_API_KEY_TOUCH_SECONDS", 60)
+# Engine metrics: each node's worker scrapes its ready servers' /metrics this often (1 s at least).
+PORTAL_METRICS_SCRAPE_SECONDS = env_float("PORTAL_METRICS_SCRAPE_SECONDS", 5.0)
+if PORTAL_METRICS_SCRAPE_SECONDS < 1:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"PORTAL_METRICS_SCRAPE_SECONDS={PORTAL_METRICS_SCRAPE_SECONDS:g} is too short: "
+                               "scrape every 1 second or more.")
+PORTAL_METRICS_RETENTION_DAYS = env_int("PORTAL_METRICS_RETENTION_DAYS", 7)
+PORTAL_METRICS_DOWNSAMPLE_AFTER_MINUTES = env_int("PORTAL_METRICS_DOWNSAMPLE_AFTER_MINUTES", 60)
+# Bearer token a Prometheus server must send to GET /metrics; unset: the exporter is open.
+PORTAL_PROMETHEUS_TOKEN = env_secret("PORTAL_PROMETHEUS_TOKEN")
+CELERY_BEAT_SCHEDULE["servers-metrics-fanout"] = {
+    "task": "servers.tasks.server_metrics_fanout_task",
+    "schedule": PORTAL_METRICS_SCRAPE_SECONDS,
+    "options": {"expires": PORTAL_METRICS_SCRAPE_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["servers-metrics-compact"] = {
+    "task": "servers.tasks.server_metric_samples_compact_task",
+    "schedule": 300.0,
+    "options": {"expires": 300},
+}
 
 # --- Security headers; PORTAL_HTTPS=1 when served behind TLS ----------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -205,7 +226,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {"django.channels.server": {"level": "WARNING"},
+                # One INFO line per engine scrape (every few seconds per server) is noise.
+                "httpx": {"level": "WARNING"}},
 }
 
 # --- make run -----------------------------------------------------------------------------

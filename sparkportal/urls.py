@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from sparkportal import views
+from sparkportal import exporter, views
 from sparkportal.api import api
 
 urlpatterns = [
@@ -9,4 +9,5 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("metrics", exporter.metrics_view, name="portal-metrics"),
 ]

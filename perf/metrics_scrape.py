@@ -1,0 +1,103 @@
+"""How much CPU does scraping an engine's /metrics cost? Run: .venv/bin/python perf/metrics_scrape.py
+
+Times three ways of getting the charted figures out of the reference vLLM scrape (58 KB):
+  full    prometheus_client's parser over the whole body (the baseline);
+  portal  servers.metrics: cut out the wanted families, parse those with prometheus_client,
+          reduce, and derive the interval figures from the previous snapshot;
+  notes   the field notes' `_parse_metric`: one scan of all lines per value (sums and counts
+          only; it cannot give percentiles, which would need one more scan per bucket).
+Prints one line with the portal/full ratio (target <= 1/3) and the share of one core that
+20 servers scraped every 2 s would take, and appends a row to perf/RESULTS.md.
+"""
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from servers import metrics  # noqa: E402
+
+REFERENCE = ROOT / "tests" / "fixtures" / "vllm"  # the reference scrapes, copied verbatim
+SERVERS, PERIOD_S = 20, 2.0
+
+# The values the field notes read: counters, gauges, and histogram sums and counts.
+NOTES_NAMES = [
+    "vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total",
+    "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total", "vllm:num_requests_running",
+    "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+] + [f"vllm:{h}_{part}" for h in ("time_to_first_token_seconds", "request_time_per_output_token_seconds",
+                                  "inter_token_latency_seconds", "e2e_request_latency_seconds")
+     for part in ("sum", "count")]
+
+
+def _parse_metric(name: str, text: str) -> float:
+    """The field notes' parser, verbatim: the last line that starts with the name wins."""
+    val = 0.0
+    for line in text.split("\n"):
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            parts = line.rsplit(" ", 1)
+            if len(parts) == 2:
+                try:  # noqa: SIM105 - quoted as the field notes wrote it
+                    val = float(parts[1])
+                except ValueError:
+                    pass
+    return val
+
+
+def per_call(fn, *, seconds: float = 1.0) -> float:
+    """Median seconds per call over several rounds of about `seconds / 5` each."""
+    fn()
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if time.perf_counter() - t > 0.05:
+            break
+        n *= 2
+    rounds = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        rounds.append((time.perf_counter() - t) / n)
+    return statistics.median(rounds)
+
+
+def main() -> None:
+    t0 = (REFERENCE / "metrics_t0.txt").read_text()
+    t1 = (REFERENCE / "metrics_t1.txt").read_text()
+    prev = metrics.snapshot(t0, at=0.0)
+
+    full = per_call(lambda: list(text_string_to_metric_families(t1)))
+    portal = per_call(lambda: metrics.derive(prev, metrics.snapshot(t1, at=10.0)))
+    notes = per_call(lambda: [_parse_metric(n, t1) for n in NOTES_NAMES])
+    figures = metrics.derive(prev, metrics.snapshot(t1, at=10.0))
+    assert round(figures["generation_tps"], 1) == 205.7, figures  # the measured path computes the right thing
+
+    ratio = portal / full
+    share = portal * SERVERS / PERIOD_S * 100
+    notes_share = notes * SERVERS / PERIOD_S * 100
+    line = (f"metrics_scrape: portal {portal * 1e3:.2f} ms/scrape vs full prometheus_client parse "
+            f"{full * 1e3:.2f} ms = ratio {ratio:.3f} (target <= 0.333); field notes' scan-per-value "
+            f"{notes * 1e3:.2f} ms for {len(NOTES_NAMES)} values, no percentiles; "
+            f"{SERVERS} servers every {PERIOD_S:g} s = {share:.2f}% of one core (notes' way {notes_share:.2f}%)")
+    print(line)
+    results = ROOT / "perf" / "RESULTS.md"
+    if not results.exists():
+        results.write_text("# Performance results\n\nOne row per run of a `perf/` script.\n\n"
+                           "| date (UTC) | script | machine | result |\n|---|---|---|---|\n")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    with results.open("a") as fh:
+        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | metrics_scrape.py | {machine} | {line} |\n")
+
+
+if __name__ == "__main__":
+    main()
