@@ -85,19 +85,20 @@ def main() -> None:
     ratio = portal / full
     share = portal * SERVERS / PERIOD_S * 100
     notes_share = notes * SERVERS / PERIOD_S * 100
-    line = (f"metrics_scrape: portal {portal * 1e3:.2f} ms/scrape vs full prometheus_client parse "
-            f"{full * 1e3:.2f} ms = ratio {ratio:.3f} (target <= 0.333); field notes' scan-per-value "
-            f"{notes * 1e3:.2f} ms for {len(NOTES_NAMES)} values, no percentiles; "
-            f"{SERVERS} servers every {PERIOD_S:g} s = {share:.2f}% of one core (notes' way {notes_share:.2f}%)")
-    print(line)
+    numbers = (f"portal {portal * 1e3:.2f} ms/scrape (select + parse + derive), full prometheus_client parse "
+               f"{full * 1e3:.2f} ms, field notes' scan-per-value {notes * 1e3:.2f} ms ({len(NOTES_NAMES)} values, "
+               f"no percentiles); {SERVERS} servers every {PERIOD_S:g} s = {share:.2f}% of one core "
+               f"(notes' way {notes_share:.2f}%)")
+    verdict = f"ratio {ratio:.3f} (target <= 0.333)"
+    print(f"metrics_scrape: {numbers}; {verdict}")
     results = ROOT / "perf" / "RESULTS.md"
     if not results.exists():
-        results.write_text("# Performance results\n\nOne row per run of a `perf/` script.\n\n"
-                           "| date (UTC) | script | machine | result |\n|---|---|---|---|\n")
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        results.write_text("# Performance results\n\nEach benchmark in `perf/` appends one row per run: date (UTC), "
+                           "benchmark, machine, numbers, ratio.\n\n"
+                           "| date | benchmark | machine | numbers | ratio |\n|---|---|---|---|---|\n")
+    machine = f"{os.cpu_count()} CPU {platform.machine()}, Python {platform.python_version()}"
     with results.open("a") as fh:
-        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | metrics_scrape.py | {machine} | {line} |\n")
-
+        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | metrics_scrape | {machine} | {numbers} | {verdict} |\n")
 
 if __name__ == "__main__":
     main()
