@@ -42,6 +42,9 @@ class ModelProfile(models.Model):
     extra_flags = models.CharField(max_length=1000, blank=True, help_text="Extra engine flags, shell-quoted.")
     extra_env = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True)
+    ignore_patterns = models.JSONField(default=list, blank=True,
+                                       help_text="Files not to download (globs); empty means the defaults.")
+    catalog_name = models.CharField(max_length=100, blank=True, help_text="Catalog entry this profile came from.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -64,3 +67,106 @@ class ModelProfile(models.Model):
     def model_name(self) -> str:
         """The name clients send as `model`."""
         return self.served_model_name or self.repo_id or self.name
+
+
+DEFAULT_IGNORE_PATTERNS = ["original/*", "*.pth", "*.pt", "*.gguf", "*.onnx", "onnx/*", "openvino/*", "*.msgpack",
+                           "*.h5", "flax_model*", "tf_model*"]
+
+
+class Download(models.Model):
+    """Weights of one repo fetched onto one node by a Celery task on that node's queue.
+
+    Status: queued -> running -> done | failed | cancelled; running -> queued when its worker died
+    (the task is sent again and resumes from the partial files); failed/cancelled/done -> queued
+    when someone asks again. See TRANSITIONS. At most one queued/running row per node and repo:
+    a second request joins it.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    TRANSITIONS = {
+        Status.QUEUED: {Status.RUNNING, Status.CANCELLED, Status.FAILED},
+        Status.RUNNING: {Status.DONE, Status.FAILED, Status.CANCELLED, Status.QUEUED},
+        Status.FAILED: {Status.QUEUED},
+        Status.CANCELLED: {Status.QUEUED},
+        Status.DONE: {Status.QUEUED},
+    }
+
+    node = models.ForeignKey("servers.Node", on_delete=models.CASCADE, related_name="downloads")
+    repo_id = models.CharField(max_length=200)
+    revision = models.CharField(max_length=100, default="main")
+    commit = models.CharField(max_length=40, blank=True)
+    profile = models.ForeignKey(ModelProfile, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="downloads")
+    allow_patterns = models.JSONField(default=list, blank=True)
+    ignore_patterns = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    files_total = models.PositiveIntegerField(default=0)
+    files_done = models.PositiveIntegerField(default=0)
+    current_file = models.CharField(max_length=500, blank=True)
+    rate_bps = models.FloatField(default=0.0)
+    eta_s = models.FloatField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=["queued", "running", "done", "failed", "cancelled"]),
+                                   name="models_registry_download_status_valid"),
+            # The "join the running download" rule, enforced where two clicks race.
+            models.UniqueConstraint(fields=["node", "repo_id"], condition=Q(status__in=["queued", "running"]),
+                                    name="models_registry_download_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}@{self.revision} on {self.node_id}"
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.bytes_done / self.bytes_total, 1) if self.bytes_total else 0.0
+
+
+class NodeHubToken(models.Model):
+    """The Hugging Face token a node's worker uses for gated and private repos. Never shown again once set."""
+
+    node = models.OneToOneField("servers.Node", on_delete=models.CASCADE, related_name="hub_token")
+    token = models.CharField(max_length=500)
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+")
+    set_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"token of {self.node_id}"
+
+
+class RepoSnapshot(models.Model):
+    """What the hub said about a repo revision (file sizes, config.json): memory estimates before download."""
+
+    repo_id = models.CharField(max_length=200)
+    revision = models.CharField(max_length=100, default="main")
+    commit = models.CharField(max_length=40, blank=True)
+    files = models.JSONField(default=list, blank=True)  # [{"path": ..., "size": ...}]
+    config = models.JSONField(default=dict, blank=True)
+    fetched_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repo_id", "revision"], name="models_registry_reposnapshot_unique"),
+        ]

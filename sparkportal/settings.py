@@ -206,6 +206,11 @@ CELERY_BEAT_SCHEDULE["servers-metrics-compact"] = {
     "schedule": 300.0,
     "options": {"expires": 300},
 }
+# Model registry: where weights come from and which local folders a profile may point at.
+PORTAL_HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+PORTAL_MODEL_ROOTS = [Path(p).resolve() for p in env_list("PORTAL_MODEL_ROOTS", [str(VAR_DIR / "models")])]
+PORTAL_DOWNLOAD_WORKERS = env_int("PORTAL_DOWNLOAD_WORKERS", 8)
+PORTAL_DOWNLOAD_STALE_SECONDS = env_int("PORTAL_DOWNLOAD_STALE_SECONDS", 60)
 
 # --- Security headers; PORTAL_HTTPS=1 when served behind TLS ----------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -228,7 +233,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"},
                 # One INFO line per engine scrape (every few seconds per server) is noise.
-                "httpx": {"level": "WARNING"}},
+                "httpx": {"level": "WARNING"},
+                "httpx2": {"level": "WARNING"}},  # one line per hub request is noise
 }
 
 # --- make run -----------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""Group names and payloads of the model registry's live events."""
+from __future__ import annotations
+
+from typing import TypedDict
+
+from sparkportal.events import publish
+
+DOWNLOADS_GROUP = "models.downloads"  # every download, for the models page
+
+
+def download_group(download_id: int) -> str:
+    return f"models.download.{download_id}"
+
+
+class DownloadProgressPayload(TypedDict):
+    id: int
+    node: str
+    repo_id: str
+    status: str
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    percent: float
+    rate_bps: float
+    eta_s: float | None
+    current_file: str
+    error: str
+    error_code: str
+
+
+def download_payload(download) -> DownloadProgressPayload:
+    return {
+        "id": download.pk, "node": download.node.name, "repo_id": download.repo_id, "status": download.status,
+        "bytes_done": download.bytes_done, "bytes_total": download.bytes_total, "files_done": download.files_done,
+        "files_total": download.files_total, "percent": download.percent, "rate_bps": round(download.rate_bps, 1),
+        "eta_s": round(download.eta_s, 1) if download.eta_s is not None else None,
+        "current_file": download.current_file, "error": download.error, "error_code": download.error_code,
+    }
+
+
+def send_download_progress(payload: DownloadProgressPayload) -> None:
+    publish(download_group(payload["id"]), "download.progress", dict(payload))
+    publish(DOWNLOADS_GROUP, "download.progress", dict(payload))
+
+
+def send_download_status(download) -> None:
+    payload = dict(download_payload(download))
+    publish(download_group(download.pk), "download.status", payload)
+    publish(DOWNLOADS_GROUP, "download.status", payload)
