@@ -7,6 +7,7 @@ from sparkportal.api import api
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("accounts/", include("accounts.urls")),
+    path("models/", include("models_registry.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", exporter.metrics_view, name="portal-metrics"),

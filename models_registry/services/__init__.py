@@ -4,6 +4,7 @@ from models_registry.services.catalog import (  # noqa: F401
     catalog_entries,
     catalog_entry,
     catalog_entry_for_repo,
+    catalog_rows,
 )
 from models_registry.services.downloads import (  # noqa: F401
     download_cancel,

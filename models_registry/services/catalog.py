@@ -56,3 +56,19 @@ def catalog_add(*, name: str, actor: User | None, profile_name: str | None = Non
         raise ValidationFailed(f"A profile named {data['name']!r} already exists (added from the catalog before?): "
                                "open it, or add the entry under another name.", code="duplicate")
     return profile_create(actor=actor, data=data, ip=ip)
+
+
+def catalog_rows() -> list[dict[str, Any]]:
+    """Entries with what the catalog page shows: size on disk, estimated memory, already added or not."""
+    from models_registry.services.memory import memory_estimate
+
+    added = set(ModelProfile.objects.exclude(catalog_name="").values_list("catalog_name", flat=True))
+    rows = []
+    for entry in catalog_entries():
+        draft = ModelProfile(**{k: v for k, v in entry.items() if k in PROFILE_FIELDS})
+        estimate = memory_estimate(profile=draft)
+        rows.append({**entry, "added": entry["name"] in added,
+                     "estimated_memory_gb": round(estimate.total_bytes / 1e9, 1) if estimate.total_bytes else None,
+                     "kv_gb": round(estimate.kv_bytes_max_model_len / 1e9, 2)
+                     if estimate.kv_bytes_max_model_len is not None else None})
+    return rows

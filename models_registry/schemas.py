@@ -1,0 +1,203 @@
+from datetime import datetime
+
+from ninja import Schema
+
+
+class ErrorOut(Schema):
+    detail: str
+    code: str
+
+
+class ProfileIn(Schema):
+    name: str
+    source: str = "hub"
+    repo_id: str = ""
+    revision: str = "main"
+    local_path: str = ""
+    engine: str = "vllm"
+    served_model_name: str = ""
+    task: str = "chat"
+    dtype: str = "bfloat16"
+    max_model_len: int | None = 32768
+    gpu_memory_utilization: float = 0.5
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    quantization: str = ""
+    kv_cache_dtype: str = "auto"
+    enable_prefix_caching: bool = True
+    max_num_seqs: int | None = None
+    extra_flags: str = ""
+    extra_env: dict = {}
+    notes: str = ""
+    ignore_patterns: list[str] = []
+
+
+class ProfilePatch(Schema):
+    name: str | None = None
+    source: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+    local_path: str | None = None
+    engine: str | None = None
+    served_model_name: str | None = None
+    task: str | None = None
+    dtype: str | None = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    quantization: str | None = None
+    kv_cache_dtype: str | None = None
+    enable_prefix_caching: bool | None = None
+    max_num_seqs: int | None = None
+    extra_flags: str | None = None
+    extra_env: dict | None = None
+    notes: str | None = None
+    ignore_patterns: list[str] | None = None
+
+
+class ProfileOut(Schema):
+    id: int
+    name: str
+    source: str
+    repo_id: str
+    revision: str
+    local_path: str
+    engine: str
+    served_model_name: str
+    model_name: str
+    task: str
+    dtype: str
+    max_model_len: int | None
+    gpu_memory_utilization: float
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    quantization: str
+    kv_cache_dtype: str
+    enable_prefix_caching: bool
+    max_num_seqs: int | None
+    extra_flags: str
+    extra_env: dict
+    notes: str
+    ignore_patterns: list[str]
+    catalog_name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class CloneIn(Schema):
+    name: str
+
+
+class CommandOut(Schema):
+    argv: list[str]
+    command_line: str
+
+
+class DownloadIn(Schema):
+    node: str = ""
+
+
+class RepoDownloadIn(Schema):
+    repo_id: str
+    revision: str = "main"
+    node: str = ""
+
+
+class DownloadOut(Schema):
+    id: int
+    node: str
+    repo_id: str
+    revision: str
+    commit: str
+    profile: str | None
+    status: str
+    bytes_done: int
+    bytes_total: int
+    percent: float
+    files_done: int
+    files_total: int
+    current_file: str
+    rate_bps: float
+    eta_s: float | None
+    error_code: str
+    error: str
+    attempts: int
+    joined: bool = False
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_node(obj) -> str:
+        return obj.node.name
+
+    @staticmethod
+    def resolve_profile(obj) -> str | None:
+        return obj.profile.name if obj.profile_id else None
+
+    @staticmethod
+    def resolve_joined(obj) -> bool:
+        return getattr(obj, "joined", False)
+
+
+class CatalogOut(Schema):
+    name: str
+    repo_id: str
+    engine: str
+    task: str
+    served_model_name: str = ""
+    dtype: str = ""
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    size_gb: float | None = None
+    estimated_memory_gb: float | None = None
+    notes: str = ""
+    added: bool = False
+
+
+class CatalogAddIn(Schema):
+    profile_name: str | None = None
+
+
+class WeightsOut(Schema):
+    repo_id: str
+    size_bytes: int
+    size_gb: float
+    nb_files: int
+    last_used: datetime
+    last_modified: datetime
+    revisions: list[str]
+    profiles: list[str]
+    orphan: bool
+    path: str
+
+
+class WeightsListOut(Schema):
+    path: str
+    free_gb: float
+    total_gb: float
+    used_gb: float
+    rows: list[WeightsOut]
+    warnings: list[str]
+
+
+class WeightsDeleteIn(Schema):
+    repo_id: str
+    confirm: str = ""
+
+
+class WeightsDeletedOut(Schema):
+    repo_id: str
+    freed_bytes: int
+
+
+class HubTokenIn(Schema):
+    token: str
+
+
+class HubTokenOut(Schema):
+    node: str
+    token_set: bool
+    set_by: str | None = None
+    set_at: datetime | None = None
