@@ -1,8 +1,19 @@
 """Audit of Django's own auth signals (login, failed login, logout)."""
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db import transaction
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from accounts import services
+from accounts import keycache, services
+from accounts.models import User
+
+
+@receiver(post_save, sender=User)
+def _user_saved(sender, instance, created, **kwargs):
+    # A deactivated owner or a changed role must take effect on cached keys at once.
+    update_fields = kwargs.get("update_fields") or ()
+    if not created and set(update_fields) != {"last_login"}:
+        transaction.on_commit(keycache.publish_invalidation)
 
 
 @receiver(user_logged_in)

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import keycache
 from accounts.models import ApiKey, AuditEvent, User
 from sparkportal.exceptions import AuthenticationFailed, NotFound, ValidationFailed
 
@@ -96,6 +97,7 @@ def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) ->
     updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
     if updated:
+        transaction.on_commit(lambda: keycache.publish_invalidation(key.hashed_key))
         audit_record(actor=actor, action="accounts.apikey.revoked", target=key, ip=ip,
                      details={"name": key.name, "owner": key.owner.get_username(), "prefix": key.prefix})
     return key
@@ -108,10 +110,14 @@ def api_key_authenticate(*, raw: str) -> ApiKey:
         raise AuthenticationFailed(
             f"Malformed API key: portal keys start with {KEY_MARK!r}. Create one on the Keys page.",
             code="invalid_api_key")
-    key = ApiKey.objects.select_related("owner").filter(hashed_key=hash_key(raw)).first()
+    hashed = hash_key(raw)
+    key = keycache.cache.get(hashed)
     if key is None:
-        raise AuthenticationFailed("Unknown API key: check that it was copied whole, or create a new one.",
-                                   code="invalid_api_key")
+        key = ApiKey.objects.select_related("owner").filter(hashed_key=hashed).first()
+        if key is None:
+            raise AuthenticationFailed("Unknown API key: check that it was copied whole, or create a new one.",
+                                       code="invalid_api_key")
+        keycache.cache.put(hashed, key)
     now = timezone.now()
     if key.revoked_at is not None:
         raise AuthenticationFailed(f"API key {key.display} was revoked: create a new one on the Keys page.",
@@ -142,6 +148,7 @@ def user_role_set(*, user: User, role: str, actor: User | None, ip: str | None =
     old = User.objects.select_for_update().get(pk=user.pk).role
     if old != role:
         User.objects.filter(pk=user.pk).update(role=role)
+        transaction.on_commit(keycache.publish_invalidation)
         audit_record(actor=actor, action="accounts.user.role_changed", target=user, ip=ip,
                      details={"username": user.get_username(), "old": old, "new": role})
     user.role = role

@@ -1,9 +1,22 @@
 from django.http import JsonResponse
 from ninja import Router
 
+from accounts.auth import default_auth
 from sparkportal import health
 
 router = Router()
+
+
+def _anonymous(request):
+    return True
+
+
+@router.get("/version", auth=[*default_auth(), _anonymous],
+            summary="Portal version and who is calling (works with or without credentials)")
+def version_view(request):
+    user = getattr(request, "user", None)
+    return {"version": health.VERSION, "user": user.get_username() if getattr(user, "is_authenticated", False)
+            else None}
 
 
 @router.get("/health", auth=None, summary="Liveness of database, Redis and workers (200 only when all are up)")

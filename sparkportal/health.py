@@ -5,6 +5,8 @@ from django.db import connection
 
 from sparkportal.celery import app as celery_app
 
+VERSION = "0.1.0"
+
 
 def _database() -> str:
     try:
