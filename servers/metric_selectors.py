@@ -1,6 +1,8 @@
 """Reads of engine metric samples: chart points, the latest sample per server, history."""
 from datetime import datetime
 
+from django.shortcuts import get_object_or_404
+
 from servers import events
 from servers.models import Server, ServerMetricSample
 
@@ -30,3 +32,8 @@ def server_metric_latest(*, servers: list[Server]) -> dict[int, ServerMetricSamp
         if row is not None:
             latest[server.pk] = row
     return latest
+
+
+def server_for_metrics(*, user, server_id: int) -> Server:
+    """A server whose figures the user may read: every signed-in user may (they chat with these models)."""
+    return get_object_or_404(Server.objects.select_related("node"), pk=server_id)

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from servers import metric_views
 from sparkportal import exporter, views
 from sparkportal.api import api
 
@@ -11,4 +12,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", exporter.metrics_view, name="portal-metrics"),
+    path("servers/<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
 ]

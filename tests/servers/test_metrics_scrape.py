@@ -6,6 +6,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -180,3 +181,30 @@ def test_the_beat_fanout_reaches_the_node_queue_of_a_real_worker(endpoint, fast_
         assert time.monotonic() < deadline, "the node's worker did not scrape within 20 s"
         time.sleep(0.1)
     assert ServerMetricSample.objects.get(server=server).running == 16
+
+
+@pytest.mark.django_db
+def test_figures_of_the_fake_vllm_follow_the_requests_it_served(fast_scrapes):
+    from tests.servers.test_fake_vllm import Fake
+
+    engine = Fake("--served-model-name", "qwen", env={"FAKE_VLLM_TOKEN_DELAY_S": "0.01"})
+    try:
+        engine.wait_ready()
+        server = make_server(engine.port, pid=engine.proc.pid)
+        metric_services.server_metrics_scrape_node(node_name=settings.NODE_NAME)
+        generated = 0
+        for prompt in ("Say hello", "Say hello again", "Count to three"):
+            answer = httpx.post(f"{engine.url}/v1/completions",
+                                json={"model": "qwen", "prompt": prompt, "max_tokens": 6}, timeout=10).json()
+            generated += answer["usage"]["completion_tokens"]
+        time.sleep(1.05)  # past this node's scrape claim
+        [sample] = metric_services.server_metrics_scrape_node(node_name=settings.NODE_NAME)
+    finally:
+        engine.close()
+    assert generated == 18
+    assert sample.generation_tps == pytest.approx(generated / sample.interval_s)
+    assert sample.requests_per_s == pytest.approx(3 / sample.interval_s)
+    assert sample.ttft_mean_s is not None and sample.e2e_mean_s >= 5 * 0.01
+    assert sample.itl_mean_s == pytest.approx(0.01, abs=0.02)
+    assert sample.running == 0 and sample.waiting == 0
+    assert server.metric_samples.count() == 2

@@ -1,0 +1,48 @@
+"""REST: a server's engine-metric history (GET /api/servers/{id}/metrics)."""
+from datetime import datetime
+
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from servers import events, metric_selectors
+
+router = Router()
+
+
+class MetricSampleOut(Schema):
+    server_id: int
+    at: datetime
+    resolution_s: int = Field(description="0: one scrape interval; 60: the average of one minute's scrapes.")
+    interval_s: float | None
+    generation_tps: float | None
+    prompt_tps: float | None
+    requests_per_s: float | None
+    prefix_cache_hit_rate: float | None
+    running: float | None
+    waiting: float | None
+    kv_cache_usage: float | None = Field(description="Fraction 0-1.")
+    ttft_mean_s: float | None
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    tpot_mean_s: float | None
+    itl_mean_s: float | None
+    itl_p50_s: float | None
+    itl_p95_s: float | None
+    e2e_mean_s: float | None
+    e2e_p50_s: float | None
+    e2e_p95_s: float | None
+
+
+class MetricFilter(Schema):
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(1000, ge=1, le=10000)
+
+
+@router.get("/{server_id}/metrics", response=list[MetricSampleOut], url_name="server-metrics")
+def server_metrics_history(request, server_id: int, filters: Query[MetricFilter]):
+    """Samples oldest first: one per scrape for the last hour, then one per minute (7 days are kept)."""
+    server = metric_selectors.server_for_metrics(user=request.user, server_id=server_id)
+    rows = metric_selectors.server_metric_history(server=server, since=filters.since, until=filters.until,
+                                                  limit=filters.limit)
+    return [{**events.metrics_payload(row), "resolution_s": row.resolution_s} for row in rows]
