@@ -20,6 +20,8 @@ def free_port() -> int:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     os.environ.setdefault("PORTAL_TEST_DB", f"test-{os.getpid()}.sqlite3")
+    # Worker threads and daphne must not hold connections open: the test database is dropped at the end.
+    os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
     if os.environ.get("REDIS_URL"):
         return
     from sparkportal.lib import embedded_redis, procs
