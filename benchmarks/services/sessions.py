@@ -1,0 +1,64 @@
+"""A profile's server session for a benchmark: reuse a running server or start one, and stop
+only what the run started. All process control goes through the servers app's supervisor."""
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+
+from accounts.models import User
+from models_registry.models import ModelProfile
+from servers import services as server_services
+from servers.models import Server
+
+LIVE = ("queued", "starting", "ready")
+
+
+class SessionError(Exception):
+    """The server could not be had; the message says why in words."""
+
+
+def acquire(*, profile: ModelProfile, actor: User | None) -> tuple[Server, bool]:
+    """(server, started_by_us): a ready server of the profile if there is one, else a new start."""
+    running = Server.objects.filter(profile=profile, status="ready").order_by("pk").first()
+    if running is not None:
+        return running, False
+    server = server_services.server_start(profile=profile, actor=actor)
+    return server, True
+
+
+def wait_ready(*, server: Server, should_stop: Callable[[], bool],
+               on_wait: Callable[[float], None] | None = None) -> Server:
+    """Poll the supervisor's record until the server is ready; raise SessionError if it fails."""
+    begin = time.monotonic()
+    deadline = begin + settings.BENCHMARK_SERVER_READY_TIMEOUT_S
+    while True:
+        server.refresh_from_db()
+        if server.status == "ready":
+            return server
+        if server.status in ("failed", "stopped"):
+            reason = server.status_reason or "no reason recorded"
+            raise SessionError(f"The server of profile {server.profile or server.served_model_name} {server.status} "
+                               f"before it was ready: {reason}")
+        if should_stop():
+            raise SessionError("cancelled while the server was starting")
+        if time.monotonic() > deadline:
+            raise SessionError(f"The server was not ready after {settings.BENCHMARK_SERVER_READY_TIMEOUT_S} s; "
+                               "see its log on the Servers page.")
+        if on_wait:
+            on_wait(time.monotonic() - begin)
+        time.sleep(0.3)
+
+
+def release(*, server: Server, actor: User | None) -> Server:
+    """Stop a server the run started and wait until the supervisor reports it gone."""
+    server.refresh_from_db()
+    if server.status in ("stopped", "failed"):
+        return server
+    server_services.server_stop(server=server, actor=actor)
+    deadline = time.monotonic() + server.node.stop_timeout_s + 20
+    while time.monotonic() < deadline:
+        server.refresh_from_db()
+        if server.status in ("stopped", "failed"):
+            return server
+        time.sleep(0.3)
+    raise SessionError(f"Server {server} did not stop within {server.node.stop_timeout_s + 20} s.")
