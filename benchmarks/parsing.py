@@ -28,7 +28,8 @@ def parse_result_text(text: str, *, source: str = "the result file") -> dict:
     try:
         data = json.loads(last_line)
     except json.JSONDecodeError as exc:
-        truncated = exc.pos >= len(last_line) - 1 or "Unterminated" in exc.msg or "Expecting" in exc.msg
+        # A file cut short fails at (or just before) its end; anything else is not the tool's JSON.
+        truncated = last_line.startswith("{") and (exc.pos >= len(last_line) - 2 or "Unterminated" in exc.msg)
         what = "truncated" if truncated else "malformed"
         raise ResultFileError(
             f"{source} is not valid JSON ({what}: {exc.msg} at character {exc.pos} of {len(last_line)}). "

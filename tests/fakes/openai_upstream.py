@@ -62,12 +62,14 @@ class Upstream:
                 "id": rid, "object": "chat.completion.chunk", "created": created, "model": MODEL,
                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                              "finish_reason": None}]}).encode() + b"\n\n")
-        # Deadlines from the arrival time, so scheduling jitter does not accumulate over tokens.
+        # Token i is due at first + i * itl (deadlines, so scheduling jitter does not accumulate).
+        first = arrived + self.ttft_s
         for i in range(count):
-            due = arrived + self.ttft_s + self.itl_s * i
-            delay = due - time.perf_counter()
+            delay = first + self.itl_s * i - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if i == 0:
+                first = max(first, time.perf_counter())
             await response.write(_chunk(kind, rid, created, " tok", "length" if i == count - 1 else None))
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + count, "completion_tokens": count}

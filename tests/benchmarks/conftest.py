@@ -1,0 +1,58 @@
+"""Stand-ins the benchmark tests share: the scripted upstream and the fake `vllm serve`."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE_VLLM = str(ROOT / "tests" / "fakes" / "bin" / "vllm")
+
+
+class Proc:
+    def __init__(self, argv: list[str], env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.close()
+        raise AssertionError(f"{argv[:3]} did not become healthy")
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def scripted_upstream():
+    """40 ms to the first token, then one token every 8 ms."""
+    proc = Proc([sys.executable, "-m", "tests.fakes.openai_upstream", "--port", "{port}", "--ttft-ms", "40",
+                 "--itl-ms", "8"])
+    yield proc
+    proc.close()
+
+
+@pytest.fixture(scope="module")
+def fake_vllm_server():
+    proc = Proc([FAKE_VLLM, "serve", "Qwen/Qwen3-8B", "--port", "{port}", "--served-model-name", "qwen3-8b"],
+                env={"FAKE_VLLM_STARTUP_DELAY_S": "0", "FAKE_VLLM_TTFT_S": "0.02", "FAKE_VLLM_TOKEN_DELAY_S": "0.002",
+                     "SPT_NOENV": "1"})
+    yield proc
+    proc.close()
