@@ -55,7 +55,7 @@ def run_execute(*, run_id: int) -> BenchmarkRun | None:
     """
     if not run_claim(run_id=run_id):
         return None
-    run = BenchmarkRun.objects.select_related("requested_by").get(pk=run_id)
+    run = BenchmarkRun.objects.select_related("requested_by", "plan__created_by").get(pk=run_id)
     summaries = list(run.summaries.select_related("profile").order_by("position", "pk"))
     progress = _Progress(run, len(summaries))
     events.send_run_status(run_id=run.pk, status=run.status, message="running")
@@ -85,6 +85,11 @@ def run_execute(*, run_id: int) -> BenchmarkRun | None:
     return run_finish(run=run, status=BenchmarkRun.Status.SUCCEEDED, message=message)
 
 
+def _acting_user(run: BenchmarkRun):
+    """Servers are started on behalf of whoever asked; scheduled and CLI runs act for the plan's owner."""
+    return run.requested_by or (run.plan.created_by if run.plan_id else None)
+
+
 def _set(summary: BenchmarkSummary, **fields) -> None:
     for key, value in fields.items():
         setattr(summary, key, value)
@@ -108,7 +113,7 @@ def _bench_profile(run: BenchmarkRun, summary: BenchmarkSummary, progress: _Prog
     progress.send(phase="starting server", force=True)
     begin = time.monotonic()
     try:
-        server, started = sessions.acquire(profile=summary.profile, actor=run.requested_by)
+        server, started = sessions.acquire(profile=summary.profile, actor=_acting_user(run))
         _set(summary, server=server, started_server=started, node_name=server.node.name)
         server = sessions.wait_ready(server=server, should_stop=stop,
                                      on_wait=lambda s: progress.send(phase="starting server",
@@ -144,7 +149,7 @@ def _bench_profile(run: BenchmarkRun, summary: BenchmarkSummary, progress: _Prog
     finally:
         if started:
             progress.send(phase="stopping server", force=True)
-            sessions.release(server=server, actor=run.requested_by)
+            sessions.release(server=server, actor=_acting_user(run))
         repeats.results_prune(profile_id=summary.profile_id, keep=run.config["keep_results"])
 
 
@@ -176,7 +181,7 @@ def _stop_started(run: BenchmarkRun) -> None:
     for summary in run.summaries.filter(started_server=True, server__isnull=False).select_related("server__node"):
         if summary.server.status not in ("stopped", "failed"):
             try:
-                sessions.release(server=summary.server, actor=run.requested_by)
+                sessions.release(server=summary.server, actor=_acting_user(run))
             except Exception:  # noqa: BLE001 - keep stopping the others
                 log.exception("could not stop server %s of run %s", summary.server_id, run.pk)
 

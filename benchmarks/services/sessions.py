@@ -8,7 +8,7 @@ from django.conf import settings
 from accounts.models import User
 from models_registry.models import ModelProfile
 from servers import services as server_services
-from servers.models import Server
+from servers.models import Node, Server
 
 LIVE = ("queued", "starting", "ready")
 
@@ -17,12 +17,23 @@ class SessionError(Exception):
     """The server could not be had; the message says why in words."""
 
 
+def _node() -> Node:
+    """This host's node when it has one (the portal's own box), else the first registered node."""
+    node = Node.objects.filter(name=settings.NODE_NAME).first() or Node.objects.order_by("name").first()
+    if node is None:
+        raise SessionError("No node is registered yet: start a worker on a GPU host (see the README).")
+    return node
+
+
 def acquire(*, profile: ModelProfile, actor: User | None) -> tuple[Server, bool]:
     """(server, started_by_us): a ready server of the profile if there is one, else a new start."""
     running = Server.objects.filter(profile=profile, status="ready").order_by("pk").first()
     if running is not None:
         return running, False
-    server = server_services.server_start(profile=profile, actor=actor)
+    if actor is None:
+        raise SessionError(f"Nobody to start profile {profile.name} on behalf of: the plan has no owner left. "
+                           "Save the plan again as an operator.")
+    server = server_services.server_start(user=actor, profile=profile, node=_node())
     return server, True
 
 
@@ -54,7 +65,7 @@ def release(*, server: Server, actor: User | None) -> Server:
     server.refresh_from_db()
     if server.status in ("stopped", "failed"):
         return server
-    server_services.server_stop(server=server, actor=actor)
+    server_services.server_stop(user=actor, server=server)
     deadline = time.monotonic() + server.node.stop_timeout_s + 20
     while time.monotonic() < deadline:
         server.refresh_from_db()
