@@ -50,8 +50,12 @@ class Supervisor:
         log(f"started embedded Redis on 127.0.0.1:{port} (pid {proc.pid})")
 
     def run(self) -> int:
+        from sparkportal.lib import procs
+
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        # `make run` is usually our parent: a SIGTERM to make must stop everything too.
+        procs.die_with_parent()
         s = self.settings
         (s.VAR_DIR / "logs").mkdir(parents=True, exist_ok=True)
         try:

@@ -13,7 +13,7 @@ import time
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
@@ -24,7 +24,7 @@ def spawn(argv: list[str], *, env: dict | None = None, log_path: str | None = No
     out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - owned by the child
     try:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=die_with_parent)
     finally:
         if out:
             out.close()
