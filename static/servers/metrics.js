@@ -1,7 +1,10 @@
 // Engine metrics of a server (templates/servers/_metrics.html): the last 120 samples, then live
 // "metrics.sample" events from the group servers.metrics.<id>, drawn with Chart.js.
 (function () {
-  if (window.ServerMetrics) return; // the partial may be included more than once
+  if (window.ServerMetrics) { // included again (a second server, an htmx swap): set up the new sections only
+    window.ServerMetrics.scan();
+    return;
+  }
   const MAX_POINTS = 120;
   // chart -> [field, legend, scale to the unit shown, colour]
   const SERIES = {
@@ -53,7 +56,13 @@
   }
 
   // Join the server's group on the page's one socket, whether it is open, opening or not yet made.
+  // Waits for the page's own scripts (window "load"), so a page that opens the socket itself is not
+  // given a second one.
   function follow(group) {
+    if (document.readyState !== "complete") {
+      window.addEventListener("load", () => follow(group), { once: true });
+      return;
+    }
     if (!window.Live) return;
     if (!Live.socket) {
       Live.connect([group]);
@@ -66,6 +75,7 @@
   }
 
   function setup(section) {
+    section.dataset.ready = "1";
     const serverId = Number(section.dataset.serverMetrics);
     const points = JSON.parse(section.querySelector("script[type='application/json']").textContent);
     const charts = {};
@@ -95,6 +105,10 @@
     follow(section.dataset.group);
   }
 
-  window.ServerMetrics = { setup, charts: {} }; // charts by server id, for the console and tests
-  document.querySelectorAll("[data-server-metrics]").forEach(setup);
+  function scan() {
+    document.querySelectorAll("[data-server-metrics]:not([data-ready])").forEach(setup);
+  }
+
+  window.ServerMetrics = { scan, charts: {} }; // charts by server id, for the console and tests
+  scan();
 })();
