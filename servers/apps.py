@@ -19,3 +19,7 @@ class ServersConfig(AppConfig):
         from sparkportal import exporter
 
         exporter.register(ServersCollector())
+        # Server status is visible to everyone (chat needs it); logs may hold prompts: operators only.
+        events.register_group("servers.servers", everyone)
+        events.register_group("servers.server", everyone)
+        events.register_group("servers.log", lambda user, group: bool(getattr(user, "is_operator", False)))

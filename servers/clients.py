@@ -41,3 +41,25 @@ def get_texts(urls: dict, *, timeout: float) -> dict:
     if not urls:
         return {}
     return asyncio.run(_get_all(urls, timeout))
+
+
+def health_ok(base_url: str, *, timeout: float = 2.0) -> bool:
+    """GET /health == 200. Before uvicorn starts, vLLM's port is bound but refuses connections."""
+    try:
+        return httpx.get(f"{base_url}/health", timeout=timeout, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def served_names(base_url: str, *, timeout: float = 2.0) -> list[str]:
+    """Model ids listed by GET /v1/models (TEI has no such route: it answers /info)."""
+    try:
+        response = httpx.get(f"{base_url}/v1/models", timeout=timeout, trust_env=False)
+        if response.status_code == 200:
+            return [card.get("id", "") for card in response.json().get("data", [])]
+        info = httpx.get(f"{base_url}/info", timeout=timeout, trust_env=False)
+        if info.status_code == 200:
+            return [info.json().get("served_model_name") or info.json().get("model_id", "")]
+    except (httpx.HTTPError, ValueError):
+        pass
+    return []

@@ -60,3 +60,39 @@ def metrics_payload(sample) -> MetricsSamplePayload:
 
 def send_metrics_sample(payload: MetricsSamplePayload) -> None:
     publish(metrics_group(payload["server_id"]), "metrics.sample", dict(payload))
+SERVERS_GROUP = "servers.servers"
+
+
+def server_group(server_id: int) -> str:
+    return f"servers.server.{server_id}"
+
+
+def log_group(server_id: int) -> str:
+    return f"servers.log.{server_id}"
+
+
+class ServerStatusPayload(TypedDict):
+    server_id: int
+    node: str
+    served_model_name: str
+    port: int
+    status: str
+    reason: str
+    failure_code: str
+    pid: int | None
+    at: str
+
+
+class ServerLogPayload(TypedDict):
+    server_id: int
+    lines: list[str]
+    rotated: bool
+
+
+def send_server_status(payload: ServerStatusPayload) -> None:
+    publish(server_group(payload["server_id"]), "server.status", dict(payload))
+    publish(SERVERS_GROUP, "server.status", dict(payload))
+
+
+def send_server_log(payload: ServerLogPayload) -> None:
+    publish(log_group(payload["server_id"]), "server.log", dict(payload))

@@ -62,8 +62,13 @@ class Server(models.Model):
         Status.STARTING: {Status.READY, Status.STOPPING, Status.FAILED},
         Status.READY: {Status.STOPPING, Status.FAILED},
         Status.STOPPING: {Status.STOPPED, Status.FAILED},
-        Status.EXTERNAL: {Status.STOPPING, Status.READY},
+        Status.EXTERNAL: {Status.STOPPING, Status.READY, Status.STOPPED},
     }
+    LIVE = (Status.QUEUED, Status.STARTING, Status.READY, Status.STOPPING, Status.EXTERNAL)
+
+    class Engine(models.TextChoices):
+        VLLM = "vllm", "vLLM"
+        TEI = "tei", "TEI"
 
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="servers")
     profile = models.ForeignKey("models_registry.ModelProfile", null=True, blank=True, on_delete=models.PROTECT,
@@ -73,7 +78,14 @@ class Server(models.Model):
     port = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STOPPED)
     status_reason = models.TextField(blank=True)
+    # Short machine-readable cause of the last failure: oom, kv_cache, port_in_use, unknown_flag,
+    # missing_library, health_timeout, exited.
+    failure_code = models.CharField(max_length=32, blank=True)
+    engine = models.CharField(max_length=8, choices=Engine.choices, default=Engine.VLLM)
     pid = models.PositiveIntegerField(null=True, blank=True)
+    # The pid's start time (seconds since the epoch): a reused pid never passes for our process.
+    pid_started_at = models.FloatField(null=True, blank=True)
+    cuda_visible_devices = models.CharField(max_length=100, blank=True)
     argv = models.JSONField(default=list, blank=True)
     engine_version = models.CharField(max_length=50, blank=True)
     gpu_memory_utilization = models.FloatField(default=0.0)
@@ -82,6 +94,9 @@ class Server(models.Model):
     unload_idle_minutes = models.PositiveIntegerField(null=True, blank=True)
     restart_policy = models.CharField(max_length=16, default="never",
                                       choices=[("never", "never"), ("on-failure", "on failure")])
+    max_restarts = models.PositiveIntegerField(default=3)
+    restart_attempts = models.PositiveIntegerField(default=0)
+    next_restart_at = models.DateTimeField(null=True, blank=True)
     last_log_lines = models.TextField(blank=True)
     started_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -97,6 +112,7 @@ class Server(models.Model):
             models.CheckConstraint(condition=models.Q(status__in=["stopped", "queued", "starting", "ready",
                                                                   "stopping", "failed", "external"]),
                                    name="servers_server_status_valid"),
+            models.CheckConstraint(condition=models.Q(engine__in=["vllm", "tei"]), name="servers_server_engine_valid"),
             # One live server per node and port; stopped/failed rows keep their history.
             models.UniqueConstraint(fields=["node", "port"],
                                     condition=models.Q(status__in=["queued", "starting", "ready", "stopping",
@@ -114,6 +130,10 @@ class Server(models.Model):
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in self.LIVE
 
 
 class ServerEvent(models.Model):

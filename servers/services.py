@@ -19,7 +19,10 @@ def node_register(*, name: str) -> Node:
 def node_heartbeat(*, node: Node) -> NodeSample:
     """Probe host and GPUs, store a sample, publish it, prune old samples."""
     now = timezone.now()
+    from servers import supervisor
+
     host = probes.host_facts()
+    host["engines"] = supervisor.engine_facts(node)
     gpus = probes.gpu_facts()
     with transaction.atomic():
         Node.objects.filter(pk=node.pk).update(last_heartbeat_at=now, host_facts=host, gpu_facts=gpus)
@@ -29,3 +32,16 @@ def node_heartbeat(*, node: Node) -> NodeSample:
     cutoff = now - timedelta(hours=settings.PORTAL_SAMPLE_RETENTION_HOURS)
     NodeSample.objects.filter(node=node, at__lt=cutoff).delete()
     return sample
+
+
+# The server lifecycle lives in its own modules; these are the services other apps call.
+from servers.lifecycle import (  # noqa: E402
+    server_adopt,
+    server_plan,
+    server_restart,
+    server_start,
+    server_stop,
+)
+
+__all__ = ["node_register", "node_heartbeat", "server_start", "server_stop", "server_adopt", "server_restart",
+           "server_plan"]

@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.conf import settings
 
 from sparkportal.celery import app
 
@@ -44,3 +45,45 @@ def server_metric_samples_compact_task() -> None:
     from servers import metric_services
 
     metric_services.server_metric_samples_compact()
+@shared_task(ignore_result=True, acks_late=True, time_limit=settings.PORTAL_SERVER_START_TIMEOUT_S + 120)
+def server_launch_task(server_id: int) -> None:
+    """Claims a queued server (queued -> starting) or resumes watching one; safe to deliver twice."""
+    from servers import supervisor
+
+    supervisor.server_launch(server_id)
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=3600)
+def server_stop_task(server_id: int) -> None:
+    from servers import supervisor
+
+    supervisor.server_stop(server_id)
+
+
+@shared_task(ignore_result=True, time_limit=300)
+def server_reconcile_task(node_name: str, at_worker_start: bool = False) -> None:
+    from servers import reconcile
+    from servers.models import Node
+
+    node = Node.objects.filter(name=node_name).first()
+    if node is not None:
+        reconcile.node_reconcile(node=node, at_worker_start=at_worker_start)
+
+
+@shared_task(ignore_result=True, time_limit=30)
+def server_reconcile_fanout_task() -> None:
+    from servers.selectors import node_list
+
+    for node in node_list():
+        app.send_task("servers.tasks.server_reconcile_task", args=[node.name], queue=node.queue, expires=30)
+
+
+@shared_task(time_limit=30)
+def server_log_tail_task(server_id: int, lines: int = 200, query: str = "") -> list:
+    """Read a log on the host that has it (the web may run elsewhere)."""
+    from servers import logs
+
+    path = logs.log_path(server_id)
+    if query:
+        return [f"{number}: {line}" for number, line in logs.search(path, query)]
+    return logs.tail(path, lines)

@@ -177,6 +177,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("PORTAL_HEARTBEAT_SECONDS", 5.0),
         "options": {"expires": 10},
     },
+    "servers-reconcile-fanout": {
+        "task": "servers.tasks.server_reconcile_fanout_task",
+        "schedule": env_float("PORTAL_RECONCILE_SECONDS", 15.0),
+        "options": {"expires": 30},
+    },
 }
 
 # --- Portal -----------------------------------------------------------------------------
@@ -211,6 +216,16 @@ PORTAL_HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/"
 PORTAL_MODEL_ROOTS = [Path(p).resolve() for p in env_list("PORTAL_MODEL_ROOTS", [str(VAR_DIR / "models")])]
 PORTAL_DOWNLOAD_WORKERS = env_int("PORTAL_DOWNLOAD_WORKERS", 8)
 PORTAL_DOWNLOAD_STALE_SECONDS = env_int("PORTAL_DOWNLOAD_STALE_SECONDS", 60)
+# Engines (vLLM/TEI servers) started by the supervisor.
+PORTAL_ENGINE_HOST = env_str("PORTAL_ENGINE_HOST", "127.0.0.1")
+PORTAL_ENGINE_PORT_FIRST = env_int("PORTAL_ENGINE_PORT_FIRST", 8100)
+PORTAL_ENGINE_PORT_LAST = env_int("PORTAL_ENGINE_PORT_LAST", 8199)
+PORTAL_SERVER_START_TIMEOUT_S = env_int("PORTAL_SERVER_START_TIMEOUT_S", 1200)
+PORTAL_HEALTH_POLL_S = env_float("PORTAL_HEALTH_POLL_S", 0.25)
+PORTAL_RESTART_BACKOFF_S = env_float("PORTAL_RESTART_BACKOFF_S", 10.0)
+PORTAL_SERVER_LOG_MAX_BYTES = env_int("PORTAL_SERVER_LOG_MAX_BYTES", 50 * 1024 * 1024)
+PORTAL_SERVER_LOG_BACKUPS = env_int("PORTAL_SERVER_LOG_BACKUPS", 3)
+PORTAL_INSTANCE_ID = env_str("PORTAL_INSTANCE_ID", "")
 
 # --- Security headers; PORTAL_HTTPS=1 when served behind TLS ----------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

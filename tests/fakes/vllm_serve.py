@@ -37,6 +37,8 @@ FAKE_VLLM_EXIT_AFTER_S      once ready, die with exit status 1 after this many s
 FAKE_VLLM_LOG_LINES_PER_S   once ready, write this many extra log lines per second on stdout
 FAKE_VLLM_WEIGHTS_GIB       weights size printed in "Model loading took ... GiB memory" (default 1.5)
 FAKE_VLLM_KV_CACHE_GIB      printed in "Available KV cache memory: ... GiB" (default 10.0)
+FAKE_VLLM_REJECT_FLAGS      comma-separated flags this "older vLLM" does not know (argparse error, exit 2), for
+                            a node whose engine lags behind the portal's flag table
 """
 from __future__ import annotations
 
@@ -71,7 +73,11 @@ def parse_args(argv: list[str]):
     from servers.engines import vllm_cli
 
     parser = vllm_cli.build_parser(prog="vllm serve")
-    args, extras = parser.parse_known_args(vllm_cli.normalize(argv))
+    argv = vllm_cli.normalize(argv)
+    rejected = set(filter(None, os.environ.get("FAKE_VLLM_REJECT_FLAGS", "").split(",")))
+    unknown = [arg for arg in argv if arg.split("=", 1)[0] in rejected]
+    args, extras = parser.parse_known_args([arg for arg in argv if arg not in unknown])
+    extras = unknown + extras
     if extras:
         # vLLM's top-level parser reports leftovers under the `vllm` program name.
         sys.stderr.write("usage: vllm [-h] [-v] {chat,complete,serve,launch,bench,collect-env,run-batch} ...\n")

@@ -1,0 +1,213 @@
+"""Services of the server lifecycle: start, stop, adopt, and every status transition.
+
+Transitions are conditional UPDATEs on a locked row (`select_for_update`), each leaving a
+ServerEvent; status events go out after commit. Host work (spawning, signalling, health polling)
+happens in tasks on the node's queue (servers/supervisor.py), queued with transaction.on_commit.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.selectors import require_operator
+from accounts.services import audit_record
+from servers import events, planner, processes
+from servers.engines import launch
+from servers.models import Node, Server, ServerEvent
+from sparkportal.exceptions import InvalidTransition, ValidationFailed
+
+S = Server.Status
+
+
+def _payload(server: Server) -> events.ServerStatusPayload:
+    return {"server_id": server.pk, "node": server.node.name, "served_model_name": server.served_model_name,
+            "port": server.port, "status": server.status, "reason": server.status_reason,
+            "failure_code": server.failure_code, "pid": server.pid, "at": timezone.now().isoformat()}
+
+
+def transition(server_id: int, *, to: str, reason: str = "", allowed_from: tuple | None = None,
+               **fields) -> Server:
+    """Move a server to `to` if its current status allows it; raise InvalidTransition otherwise.
+
+    The row is locked first so the recorded `old` status is the one the UPDATE replaced; the UPDATE
+    still names the allowed statuses, so a concurrent writer on a database without row locks
+    (SQLite serializes write transactions instead) cannot slip through.
+    """
+    allowed = allowed_from or tuple(src for src, targets in Server.TRANSITIONS.items() if to in targets)
+    with transaction.atomic():
+        current = Server.objects.select_for_update().select_related("node").get(pk=server_id)
+        old = current.status
+        updated = Server.objects.filter(pk=server_id, status__in=allowed).update(
+            status=to, status_reason=reason, **fields)
+        if updated == 0:
+            raise InvalidTransition(f"Server #{server_id} is {old}; it cannot become {to}.")
+        ServerEvent.objects.create(server_id=server_id, old=old, new=to, reason=reason[:2000])
+        server = Server.objects.select_related("node", "profile").get(pk=server_id)
+        payload = _payload(server)
+        transaction.on_commit(lambda: events.send_server_status(payload))
+    return server
+
+
+def _enqueue(task_name: str, server: Server, *args) -> None:
+    from sparkportal.celery import app
+
+    node_queue = server.node.queue
+    transaction.on_commit(lambda: app.send_task(task_name, args=[server.pk, *args], queue=node_queue))
+
+
+def propose_port(node: Node) -> int:
+    """The first port of the engine range that no live server of the node uses (and, on this host, is free)."""
+    used = set(Server.objects.filter(node=node, status__in=Server.LIVE).values_list("port", flat=True))
+    local = node.name == settings.NODE_NAME
+    for port in range(settings.PORTAL_ENGINE_PORT_FIRST, settings.PORTAL_ENGINE_PORT_LAST + 1):
+        if port not in used and not (local and processes.port_taken(settings.PORTAL_ENGINE_HOST, port)):
+            return port
+    raise ValidationFailed(f"No free port left on node {node.name} between {settings.PORTAL_ENGINE_PORT_FIRST} "
+                           f"and {settings.PORTAL_ENGINE_PORT_LAST}: stop a server.", code="no_free_port")
+
+
+def check_port(*, node: Node, port: int, exclude_id: int | None = None) -> None:
+    if not 1024 <= port <= 65535:
+        raise ValidationFailed(f"Port {port} is outside 1024-65535: pick another port.", code="bad_port")
+    holder = Server.objects.filter(node=node, port=port, status__in=Server.LIVE).exclude(pk=exclude_id).first()
+    if holder is not None:
+        raise ValidationFailed(f"Port {port} on node {node.name} is used by server #{holder.pk} "
+                               f"({holder.served_model_name}, {holder.status}): pick another port.",
+                               code="port_in_use")
+    if node.name == settings.NODE_NAME and processes.port_taken(settings.PORTAL_ENGINE_HOST, port):
+        raise ValidationFailed(f"Port {port} is in use on {node.name} by a process the portal did not start: "
+                               "pick another port.", code="port_in_use")
+
+
+def launch_argv(*, server: Server, profile, node: Node) -> list[str]:
+    if server.engine == Server.Engine.TEI:
+        return launch.tei_argv(executable=node.tei_executable, profile=profile, port=server.port,
+                               host=settings.PORTAL_ENGINE_HOST)
+    return launch.vllm_argv(executable=node.vllm_executable, profile=profile, port=server.port,
+                            host=settings.PORTAL_ENGINE_HOST, gpu_memory_utilization=server.gpu_memory_utilization)
+
+
+def server_plan(*, node: Node, profile, gpu_memory_utilization: float | None = None,
+                cuda_visible_devices: str = "") -> planner.Plan:
+    util = gpu_memory_utilization if gpu_memory_utilization is not None else _default_util(profile)
+    return planner.plan_start(node=node, profile=profile, gpu_memory_utilization=util,
+                              cuda_visible_devices=cuda_visible_devices)
+
+
+def _default_util(profile) -> float:
+    # TEI has no utilization knob and holds little memory; it is planned by its estimate only.
+    return 0.0 if profile.engine == "tei" else float(profile.gpu_memory_utilization)
+
+
+@transaction.atomic
+def server_start(*, user, profile, node: Node, port: int | None = None, gpu_memory_utilization: float | None = None,
+                 cuda_visible_devices: str = "", restart_policy: str = "never", allow_replica: bool = False,
+                 ip: str | None = None) -> Server:
+    """Admit and queue a new server; the node's worker launches it when the node's previous start is done.
+
+    1. Lock the node row: admissions on one node are serialized, so two clicks see each other.
+    2. Refuse a second live server of the same profile on the node unless a replica is asked for.
+    3. Check the flags (a typo is refused now, not after a minutes-long start), the port and the plan.
+    4. Insert the row as `queued`, audit, and queue the launch after commit.
+    """
+    require_operator(user)
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    twin = Server.objects.filter(node=node, profile=profile, status__in=Server.LIVE).first()
+    if twin is not None and not allow_replica:
+        raise ValidationFailed(f"Profile {profile.name} is already {twin.status} on node {node.name} as server "
+                               f"#{twin.pk} (port {twin.port}): stop it first, or ask for another replica.",
+                               code="already_running")
+    util = gpu_memory_utilization if gpu_memory_utilization is not None else _default_util(profile)
+    if profile.engine != "tei" and not 0.0 < util <= 1.0:
+        raise ValidationFailed(f"gpu_memory_utilization must be above 0 and at most 1, not {util}.", code="invalid")
+    if port is None:
+        port = propose_port(node)
+    else:
+        check_port(node=node, port=port)
+    gpus = cuda_visible_devices or ",".join(str(i) for i in range(
+        max(1, (profile.tensor_parallel_size or 1) * (profile.pipeline_parallel_size or 1))))
+    plan = planner.plan_start(node=node, profile=profile, gpu_memory_utilization=util, cuda_visible_devices=gpus)
+    plan.raise_if_refused()
+    server = Server(node=node, profile=profile, served_model_name=profile.model_name, port=port,
+                    host=settings.PORTAL_ENGINE_HOST, status=S.QUEUED, engine=profile.engine,
+                    gpu_memory_utilization=util, cuda_visible_devices=gpus, restart_policy=restart_policy,
+                    started_by=user, load_on_demand=False)
+    server.argv = launch_argv(server=server, profile=profile, node=node)  # raises on unknown flags
+    server.full_clean()
+    server.save()
+    ServerEvent.objects.create(server=server, old=S.STOPPED, new=S.QUEUED, reason=f"start requested by {user}")
+    audit_record(actor=user, action="servers.server.started", target=server, ip=ip,
+                 details={"profile": profile.name, "node": node.name, "port": port, "gpu_memory_utilization": util,
+                          "plan": plan.as_dict()})
+    payload = _payload(server)
+    transaction.on_commit(lambda: events.send_server_status(payload))
+    _enqueue("servers.tasks.server_launch_task", server)
+    return server
+
+
+def server_restart(*, user, server: Server, ip: str | None = None) -> Server:
+    """Queue a stopped or failed server again on its node and port (same profile, same settings)."""
+    require_operator(user)
+    with transaction.atomic():
+        locked = Server.objects.select_for_update().select_related("node", "profile").get(pk=server.pk)
+        if locked.status not in (S.STOPPED, S.FAILED):
+            raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only a stopped or failed server "
+                                    "can be started again.")
+        if locked.profile is None:
+            raise ValidationFailed("This server has no profile (it was found running): start a profile instead.")
+        check_port(node=locked.node, port=locked.port, exclude_id=locked.pk)
+        planner.plan_start(node=locked.node, profile=locked.profile,
+                           gpu_memory_utilization=locked.gpu_memory_utilization,
+                           cuda_visible_devices=locked.cuda_visible_devices, exclude_id=locked.pk).raise_if_refused()
+        argv = launch_argv(server=locked, profile=locked.profile, node=locked.node)
+        server = transition(locked.pk, to=S.QUEUED, reason=f"start requested by {user}", argv=argv,
+                            failure_code="", restart_attempts=0, next_restart_at=None)
+        audit_record(actor=user, action="servers.server.restarted", target=server, ip=ip)
+        _enqueue("servers.tasks.server_launch_task", server)
+    return server
+
+
+def server_stop(*, user, server: Server, ip: str | None = None) -> Server:
+    """Stop a server: a queued one just leaves the queue; a running or external one is signalled by its node."""
+    require_operator(user)
+    with transaction.atomic():
+        locked = Server.objects.select_for_update().get(pk=server.pk)
+        reason = f"stop requested by {user}"
+        if locked.status == S.QUEUED:
+            server = transition(locked.pk, to=S.STOPPED, reason=reason, stopped_at=timezone.now())
+        elif locked.status in (S.STARTING, S.READY, S.EXTERNAL):
+            server = transition(locked.pk, to=S.STOPPING, reason=reason)
+            _enqueue("servers.tasks.server_stop_task", server)
+        else:
+            raise InvalidTransition(f"Server #{server.pk} is {locked.status}: there is nothing to stop.")
+        audit_record(actor=user, action="servers.server.stopped", target=server, ip=ip,
+                     details={"from": locked.status, "pid": locked.pid})
+    return server
+
+
+def server_adopt(*, user, server: Server, ip: str | None = None) -> Server:
+    """Take over an engine found running: it becomes a `ready` server the portal routes to and can stop."""
+    require_operator(user)
+    with transaction.atomic():
+        locked = Server.objects.select_for_update().get(pk=server.pk)
+        if locked.status != S.EXTERNAL:
+            raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only an external process can be "
+                                    "adopted.")
+        server = transition(locked.pk, to=S.READY, reason=f"adopted by {user}", ready_at=timezone.now())
+        audit_record(actor=user, action="servers.server.adopted", target=server, ip=ip,
+                     details={"pid": locked.pid, "argv": locked.argv})
+    return server
+
+
+def kick_queue(node: Node) -> Server | None:
+    """Launch the node's oldest queued server when no start is in progress there (starts are serialized)."""
+    with transaction.atomic():
+        Node.objects.select_for_update().get(pk=node.pk)
+        if Server.objects.filter(node=node, status=S.STARTING).exists():
+            return None
+        nxt = Server.objects.filter(node=node, status=S.QUEUED).order_by("created_at", "pk").first()
+        if nxt is not None:
+            nxt.node = node
+            _enqueue("servers.tasks.server_launch_task", nxt)
+        return nxt

@@ -1,0 +1,147 @@
+"""Admission before anything is spawned: the node's utilization budget and the memory a model needs.
+
+(a) The sum of `gpu_memory_utilization` of the node's live servers plus the new one must stay within
+    the node's budget (0.85 by default): vLLM preallocates that share of the GPU and keeps it.
+(b) The model's weights + KV cache for max_model_len must fit in the free memory the node last
+    reported, and in the share of the GPU the server is given. A profile that ran before is judged
+    by the memory it really took (parsed from its startup log), not only by the estimate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Sum
+
+from servers.models import Node, Server
+from sparkportal.exceptions import ValidationFailed
+
+
+@dataclass
+class Plan:
+    node: str
+    budget: float
+    used: float  # sum of gpu_memory_utilization of the node's live servers
+    new: float
+    total_gb: float | None = None
+    free_gb: float | None = None
+    need_gb: float | None = None
+    need_source: str = ""
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    code: str = ""
+
+    @property
+    def after(self) -> float:
+        return round(self.used + self.new, 4)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict:
+        return {"node": self.node, "budget": self.budget, "used": round(self.used, 4), "new": self.new,
+                "after": self.after, "total_gb": self.total_gb, "free_gb": self.free_gb, "need_gb": self.need_gb,
+                "need_source": self.need_source, "ok": self.ok, "errors": self.errors, "notes": self.notes}
+
+    def raise_if_refused(self) -> None:
+        if self.errors:
+            raise ValidationFailed(" ".join(self.errors), code=self.code or "refused", extra={"plan": self.as_dict()})
+
+
+def budget_used(node: Node, *, exclude_id: int | None = None) -> float:
+    qs = Server.objects.filter(node=node, status__in=[s for s in Server.LIVE if s != Server.Status.EXTERNAL])
+    if exclude_id:
+        qs = qs.exclude(pk=exclude_id)
+    return float(qs.aggregate(total=Sum("gpu_memory_utilization"))["total"] or 0.0)
+
+
+def memory_need_gb(profile) -> tuple[float | None, str]:
+    """(GB, where the number comes from): the last measured run of this profile, else the registry estimate."""
+    measured = (Server.objects.filter(profile=profile, measured_memory_gb__isnull=False)
+                .order_by("-ready_at").values_list("measured_memory_gb", flat=True).first())
+    if measured:
+        return float(measured), "measured at its last start"
+    estimate = registry_estimate_gb(profile)
+    if estimate:
+        return estimate, "estimated from the weights and the KV cache for max_model_len"
+    return None, ""
+
+
+def registry_estimate_gb(profile) -> float | None:
+    """The model registry's weights + KV estimate, when the registry can make one."""
+    try:
+        from models_registry import services as registry
+    except ImportError:
+        return None
+    estimate = getattr(registry, "profile_memory_estimate", None)
+    if estimate is None:
+        return None
+    try:
+        result = estimate(profile=profile)
+    except Exception:  # noqa: BLE001 - no config.json yet, hub unreachable: the plan just says "unknown"
+        return None
+    total = getattr(result, "total_gb", result)
+    return float(total) if isinstance(total, int | float) and total > 0 else None
+
+
+def node_memory(node: Node, cuda_visible_devices: str = "") -> tuple[float | None, float | None]:
+    """(total GB, free GB) of the GPUs the server will see, from the node's last heartbeat."""
+    gpus = list(node.gpu_facts or [])
+    if cuda_visible_devices:
+        wanted = {part.strip() for part in cuda_visible_devices.split(",")}
+        gpus = [g for g in gpus if str(g.get("index")) in wanted or g.get("uuid") in wanted] or gpus
+    if not gpus:
+        return None, None
+    total = free = 0.0
+    for gpu in gpus:
+        if gpu.get("unified_memory"):
+            # GB10: NVML has no memory figures; the heartbeat measured them with torch in the engine's Python,
+            # or else the host's RAM is the pool.
+            host = node.host_facts or {}
+            gpu_total = gpu.get("memory_total_gb") or host.get("ram_total_gb")
+            gpu_free = gpu.get("memory_free_gb")
+            if gpu_free is None and host.get("ram_total_gb") is not None:
+                gpu_free = host["ram_total_gb"] - host.get("ram_used_gb", 0)
+        else:
+            gpu_total = gpu.get("memory_total_gb")
+            used = gpu.get("memory_used_gb")
+            gpu_free = gpu_total - used if gpu_total is not None and used is not None else None
+        if gpu_total is None or gpu_free is None:
+            return None, None
+        total += gpu_total
+        free += gpu_free
+    return round(total, 2), round(free, 2)
+
+
+def plan_start(*, node: Node, profile, gpu_memory_utilization: float, cuda_visible_devices: str = "",
+               exclude_id: int | None = None) -> Plan:
+    plan = Plan(node=node.name, budget=node.memory_budget, used=budget_used(node, exclude_id=exclude_id),
+                new=gpu_memory_utilization)
+    if plan.after > plan.budget + 1e-9:
+        plan.code = "over_budget"
+        plan.errors.append(
+            f"Node {node.name} would use {plan.after:.2f} of its GPU memory budget {plan.budget:.2f} "
+            f"({plan.used:.2f} by running servers + {plan.new:.2f} for this one): lower gpu_memory_utilization "
+            "or stop a server.")
+    plan.total_gb, plan.free_gb = node_memory(node, cuda_visible_devices)
+    plan.need_gb, plan.need_source = memory_need_gb(profile)
+    if plan.need_gb is None:
+        plan.notes.append("No memory estimate for this model yet (download it so its config.json and weights are "
+                          "known); only the budget was checked.")
+    elif plan.free_gb is None:
+        plan.notes.append(f"The model needs about {plan.need_gb:.1f} GB ({plan.need_source}); node {node.name} "
+                          "reported no GPU memory figures, so free memory was not checked.")
+    else:
+        share = gpu_memory_utilization * plan.total_gb if plan.total_gb else None
+        if plan.need_gb > plan.free_gb:
+            plan.code = plan.code or "not_enough_memory"
+            plan.errors.append(
+                f"The model needs about {plan.need_gb:.1f} GB ({plan.need_source}) but node {node.name} has only "
+                f"{plan.free_gb:.1f} GB free of {plan.total_gb:.1f} GB: stop a server or pick a smaller model.")
+        elif share is not None and plan.need_gb > share:
+            plan.code = plan.code or "not_enough_memory"
+            plan.errors.append(
+                f"The model needs about {plan.need_gb:.1f} GB ({plan.need_source}) but gpu_memory_utilization "
+                f"{gpu_memory_utilization:.2f} gives it only {share:.1f} GB of {plan.total_gb:.1f} GB: raise "
+                "gpu_memory_utilization or lower max_model_len.")
+    return plan

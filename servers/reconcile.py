@@ -1,0 +1,149 @@
+"""Reconcile a node's rows with the processes really running on it (periodic, and at worker start).
+
+- a live row whose process is gone becomes `failed` (with the classified log tail), and whatever
+  still carries its marker is killed so the GPU memory comes back;
+- at worker start, a `starting` row whose process lives is watched again (never spawned twice);
+- processes that carry the marker of a stopped or failed server are leftovers and are killed;
+- a vLLM/TEI process that carries no portal marker is listed as an `external` row;
+- queued servers are launched when no start is in progress; failed servers with the on-failure
+  policy are queued again once their back-off has passed.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from servers import lifecycle, logs, processes, supervisor
+from servers.engines import failures, vllm_cli
+from servers.models import Node, Server
+from sparkportal.exceptions import InvalidTransition
+
+log = logging.getLogger(__name__)
+S = Server.Status
+
+
+def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
+    report = {"failed": [], "resumed": [], "external": [], "gone": [], "leftovers": 0, "restarted": []}
+    instance = supervisor.instance_id()
+    for server in Server.objects.filter(node=node, status__in=(S.STARTING, S.READY)).select_related("node"):
+        if processes.alive(server.pid, server.pid_started_at):
+            if at_worker_start and server.status == S.STARTING:
+                _send("servers.tasks.server_launch_task", server)
+                report["resumed"].append(server.pk)
+            continue
+        if server.status == S.STARTING and server.pid is None:
+            continue  # being spawned right now
+        tail = logs.tail(logs.log_path(server.pk))
+        failure = failures.classify("\n".join(tail))
+        reason = f"The engine process (pid {server.pid}) is gone. {failure.message}"
+        supervisor._fail(server.pk, code=failure.code, reason=reason, tail=tail)
+        report["failed"].append(server.pk)
+    if at_worker_start:
+        for server in Server.objects.filter(node=node, status=S.STOPPING).select_related("node"):
+            _send("servers.tasks.server_stop_task", server)  # the worker that was stopping it is gone
+    report["leftovers"] = _kill_leftovers(node, instance)
+    report["external"], report["gone"] = _externals(node, instance)
+    report["restarted"] = _restarts(node)
+    lifecycle.kick_queue(node)
+    return report
+
+
+def _kill_leftovers(node: Node, instance: str) -> int:
+    """Marked processes of servers that are not running any more, started before the server stopped."""
+    killed = 0
+    for server_id, pids in processes.marked_by_server(instance=instance).items():
+        server = Server.objects.filter(pk=server_id, node=node).first()
+        if server is None or server.status not in (S.STOPPED, S.FAILED) or server.stopped_at is None:
+            continue
+        stopped = server.stopped_at.timestamp()
+        stale = [pid for pid in pids if (processes.started_at(pid) or stopped) <= stopped + 1]
+        killed += processes.kill_pids(stale)
+    return killed
+
+
+def parse_engine_argv(argv: list[str]) -> tuple[str, str, int]:
+    """(engine, served name, port) from a vLLM or TEI command line found on the host."""
+    if any(part.endswith("text-embeddings-router") for part in argv[:3]):
+        values = _flag_values(argv, {"--model-id": "model", "--served-model-name": "name", "--port": "port",
+                                     "-p": "port"})
+        return "tei", values.get("name") or values.get("model", "unknown"), int(values.get("port") or 3000)
+    tail = argv[argv.index("serve") + 1:] if "serve" in argv else argv[1:]
+    try:
+        args, _extra = vllm_cli.build_parser(raise_errors=True).parse_known_args(vllm_cli.normalize(tail))
+        model = args.model_tag or args.model or "Qwen/Qwen3-0.6B"
+        name = (args.served_model_name or [model])[0]
+        return "vllm", name, int(args.port or 8000)
+    except (vllm_cli.FlagError, ValueError):
+        return "vllm", "unknown", 8000
+
+
+def _flag_values(argv: list[str], wanted: dict[str, str]) -> dict[str, str]:
+    values = {}
+    for index, part in enumerate(argv):
+        key, sep, value = part.partition("=")
+        if key in wanted:
+            values[wanted[key]] = value if sep else (argv[index + 1] if index + 1 < len(argv) else "")
+    return values
+
+
+def _externals(node: Node, instance: str) -> tuple[list[int], list[int]]:
+    created, gone = [], []
+    known = {(s.pid, round(s.pid_started_at or 0)): s for s in Server.objects.filter(node=node, status=S.EXTERNAL)}
+    seen = set()
+    for proc in processes.engine_processes():
+        if processes.MARKER in proc.env or processes.INSTANCE in proc.env:
+            continue  # started by a portal (this one or another on the same host)
+        key = (proc.pid, round(proc.started_at))
+        seen.add(key)
+        if key in known:
+            continue
+        engine, name, port = parse_engine_argv(proc.argv)
+        try:
+            with transaction.atomic():
+                server = Server.objects.create(node=node, served_model_name=name, port=port, status=S.EXTERNAL,
+                                               engine=engine, pid=proc.pid, pid_started_at=proc.started_at,
+                                               argv=proc.argv, started_at=timezone.now(),
+                                               status_reason=f"found running as pid {proc.pid}: {proc.title[:500]}")
+        except IntegrityError:
+            log.info("engine pid %s on port %s clashes with a live server row; not listed", proc.pid, port)
+            continue
+        lifecycle.events.send_server_status(lifecycle._payload(server))
+        created.append(server.pk)
+    for key, server in known.items():
+        if key not in seen and not processes.alive(server.pid, server.pid_started_at):
+            try:
+                lifecycle.transition(server.pk, to=S.STOPPED, allowed_from=(S.EXTERNAL,), reason="process exited",
+                                     stopped_at=timezone.now(), pid=None)
+                gone.append(server.pk)
+            except InvalidTransition:
+                pass
+    return created, gone
+
+
+def _restarts(node: Node) -> list[int]:
+    due = Server.objects.filter(node=node, status=S.FAILED, restart_policy="on-failure",
+                                next_restart_at__lte=timezone.now())
+    restarted = []
+    for server in due.select_related("node"):
+        if server.restart_attempts >= server.max_restarts:
+            continue
+        try:
+            lifecycle.transition(server.pk, to=S.QUEUED, allowed_from=(S.FAILED,),
+                                 reason=f"restart {server.restart_attempts + 1} of {server.max_restarts} "
+                                        "(restart policy: on failure)",
+                                 restart_attempts=server.restart_attempts + 1, next_restart_at=None)
+        except InvalidTransition:
+            continue
+        except IntegrityError:  # its port was taken by another live server meanwhile
+            Server.objects.filter(pk=server.pk).update(next_restart_at=None)
+            continue
+        restarted.append(server.pk)
+    return restarted
+
+
+def _send(task_name: str, server: Server) -> None:
+    from sparkportal.celery import app
+
+    app.send_task(task_name, args=[server.pk], queue=server.node.queue)

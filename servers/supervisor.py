@@ -1,0 +1,252 @@
+"""Host-side supervision, run by the node's worker: launch and watch, stop, reconcile.
+
+Every function here takes ids, claims its row with a conditional transition and returns quietly
+when another worker got there first, so a task delivered twice does no harm.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import signal
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from servers import clients, lifecycle, logs, processes
+from servers.engines import failures, launch
+from servers.models import Node, Server
+from sparkportal.exceptions import InvalidTransition
+
+log = logging.getLogger(__name__)
+S = Server.Status
+_version_cache: dict[tuple[str, str], tuple[float, str]] = {}
+
+
+def instance_id() -> str:
+    """Which portal a marked process belongs to: one database is one portal."""
+    if settings.PORTAL_INSTANCE_ID:
+        return settings.PORTAL_INSTANCE_ID
+    db = connection.settings_dict
+    ident = f"{db.get('ENGINE')}|{db.get('HOST')}|{db.get('PORT')}|{db.get('NAME')}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def engine_version(node: Node, engine: str = "vllm") -> str:
+    """The engine's version via importlib.metadata in the engine's own Python (`vllm --version` needs a GPU)."""
+    executable = node.vllm_executable if engine == "vllm" else node.tei_executable
+    key = (executable, engine)
+    cached = _version_cache.get(key)
+    if cached and time.monotonic() - cached[0] < 300:
+        return cached[1]
+    version = ""
+    if engine == "tei":
+        code, out, _err = processes.run_capture([executable, "--version"], timeout=10)
+        version = out.split()[-1] if code == 0 and out.split() else ""
+    else:
+        python = processes.interpreter_of(executable)
+        if python:
+            env = launch.engine_env(base=dict(os.environ), node=node, profile=None, server_id=0,
+                                    instance="version-probe", cuda_visible_devices="", hf_home="", engine=engine)
+            env.pop(processes.MARKER, None)
+            code, out, _err = processes.run_capture(
+                [python, "-c", "import importlib.metadata as m; print(m.version('vllm'))"], timeout=20, env=env)
+            version = out.strip() if code == 0 else ""
+    _version_cache[key] = (time.monotonic(), version)
+    return version
+
+
+def engine_facts(node: Node) -> dict:
+    """What the start page shows per node: is each engine there, and which version."""
+    facts = {}
+    for engine, executable in (("vllm", node.vllm_executable), ("tei", node.tei_executable)):
+        found = processes.executable_found(executable)
+        facts[engine] = {"executable": executable, "found": found,
+                         "version": engine_version(node, engine) if found and engine == "vllm" else ""}
+    return facts
+
+
+# --- launch and watch -------------------------------------------------------------------------------------------
+
+def server_launch(server_id: int) -> str:
+    """Claim a queued server (one start at a time per node), spawn it, and watch it until ready or failed."""
+    server = Server.objects.select_related("node", "profile").get(pk=server_id)
+    if server.status == S.STARTING and processes.alive(server.pid, server.pid_started_at):
+        return _watch(server_id)  # a redelivered task or a restarted worker: keep watching, never respawn
+    with transaction.atomic():
+        Node.objects.select_for_update().get(pk=server.node_id)
+        if Server.objects.filter(node_id=server.node_id, status=S.STARTING).exclude(pk=server_id).exists():
+            return "waiting"  # the start in progress kicks the queue when it is done
+        try:
+            server = lifecycle.transition(server_id, to=S.STARTING, allowed_from=(S.QUEUED,), reason="launching",
+                                          started_at=timezone.now(), failure_code="", stopped_at=None)
+        except InvalidTransition:
+            return "not queued"
+    if server.node.name == settings.NODE_NAME and processes.port_taken(server.host, server.port):
+        _fail(server_id, code="port_in_use", reason=f"Port {server.port} is in use on this host by a process the "
+              "portal did not start: stop it or start the server on another port.")
+        return "failed"
+    try:
+        spawned = _spawn(server)
+    except Exception as exc:  # noqa: BLE001 - any launch error is this server's failure, in plain words
+        _fail(server_id, code="launch_error", reason=f"The engine could not be launched: {exc}")
+        return "failed"
+    Server.objects.filter(pk=server_id).update(pid=spawned.pid, pid_started_at=spawned.started_at)
+    return _watch(server_id)
+
+
+def _spawn(server: Server) -> processes.Spawned:
+    node = server.node
+    argv = lifecycle.launch_argv(server=server, profile=server.profile, node=node) if server.profile else server.argv
+    env = launch.engine_env(base=dict(os.environ), node=node, profile=server.profile, server_id=server.pk,
+                            instance=instance_id(), cuda_visible_devices=server.cuda_visible_devices,
+                            hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine=server.engine)
+    version = engine_version(node, server.engine) if server.engine == "vllm" else ""
+    path = logs.log_path(server.pk)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as fh:
+        fh.write(f"--- spark portal: starting server #{server.pk} at {timezone.now().isoformat()}: "
+                 f"{' '.join(argv)}\n".encode())
+    spawned = processes.spawn_detached(argv, env=env, log_path=path, cwd=str(settings.VAR_DIR))
+    Server.objects.filter(pk=server.pk).update(argv=argv, engine_version=version)
+    return spawned
+
+
+def _watch(server_id: int) -> str:
+    """Poll /health until ready; fail on exit or timeout. Returns the outcome."""
+    server = Server.objects.select_related("node").get(pk=server_id)
+    started = server.started_at or timezone.now()
+    deadline = started + timedelta(seconds=settings.PORTAL_SERVER_START_TIMEOUT_S)
+    while True:
+        server = Server.objects.select_related("node").get(pk=server_id)
+        if server.status != S.STARTING:
+            return server.status  # stopped meanwhile: the stop task owns the processes now
+        if not processes.alive(server.pid, server.pid_started_at):
+            time.sleep(0.2)  # let the last lines reach the file
+            tail = logs.tail(logs.log_path(server_id))
+            failure = failures.classify("\n".join(tail))
+            _fail(server_id, code=failure.code, reason=failure.message, tail=tail)
+            return "failed"
+        if clients.health_ok(server.base_url, timeout=2):
+            names = clients.served_names(server.base_url)
+            if server.served_model_name in names or server.engine == "tei":
+                _ready(server)
+                return "ready"
+        if timezone.now() > deadline:
+            stop_processes(server)
+            _fail(server_id, code="health_timeout", reason=f"The engine did not answer /health within "
+                  f"{settings.PORTAL_SERVER_START_TIMEOUT_S} s; it was stopped.")
+            return "failed"
+        time.sleep(settings.PORTAL_HEALTH_POLL_S)
+
+
+_MEM = [re.compile(r"Model loading took ([\d.]+) GiB memory"), re.compile(r"Available KV cache memory: ([\d.]+) GiB"),
+        re.compile(r"Graph capturing finished in .* took ([\d.]+) GiB")]
+
+
+def measured_memory_gb(lines: list[str]) -> float | None:
+    """Weights + KV cache + CUDA graphs, from vLLM's own startup lines (GiB -> GB)."""
+    total, seen = 0.0, False
+    for pattern in _MEM:
+        for line in reversed(lines):
+            match = pattern.search(line)
+            if match:
+                total += float(match.group(1))
+                seen = True
+                break
+    return round(total * 1.073741824, 2) if seen else None
+
+
+def _ready(server: Server) -> None:
+    memory = measured_memory_gb(logs.tail(logs.log_path(server.pk), 2000))
+    try:
+        lifecycle.transition(server.pk, to=S.READY, allowed_from=(S.STARTING,), reason="answering /health",
+                             ready_at=timezone.now(), measured_memory_gb=memory, restart_attempts=0)
+    except InvalidTransition:
+        return
+    lifecycle.kick_queue(server.node)
+
+
+def _fail(server_id: int, *, code: str, reason: str, tail: list[str] | None = None) -> None:
+    server = Server.objects.select_related("node").get(pk=server_id)
+    tail = tail if tail is not None else logs.tail(logs.log_path(server_id))
+    restart_at = None
+    if server.restart_policy == "on-failure" and server.restart_attempts < server.max_restarts:
+        restart_at = timezone.now() + timedelta(
+            seconds=settings.PORTAL_RESTART_BACKOFF_S * 2 ** server.restart_attempts)
+    try:
+        lifecycle.transition(server_id, to=S.FAILED, reason=reason, failure_code=code,
+                             last_log_lines="\n".join(tail[-logs.TAIL_LINES:]), stopped_at=timezone.now(),
+                             next_restart_at=restart_at)
+    except InvalidTransition:
+        return
+    sweep(server)  # an orphaned EngineCore would keep the GPU memory
+    lifecycle.kick_queue(server.node)
+
+
+# --- stop -------------------------------------------------------------------------------------------------------
+
+def stop_processes(server: Server) -> str:
+    """SIGTERM the group, wait the node's stop timeout, SIGKILL it, then sweep the marker. Returns what happened."""
+    steps = []
+    pid, timeout = server.pid, server.node.stop_timeout_s
+    if pid and processes.alive(pid, server.pid_started_at):
+        pgid = processes.pgid_of(pid)
+        own_group = pgid == pid
+        extra = [] if own_group else processes.descendants(pid)
+        began = time.monotonic()
+        if own_group:
+            processes.signal_group(pid, signal.SIGTERM)
+            gone = processes.wait_group_gone(pid, timeout)
+        else:  # an adopted process that shares its group with others: signal it and its own tree only
+            for target in [pid, *extra]:
+                processes.signal_pid(target, signal.SIGTERM)
+            gone = _wait_pids_gone([pid, *extra], timeout)
+        if gone:
+            steps.append(f"SIGTERM: exited in {time.monotonic() - began:.1f} s")
+        else:
+            if own_group:
+                processes.signal_group(pid, signal.SIGKILL)
+                processes.wait_group_gone(pid, 5)
+            else:
+                for target in [pid, *extra]:
+                    processes.signal_pid(target, signal.SIGKILL)
+            steps.append(f"no exit within {timeout} s after SIGTERM: SIGKILL")
+    else:
+        steps.append("process already gone")
+    swept = sweep(server)
+    if swept:
+        steps.append(f"killed {swept} leftover process(es) carrying the server's marker")
+    return "; ".join(steps)
+
+
+def _wait_pids_gone(pids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(processes.alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return not any(processes.alive(p) for p in pids)
+
+
+def sweep(server: Server) -> int:
+    """Kill what still carries this server's marker (EngineCore children that outlived their parent)."""
+    return processes.kill_pids(processes.marked(instance=instance_id(), server_id=server.pk))
+
+
+def server_stop(server_id: int) -> str:
+    server = Server.objects.select_related("node").get(pk=server_id)
+    if server.status != S.STOPPING:
+        return "not stopping"
+    summary = stop_processes(server)
+    try:
+        lifecycle.transition(server_id, to=S.STOPPED, allowed_from=(S.STOPPING,), reason=summary, pid=None,
+                             stopped_at=timezone.now(), next_restart_at=None)
+    except InvalidTransition:
+        return "already handled"
+    lifecycle.kick_queue(server.node)
+    return summary

@@ -1,0 +1,63 @@
+"""server_stop: SIGTERM to the group, SIGKILL after the node's timeout, then the marker sweep."""
+import os
+import signal
+import time
+
+import psutil
+
+from servers import reconcile, services
+from tests.servers.conftest import engine_pids, wait_status
+
+
+def _engine_core(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if "VLLM::EngineCore" in " ".join(psutil.Process(pid).cmdline())]
+
+
+def test_a_parent_that_ignores_sigterm_is_killed_after_the_timeout(celery_worker, node, make_profile,
+                                                                    operator_user):
+    node.stop_timeout_s = 1
+    node.save()
+    profile = make_profile(extra_env={"FAKE_VLLM_IGNORE_SIGTERM": "1", "FAKE_VLLM_STARTUP_DELAY_S": "0.1"})
+    server = wait_status(services.server_start(user=operator_user, profile=profile, node=node), "ready")
+    services.server_stop(user=operator_user, server=server)
+    server = wait_status(server, "stopped")
+    assert server.status_reason.startswith("no exit within 1 s after SIGTERM: SIGKILL")
+    assert engine_pids(server) == []
+
+
+def test_an_orphaned_engine_core_is_found_by_its_marker(celery_worker, node, make_profile, operator_user):
+    profile = make_profile(extra_env={"FAKE_VLLM_ORPHAN_ENGINE": "1", "FAKE_VLLM_STARTUP_DELAY_S": "0.1"})
+    server = wait_status(services.server_start(user=operator_user, profile=profile, node=node), "ready")
+    engine = _engine_core(engine_pids(server))
+    assert len(engine) == 1 and os.getpgid(engine[0]) != server.pid  # it left the server's process group
+
+    os.kill(server.pid, signal.SIGKILL)  # the API server dies; its EngineCore keeps the (GPU) memory
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(server.pid) and psutil.Process(server.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert engine_pids(server) == engine
+
+    report = reconcile.node_reconcile(node=node)
+    server.refresh_from_db()
+    assert report["failed"] == [server.pk] and server.status == "failed"
+    assert server.status_reason.startswith(f"The engine process (pid {server.pid}) is gone.")
+    assert engine_pids(server) == []
+
+
+def test_stopping_one_server_leaves_the_other_engine_alive(celery_worker, node, make_profile, operator_user):
+    first = services.server_start(user=operator_user, profile=make_profile("coder"), node=node)
+    second = services.server_start(user=operator_user, profile=make_profile("reranker", gpu_memory_utilization=0.15),
+                                   node=node)
+    first, second = wait_status(first, "ready"), wait_status(second, "ready")
+    # Starts on one node are serialized: the second began only once the first was ready.
+    assert second.started_at >= first.ready_at
+    second_pids = engine_pids(second)
+    assert len(_engine_core(second_pids)) == 1
+
+    services.server_stop(user=operator_user, server=first)
+    wait_status(first, "stopped")
+    assert engine_pids(first) == []
+    assert engine_pids(second) == second_pids
+    services.server_stop(user=operator_user, server=second)
+    wait_status(second, "stopped")
