@@ -81,11 +81,14 @@ def check_port(*, node: Node, port: int, exclude_id: int | None = None) -> None:
 
 
 def launch_argv(*, server: Server, profile, node: Node) -> list[str]:
-    if server.engine == Server.Engine.TEI:
-        return launch.tei_argv(executable=node.tei_executable, profile=profile, port=server.port,
-                               host=settings.PORTAL_ENGINE_HOST)
-    return launch.vllm_argv(executable=node.vllm_executable, profile=profile, port=server.port,
-                            host=settings.PORTAL_ENGINE_HOST, gpu_memory_utilization=server.gpu_memory_utilization)
+    """The profile's argv (models_registry builds it) on this server's port and utilization share."""
+    from models_registry import services as registry
+
+    launch.check_flags(server.engine, profile.extra_flags)  # refuses with a message that names the flag
+    argv = registry.profile_argv(profile=profile, node=node, port=server.port, host=settings.PORTAL_ENGINE_HOST)
+    if "--gpu-memory-utilization" in argv:
+        argv[argv.index("--gpu-memory-utilization") + 1] = f"{server.gpu_memory_utilization:g}"
+    return argv
 
 
 def server_plan(*, node: Node, profile, gpu_memory_utilization: float | None = None,

@@ -55,33 +55,27 @@ def budget_used(node: Node, *, exclude_id: int | None = None) -> float:
     return float(qs.aggregate(total=Sum("gpu_memory_utilization"))["total"] or 0.0)
 
 
-def memory_need_gb(profile) -> tuple[float | None, str]:
+def memory_need_gb(profile, node: Node | None = None) -> tuple[float | None, str]:
     """(GB, where the number comes from): the last measured run of this profile, else the registry estimate."""
     measured = (Server.objects.filter(profile=profile, measured_memory_gb__isnull=False)
                 .order_by("-ready_at").values_list("measured_memory_gb", flat=True).first())
     if measured:
         return float(measured), "measured at its last start"
-    estimate = registry_estimate_gb(profile)
+    estimate = registry_estimate_gb(profile, node)
     if estimate:
         return estimate, "estimated from the weights and the KV cache for max_model_len"
     return None, ""
 
 
-def registry_estimate_gb(profile) -> float | None:
-    """The model registry's weights + KV estimate, when the registry can make one."""
+def registry_estimate_gb(profile, node: Node | None = None) -> float | None:
+    """The model registry's weights + KV cache (for max_model_len) estimate, in GB, when it can make one."""
+    from models_registry import services as registry
+
     try:
-        from models_registry import services as registry
-    except ImportError:
+        estimate = registry.memory_estimate(profile=profile, node=node)
+    except Exception:  # noqa: BLE001 - an unreadable config.json must not block the page: the plan says "unknown"
         return None
-    estimate = getattr(registry, "profile_memory_estimate", None)
-    if estimate is None:
-        return None
-    try:
-        result = estimate(profile=profile)
-    except Exception:  # noqa: BLE001 - no config.json yet, hub unreachable: the plan just says "unknown"
-        return None
-    total = getattr(result, "total_gb", result)
-    return float(total) if isinstance(total, int | float) and total > 0 else None
+    return round(estimate.total_bytes / 1e9, 2) if estimate.total_bytes else None
 
 
 def node_memory(node: Node, cuda_visible_devices: str = "") -> tuple[float | None, float | None]:
@@ -124,7 +118,7 @@ def plan_start(*, node: Node, profile, gpu_memory_utilization: float, cuda_visib
             f"({plan.used:.2f} by running servers + {plan.new:.2f} for this one): lower gpu_memory_utilization "
             "or stop a server.")
     plan.total_gb, plan.free_gb = node_memory(node, cuda_visible_devices)
-    plan.need_gb, plan.need_source = memory_need_gb(profile)
+    plan.need_gb, plan.need_source = memory_need_gb(profile, node)
     if plan.need_gb is None:
         plan.notes.append("No memory estimate for this model yet (download it so its config.json and weights are "
                           "known); only the budget was checked.")

@@ -87,48 +87,8 @@ def check_tei_flags(text: str) -> list[str]:
     return tokens
 
 
-def model_source(profile) -> str:
-    """What vLLM/TEI load: the local folder, or the hub repo id (served from HF_HOME's cache)."""
-    if getattr(profile, "source", "hub") == "local" and profile.local_path:
-        return profile.local_path
-    return profile.repo_id or profile.name
-
-
-def vllm_argv(*, executable: str, profile, port: int, host: str, gpu_memory_utilization: float) -> list[str]:
-    argv = [executable, "serve", model_source(profile), "--served-model-name", profile.model_name,
-            "--host", host, "--port", str(port),
-            # Always explicit: vLLM's default (0.92) would break every co-residency plan.
-            "--gpu-memory-utilization", f"{gpu_memory_utilization:g}"]
-    if profile.revision and profile.revision != "main" and getattr(profile, "source", "hub") == "hub":
-        argv += ["--revision", profile.revision]
-    if profile.dtype:
-        argv += ["--dtype", profile.dtype]
-    if profile.max_model_len:
-        argv += ["--max-model-len", str(profile.max_model_len)]
-    if profile.tensor_parallel_size and profile.tensor_parallel_size > 1:
-        argv += ["--tensor-parallel-size", str(profile.tensor_parallel_size)]
-    if profile.pipeline_parallel_size and profile.pipeline_parallel_size > 1:
-        argv += ["--pipeline-parallel-size", str(profile.pipeline_parallel_size)]
-    if profile.quantization:
-        argv += ["--quantization", profile.quantization]
-    if profile.kv_cache_dtype and profile.kv_cache_dtype != "auto":
-        argv += ["--kv-cache-dtype", profile.kv_cache_dtype]
-    argv.append("--enable-prefix-caching" if profile.enable_prefix_caching else "--disable-prefix-caching")
-    if profile.max_num_seqs:
-        argv += ["--max-num-seqs", str(profile.max_num_seqs)]
-    if profile.task == "embed":
-        argv += ["--runner", "pooling", "--convert", "embed"]
-    return argv + check_vllm_flags(profile.extra_flags)
-
-
-def tei_argv(*, executable: str, profile, port: int, host: str) -> list[str]:
-    argv = [executable, "--model-id", model_source(profile), "--served-model-name", profile.model_name,
-            "--hostname", host, "--port", str(port)]
-    if profile.revision and profile.revision != "main" and getattr(profile, "source", "hub") == "hub":
-        argv += ["--revision", profile.revision]
-    if profile.dtype in ("float16", "float32"):
-        argv += ["--dtype", profile.dtype]
-    return argv + check_tei_flags(profile.extra_flags)
+def check_flags(engine: str, text: str) -> list[str]:
+    return check_tei_flags(text) if engine == "tei" else check_vllm_flags(text)
 
 
 def engine_env(*, base: dict, node, profile, server_id: int, instance: str, cuda_visible_devices: str,
@@ -145,6 +105,8 @@ def engine_env(*, base: dict, node, profile, server_id: int, instance: str, cuda
     if cuda_visible_devices:
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
     env["HF_HOME"] = hf_home
+    # Weights are downloaded beforehand by the model registry (with progress); the engine only reads the cache.
+    env.setdefault("HF_HUB_OFFLINE", "1")
     if engine == "tei":
         for name in TEI_ENV_SCRUB:
             env.pop(name, None)
