@@ -1,3 +1,170 @@
-from ninja import Router
+"""REST API of the classifier (mounted at /api/classifier/)."""
+from celery.result import AsyncResult
+from django.conf import settings
+from ninja import Router, Status
+from ninja.pagination import paginate
+
+from accounts.services import client_ip
+from classifier import embedders, evaluation, selectors, services, tasks
+from classifier import lint as lint_mod
+from classifier.models import ClassificationJob, ClassificationResult, TaxonomyNode, TaxonomyVersion
+from classifier.schemas import (
+    CalibrateIn,
+    CorrectionIn,
+    ErrorOut,
+    EvaluateIn,
+    FindingOut,
+    JobIn,
+    JobOut,
+    NodeOut,
+    NodePatch,
+    ResultOut,
+    TaskOut,
+    TaxonomyIn,
+    VersionOut,
+)
+from sparkportal.celery import app as celery_app
+from sparkportal.exceptions import ValidationFailed
 
 router = Router()
+ERRORS = {400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
+
+
+def version_out(v: TaxonomyVersion) -> dict:
+    return {"id": v.pk, "taxonomy": v.taxonomy.name, "number": v.number, "note": v.note, "nodes": v.nodes.count(),
+            "margins": v.margins, "created_at": v.created_at}
+
+
+def node_out(n: TaxonomyNode) -> dict:
+    return {"id": n.pk, "code": n.code, "name": n.name, "description": n.description, "keywords": n.keywords,
+            "depth": n.depth, "label_path": n.label_path, "parent_code": n.parent.code if n.parent_id else None}
+
+
+def job_out(j: ClassificationJob) -> dict:
+    return {**{f: getattr(j, f) for f in JobOut.model_fields if hasattr(j, f) and f not in ("owner", "taxonomy",
+                                                                                             "version")},
+            "owner": j.owner.get_username(), "taxonomy": j.version.taxonomy.name, "version": j.version.number,
+            "rerank_share": j.rerank_share}
+
+
+def result_out(r: ClassificationResult) -> dict:
+    return {**{f: getattr(r, f) for f in ResultOut.model_fields if f != "corrected_by"},
+            "corrected_by": r.corrected_by.get_username() if r.corrected_by_id else None}
+
+
+@router.post("/taxonomies/", response={201: VersionOut, **ERRORS})
+def taxonomy_import(request, body: TaxonomyIn):
+    version = services.taxonomy_import(actor=request.user, name=body.name, yaml_text=body.yaml,
+                                       ip=client_ip(request))
+    return Status(201, version_out(version))
+
+
+@router.get("/taxonomies/", response=list[VersionOut])
+def taxonomy_list(request):
+    return [version_out(selectors.version_get(taxonomy=t)) for t in selectors.taxonomy_list(user=request.user)]
+
+
+@router.get("/taxonomies/{name}/nodes/", response={200: list[NodeOut], **ERRORS})
+def taxonomy_nodes(request, name: str, version: int | None = None):
+    v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=name), number=version)
+    return [node_out(n) for n in v.nodes.select_related("parent").order_by("position")]
+
+
+@router.get("/taxonomies/{name}/lint/", response={200: list[FindingOut], **ERRORS})
+def taxonomy_lint(request, name: str, version: int | None = None, embedder: str | None = None,
+                  similarity: float = lint_mod.DEFAULT_SIMILARITY):
+    v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=name), number=version)
+    return [f.as_dict() for f in lint_mod.lint(v, embedder_key=embedder, similarity=similarity)]
+
+
+@router.patch("/nodes/{node_id}/", response={200: NodeOut, **ERRORS})
+def node_update(request, node_id: int, body: NodePatch):
+    node = selectors.node_get(node_id=node_id)
+    new = services.taxonomy_node_update(actor=request.user, node=node, name=body.name, description=body.description,
+                                        keywords=body.keywords, ip=client_ip(request))
+    return node_out(new)
+
+
+@router.post("/jobs/", response={201: JobOut, **ERRORS})
+def job_create(request, body: JobIn):
+    version = selectors.version_get(taxonomy=selectors.taxonomy_get(name=body.taxonomy), number=body.version)
+    job = services.job_create(owner=request.user, version=version, source_path=body.path, depth=body.depth,
+                              embedder=body.embedder, margin=body.margin, rerank_model=body.rerank_model,
+                              include=body.include, exclude=body.exclude, max_bytes=body.max_bytes,
+                              shared=body.shared, ip=client_ip(request))
+    return Status(201, job_out(job))
+
+
+@router.get("/jobs/", response=list[JobOut])
+@paginate
+def job_list(request):
+    return [job_out(j) for j in selectors.job_list_visible(user=request.user)]
+
+
+@router.get("/jobs/{job_id}/", response={200: JobOut, **ERRORS})
+def job_detail(request, job_id: int):
+    return job_out(selectors.job_get_visible(user=request.user, job_id=job_id))
+
+
+@router.post("/jobs/{job_id}/cancel/", response={200: JobOut, **ERRORS})
+def job_cancel(request, job_id: int):
+    job = selectors.job_get_own(user=request.user, job_id=job_id)
+    return job_out(services.job_cancel(actor=request.user, job=job, ip=client_ip(request)))
+
+
+@router.post("/jobs/{job_id}/resume/", response={200: JobOut, **ERRORS})
+def job_resume(request, job_id: int):
+    job = selectors.job_get_own(user=request.user, job_id=job_id)
+    return job_out(services.job_resume(actor=request.user, job=job, ip=client_ip(request)))
+
+
+@router.get("/jobs/{job_id}/results/", response={200: list[ResultOut], **ERRORS})
+@paginate
+def job_results(request, job_id: int, code: str = "", method: str = "", reason: str = "",
+                min_confidence: float | None = None, max_confidence: float | None = None):
+    job = selectors.job_get_visible(user=request.user, job_id=job_id)
+    qs = selectors.result_list(job=job, code=code, method=method, reason=reason, min_confidence=min_confidence,
+                               max_confidence=max_confidence).select_related("corrected_by")
+    return qs
+
+
+@router.post("/results/{result_id}/correct/", response={200: ResultOut, **ERRORS})
+def result_correct(request, result_id: int, body: CorrectionIn):
+    result = selectors.result_get_own(user=request.user, result_id=result_id)
+    return result_out(services.result_correct(actor=request.user, result=result, code=body.code,
+                                              ip=client_ip(request)))
+
+
+@router.post("/taxonomies/{name}/calibrate/", response={202: TaskOut, **ERRORS})
+def margin_calibrate(request, name: str, body: CalibrateIn, version: int | None = None):
+    """Runs on a worker (models never load in the web process); poll /tasks/{task_id}/."""
+    v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=name), number=version)
+    rows = evaluation.parse_labeled_csv(body.labeled_csv)
+    embedder = body.embedder or settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
+    embedders.get_spec(embedder)
+    if not 0 < body.target <= 1:
+        raise ValidationFailed("target precision is a fraction between 0 and 1, e.g. 0.95.")
+    task = tasks.margin_calibrate_task.apply_async(kwargs={
+        "version_id": v.pk, "rows": rows, "embedder_key": embedder, "depth": body.depth, "target": body.target,
+        "actor_id": request.user.pk}, queue="default")
+    return Status(202, {"task_id": task.id, "state": "PENDING"})
+
+
+@router.post("/evaluate/", response={202: TaskOut, **ERRORS})
+def evaluate(request, body: EvaluateIn):
+    v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=body.taxonomy), number=body.version)
+    rows = evaluation.parse_labeled_csv(body.labeled_csv)
+    for s in body.settings:
+        embedders.get_spec(s.embedder_key)
+    task = tasks.evaluation_run_task.apply_async(kwargs={
+        "version_id": v.pk, "rows": rows, "settings_list": [s.model_dump() for s in body.settings],
+        "user": request.user.get_username()}, queue="default")
+    return Status(202, {"task_id": task.id, "state": "PENDING"})
+
+
+@router.get("/tasks/{task_id}/", response=TaskOut)
+def task_state(request, task_id: str):
+    result = AsyncResult(task_id, app=celery_app)
+    if result.failed():
+        return {"task_id": task_id, "state": result.state, "error": str(result.result)}
+    return {"task_id": task_id, "state": result.state, "result": result.result if result.successful() else None}

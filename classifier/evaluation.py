@@ -1,0 +1,105 @@
+"""Evaluation on a labeled sample, and calibration of the rerank margin per embedder and taxonomy.
+
+Why calibrate: the field notes' fixed margin of 0.15 does not carry over between embedders; with small
+embedders the top-1/top-2 gap is almost never that wide, so every file would go to the LLM. The margin
+kept is the smallest at which the files accepted without rerank are still at least `target` precise.
+"""
+import csv
+import io
+from collections import Counter
+from pathlib import Path
+
+from django.conf import settings
+
+from classifier import embedders, extract, index, rerank, scan
+from classifier.models import TaxonomyVersion
+from sparkportal.exceptions import ValidationFailed
+
+
+def parse_labeled_csv(text: str) -> list[tuple[str, str]]:
+    """Rows of (path or text, expected code); a header row is optional."""
+    rows = []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise ValidationFailed(f"labeled CSV line {n}: expected two columns (path or text, expected code).")
+        source, code = row[0].strip(), row[1].strip()
+        if n == 1 and code.lower() in ("code", "expected", "expected_code", "label"):
+            continue
+        rows.append((source, code))
+    if not rows:
+        raise ValidationFailed("The labeled CSV has no rows.")
+    return rows
+
+
+def _text_of(source: str) -> str:
+    path = Path(source)
+    if path.is_absolute() and path.is_file():
+        if not scan.inside_roots(path):
+            raise ValidationFailed(f"{source} is outside the archive roots.", code="path_outside_roots")
+        stat = path.stat()
+        return extract.extract(path, size=stat.st_size, mtime=stat.st_mtime)[0]
+    return source
+
+
+def score(*, version: TaxonomyVersion, embedder_key: str, depth: int, rows: list[tuple[str, str]]) -> list[dict]:
+    codes = set(version.nodes.values_list("code", flat=True))
+    for _source, code in rows:
+        if code not in codes:
+            raise ValidationFailed(f"Expected code {code!r} is not in {version}.", code="unknown_code")
+    texts = [_text_of(source) for source, _ in rows]
+    label_index = index.LabelIndex(version, embedder_key, depth)
+    hits = label_index.search(embedders.load(embedder_key).embed(texts, kind="query"))
+    scored = []
+    for (source, code), text, found in zip(rows, texts, hits, strict=True):
+        expected = ".".join(code.split(".")[:depth])
+        scored.append({"source": source, "text": text, "expected": expected, "hits": found,
+                       "top": [n.code for n, _ in found], "margin": found[0][1] - found[1][1] if len(found) > 1 else 1})
+    return scored
+
+
+def calibrate(scored: list[dict], *, target: float = 0.95) -> dict:
+    """The precision / rerank-share trade-off over candidate margins, and the smallest margin meeting `target`."""
+    margins = sorted({0.0, *(round(s["margin"], 4) for s in scored)})
+    curve = []
+    for m in margins:
+        accepted = [s for s in scored if s["margin"] > m]
+        correct = sum(s["top"][0] == s["expected"] for s in accepted)
+        precision = correct / len(accepted) if accepted else 1.0
+        curve.append({"margin": m, "precision": round(precision, 4),
+                      "rerank_share": round(1 - len(accepted) / len(scored), 4)})
+    chosen = next((p for p in curve if p["precision"] >= target), curve[-1])
+    return {"margin": chosen["margin"], "precision": chosen["precision"], "rerank_share": chosen["rerank_share"],
+            "target": target, "samples": len(scored), "curve": curve}
+
+
+def evaluate(*, version: TaxonomyVersion, embedder_key: str, depth: int, rows: list[tuple[str, str]],
+             margin: float | None = None, rerank_model: str = "", user: str = "") -> dict:
+    scored = score(version=version, embedder_key=embedder_key, depth=depth, rows=rows)
+    if margin is None:
+        from classifier.services import default_margin
+
+        margin = default_margin(version, embedder_key, depth)
+    final, reranked = [], 0
+    for s in scored:
+        pick = s["top"][0]
+        if rerank_model and s["margin"] <= margin:
+            reranked += 1
+            choice, _problems = rerank.choose(url=settings.PORTAL_CLASSIFIER_LLM_URL,
+                                              api_key=settings.PORTAL_CLASSIFIER_LLM_API_KEY, model=rerank_model,
+                                              excerpt=s["text"], candidates=s["hits"], user=user)
+            pick = choice.code if choice else pick
+        final.append(pick)
+    n = len(scored)
+    confused = Counter((s["expected"], got) for s, got in zip(scored, final, strict=True) if got != s["expected"])
+    return {
+        "embedder": embedder_key, "depth": depth, "margin": margin, "rerank_model": rerank_model, "samples": n,
+        "accuracy_embedding": round(sum(s["top"][0] == s["expected"] for s in scored) / n, 4),
+        "top5_recall": round(sum(s["expected"] in s["top"] for s in scored) / n, 4),
+        "accuracy_final": round(sum(got == s["expected"] for s, got in zip(scored, final, strict=True)) / n, 4),
+        "rerank_share": round(reranked / n, 4),
+        "confused": [{"expected": e, "got": g, "count": c} for (e, g), c in confused.most_common(5)],
+    }
+
+

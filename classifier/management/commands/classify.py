@@ -1,0 +1,67 @@
+"""python manage.py classify TAXONOMY PATH [--depth 2] [--out results.csv]"""
+import csv
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import User
+from classifier import exports, pipeline, selectors, services
+from sparkportal.exceptions import ApplicationError
+
+
+class Command(BaseCommand):
+    help = ("Classify the files under PATH into TAXONOMY (an imported taxonomy's name, or a YAML file that is "
+            "imported on the fly) and write one CSV row per file.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("taxonomy")
+        parser.add_argument("path")
+        parser.add_argument("--depth", type=int, default=2)
+        parser.add_argument("--out", help="CSV file to write (default: standard output)")
+        parser.add_argument("--embedder")
+        parser.add_argument("--margin", type=float)
+        parser.add_argument("--rerank-model", default=None)
+        parser.add_argument("--user", help="owner of the job (default: the first admin)")
+
+    def handle(self, *args, **opts):
+        user = self._user(opts["user"])
+        try:
+            version = self._version(opts["taxonomy"], user)
+            job = services.job_create(owner=user, version=version, source_path=str(Path(opts["path"]).resolve()),
+                                      depth=opts["depth"], embedder=opts["embedder"], margin=opts["margin"],
+                                      rerank_model=opts["rerank_model"], enqueue=False)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        job = pipeline.job_run(job_id=job.pk)
+        if job.status != job.Status.DONE:
+            raise CommandError(f"job {job.pk} {job.status}: {job.status_reason}")
+        out = open(opts["out"], "w", newline="", encoding="utf-8") if opts["out"] else sys.stdout  # noqa: SIM115
+        try:
+            writer = csv.DictWriter(out, fieldnames=exports.FIELDS)
+            writer.writeheader()
+            writer.writerows(exports.rows(selectors.result_list(job=job)))
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        self.stderr.write(f"job {job.pk}: {job.files_done} files, {job.files_skipped} skipped, "
+                          f"rerank share {job.rerank_share:.0%}")
+
+    def _user(self, username):
+        qs = User.objects.filter(username=username) if username else User.objects.filter(role="admin").order_by("pk")
+        user = qs.first()
+        if user is None:
+            raise CommandError(f"No user {username!r}." if username else "No admin user exists; pass --user NAME.")
+        return user
+
+    def _version(self, taxonomy: str, user):
+        path = Path(taxonomy)
+        if path.suffix in (".yaml", ".yml") or path.is_file():
+            if not path.is_file():
+                raise CommandError(f"{taxonomy}: no such file.")
+            return services.taxonomy_import(actor=user, name=path.stem.lower().replace(".", "-"),
+                                            yaml_text=path.read_text(encoding="utf-8"))
+        try:
+            return selectors.version_get(taxonomy=selectors.taxonomy_get(name=taxonomy))
+        except Exception:  # noqa: BLE001 - Http404 from the selector
+            raise CommandError(f"No taxonomy named {taxonomy!r}: import one or pass a YAML file.") from None

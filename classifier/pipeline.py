@@ -1,0 +1,183 @@
+"""Running a classification job: walk, read, embed, search, rerank when needed, record.
+
+1. Claim the job (queued -> running); another worker that got there first makes this a no-op.
+2. List the files under the source (confined to the roots); files already classified with the same
+   content hash are kept (resume), problems become `skipped` results with their reason.
+3. In batches: extract name + first 4 KB, embed, search the top 5; take top-1 when its lead over top-2
+   exceeds the job's margin, else ask the LLM (retry once, then fall back to top-1).
+4. Between batches, stop if the job was cancelled; publish progress about once a second.
+"""
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from classifier import embedders, events, extract, index, rerank, scan
+from classifier.models import ClassificationJob, ClassificationResult
+
+log = logging.getLogger(__name__)
+Method = ClassificationResult.Method
+
+
+@dataclass
+class Scored:
+    node: object
+    score: float
+    margin: float
+    candidates: list
+    method: str
+    confidence: float | None
+    reason: str
+
+
+def content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decide(*, job: ClassificationJob, excerpt: str, hits: list) -> Scored:
+    """Stage 2 for one file: take top-1 on a clear lead, else the LLM's pick among the candidates."""
+    top_node, top_score = hits[0]
+    margin = top_score - hits[1][1] if len(hits) > 1 else 1.0
+    candidates = [{"code": n.code, "label": n.label_path, "score": round(s, 4)} for n, s in hits]
+    if margin > job.margin or not job.rerank_model:
+        return Scored(top_node, top_score, margin, candidates, Method.EMBEDDING, None,
+                      f"embedding lead {margin:.3f} over the next class")
+    choice, problems = rerank.choose(url=settings.PORTAL_CLASSIFIER_LLM_URL,
+                                     api_key=settings.PORTAL_CLASSIFIER_LLM_API_KEY, model=job.rerank_model,
+                                     excerpt=excerpt, candidates=hits, user=job.owner.get_username())
+    if choice is None:
+        return Scored(top_node, top_score, margin, candidates, Method.FALLBACK, None,
+                      "LLM answer invalid twice (" + "; ".join(problems)[:400] + "): embedding top-1 taken")
+    node, score = next((n, s) for n, s in hits if n.code == choice.code)
+    return Scored(node, score, margin, candidates, Method.RERANK, choice.confidence, choice.reason)
+
+
+class Progress:
+    def __init__(self, job: ClassificationJob):
+        self.job = job
+        self.started = time.monotonic()
+        self.done_at_start = job.files_done
+        self.last_sent = 0.0
+
+    def send(self, *, force: bool = False, message: str = "") -> None:
+        now = time.monotonic()
+        if not force and now - self.last_sent < 1.0:
+            return
+        self.last_sent = now
+        job = self.job
+        job.refresh_from_db()
+        rate = (job.files_done - self.done_at_start) / max(now - self.started, 1e-6)
+        left = job.files_total - job.files_done
+        events.send_job_progress({
+            "job_id": job.pk, "status": job.status, "files_total": job.files_total, "files_done": job.files_done,
+            "files_skipped": job.files_skipped, "files_reranked": job.files_reranked,
+            "rerank_share": round(job.rerank_share, 4), "files_per_s": round(rate, 2),
+            "eta_s": round(left / rate, 1) if rate > 0 and left > 0 else None, "message": message})
+
+
+def _skip(job: ClassificationJob, found: scan.Found) -> ClassificationResult:
+    return ClassificationResult(job=job, path=str(found.path), size=found.size, method=Method.SKIPPED,
+                                reason=found.skip_reason)
+
+
+def _classify_batch(job: ClassificationJob, label_index: index.LabelIndex, embedder, batch: list) -> dict:
+    """batch: [(found, hash)]. Returns timings and counts; saves the results."""
+    t0 = time.monotonic()
+    texts = []
+    for found, _digest in batch:
+        text, _how = extract.extract(found.path, size=found.size, mtime=found.mtime)
+        texts.append(text)
+    t1 = time.monotonic()
+    vectors = embedder.embed(texts, kind="query")
+    all_hits = label_index.search(vectors)
+    t2 = time.monotonic()
+    results, reranked = [], 0
+    for (found, digest), text, hits in zip(batch, texts, all_hits, strict=True):
+        scored = decide(job=job, excerpt=text, hits=hits)
+        reranked += scored.method in (Method.RERANK, Method.FALLBACK)
+        results.append(ClassificationResult(
+            job=job, path=str(found.path), content_hash=digest, size=found.size, node=scored.node,
+            code=scored.node.code, label_path=scored.node.label_path, score=scored.score, margin=scored.margin,
+            candidates=scored.candidates, method=scored.method, confidence=scored.confidence, reason=scored.reason))
+    t3 = time.monotonic()
+    ClassificationResult.objects.filter(job=job, path__in=[r.path for r in results]).delete()
+    ClassificationResult.objects.bulk_create(results)
+    return {"extract": t1 - t0, "embed": t2 - t1, "rerank": t3 - t2, "reranked": reranked}
+
+
+def job_run(*, job_id: int) -> ClassificationJob | None:
+    claimed = ClassificationJob.objects.filter(pk=job_id, status=ClassificationJob.Status.QUEUED).update(
+        status=ClassificationJob.Status.RUNNING, started_at=timezone.now(), status_reason="")
+    if not claimed:
+        return None
+    job = ClassificationJob.objects.select_related("version", "owner").get(pk=job_id)
+    progress = Progress(job)
+    try:
+        _run(job, progress)
+    except Exception as exc:
+        log.exception("classification job %s failed", job_id)
+        ClassificationJob.objects.filter(pk=job_id, status=ClassificationJob.Status.RUNNING).update(
+            status=ClassificationJob.Status.FAILED, status_reason=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now())
+    progress.send(force=True)
+    job.refresh_from_db()
+    return job
+
+
+def _still_running(job: ClassificationJob) -> bool:
+    return ClassificationJob.objects.filter(pk=job.pk, status=ClassificationJob.Status.RUNNING).exists()
+
+
+def _run(job: ClassificationJob, progress: Progress) -> None:
+    source = Path(job.source_path)
+    if not scan.inside_roots(source):
+        raise PermissionError(f"{source} is no longer inside the archive roots")
+    found = list(scan.walk(source, include=job.include, exclude=job.exclude, max_bytes=job.max_bytes))
+    known = dict(ClassificationResult.objects.filter(job=job).exclude(method=Method.SKIPPED)
+                 .values_list("path", "content_hash"))
+    ClassificationResult.objects.filter(job=job, method=Method.SKIPPED).delete()
+    skipped = [_skip(job, f) for f in found if f.skip_reason]
+    todo, kept = [], 0
+    for f in found:
+        if f.skip_reason:
+            continue
+        try:
+            digest = content_hash(f.path)
+        except OSError as exc:
+            skipped.append(_skip(job, scan.Found(f.path, f.size, skip_reason=f"cannot read: {exc.strerror}")))
+            continue
+        if known.get(str(f.path)) == digest:
+            kept += 1
+        else:
+            todo.append((f, digest))
+    ClassificationResult.objects.bulk_create(skipped)
+    done_before = ClassificationResult.objects.filter(job=job).exclude(method=Method.SKIPPED)
+    reranked_before = done_before.filter(method__in=[Method.RERANK, Method.FALLBACK]).count()
+    ClassificationJob.objects.filter(pk=job.pk).update(
+        files_total=len(found), files_skipped=len(skipped), files_done=kept + len(skipped),
+        files_reranked=reranked_before)
+    progress.send(force=True, message="indexing labels")
+    embedder = embedders.load(job.embedder)
+    label_index = index.LabelIndex(job.version, job.embedder, job.depth)
+    size = settings.PORTAL_CLASSIFIER_BATCH
+    for start in range(0, len(todo), size):
+        if not _still_running(job):
+            return
+        stats = _classify_batch(job, label_index, embedder, todo[start:start + size])
+        ClassificationJob.objects.filter(pk=job.pk).update(
+            files_done=F("files_done") + len(todo[start:start + size]),
+            files_reranked=F("files_reranked") + stats["reranked"],
+            seconds_extract=F("seconds_extract") + stats["extract"],
+            seconds_embed=F("seconds_embed") + stats["embed"], seconds_rerank=F("seconds_rerank") + stats["rerank"])
+        progress.send()
+    ClassificationJob.objects.filter(pk=job.pk, status=ClassificationJob.Status.RUNNING).update(
+        status=ClassificationJob.Status.DONE, finished_at=timezone.now())
