@@ -45,17 +45,20 @@ def test_it_imports_the_test_taxonomy_with_three_levels(jd_version):
     assert nodes.filter(depth=1).order_by("position").last().name == "Woodcarving"
     food = nodes.get(code="10.02.01")
     assert food.label_path == "Finance / Expenses / Food"
-    assert food.flat_text() == "10.02.01 Finance / Expenses / Food — grocery receipts, supermarket, restaurant and cafe bills"
+    assert food.flat_text() == ("10.02.01 Finance / Expenses / Food — grocery receipts, supermarket, restaurant "
+                                "and cafe bills")
 
 
 @pytest.mark.parametrize("text, message", [
     ("10 Finance:\n  10.01 Banking: [unclosed\n", "line 2"),
-    ("10 Finance:\n  10.01 Banking: a\n  10.01 Banking: b\n", "line 3: duplicate key '10.01 Banking' (first on line 2)"),
+    ("10 Finance:\n  10.01 Banking: a\n  10.01 Banking: b\n",
+     "line 3: duplicate key '10.01 Banking' (first on line 2)"),
     ("10 Finance:\n  10.01 Banking: a\n10 Money: b\n", "line 3: duplicate code 10 (first on line 1)"),
     ("10 Finance:\n  11.01 Banking: a\n", "line 2: code 11.01 cannot sit under 10"),
     ("Finance:\n  description: x\n", "line 1: key 'Finance' must look like '<code> <name>'"),
     ("10 Finance:\n  10.1 Banking: x\n", "line 2: code '10.1' is not Johnny-Decimal"),
-    ("10 Finance:\n  10.01 Banking:\n    10.01.01 A:\n      10.01.01.01 B: x\n", "line 4: code 10.01.01.01 is 4 levels deep; at most 3"),
+    ("10 Finance:\n  10.01 Banking:\n    10.01.01 A:\n      10.01.01.01 B: x\n",
+     "line 4: code 10.01.01.01 is 4 levels deep; at most 3"),
     ("- {code: '10', name: A, parent: '20'}\n- {code: '20', name: B, parent: '10'}\n", "cycle in parents"),
     ("", "the taxonomy file is empty"),
     ("- {code: '10'}\n", "line 1: a node needs both `code` and `name`"),
