@@ -36,7 +36,7 @@ class MetricSampleOut(Schema):
 class MetricFilter(Schema):
     since: datetime | None = None
     until: datetime | None = None
-    limit: int = Field(1000, ge=1, le=10000)
+    limit: int = Field(1000, ge=1, le=20000)
 
 
 @router.get("/{server_id}/metrics", response=list[MetricSampleOut], url_name="server-metrics")

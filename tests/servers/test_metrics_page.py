@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from servers import metric_services, services
-from servers.models import Server
+from servers.models import Server, ServerMetricSample
 from tests.conftest import login
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -65,3 +65,28 @@ def test_a_server_without_samples_says_why_the_charts_are_empty(asgi_server, pag
     assert page.locator("[data-metrics-empty]").inner_text() == (
         "No samples yet: figures appear once the server is ready and its /metrics has been scraped.")
     assert page.locator('[data-figure="generation_tps"]').inner_text() == "—"
+
+
+def test_the_history_chart_shows_the_chosen_span(asgi_server, page, member_user):
+    node = services.node_register(name="spark-1")
+    server = Server.objects.create(node=node, served_model_name="m", port=8003, status="ready")
+    now = timezone.now()
+    ServerMetricSample.objects.bulk_create(
+        [ServerMetricSample(server=server, at=now - timedelta(days=3, minutes=i), resolution_s=60, generation_tps=5.0)
+         for i in range(3)]
+        + [ServerMetricSample(server=server, at=now - timedelta(hours=5, minutes=i), resolution_s=60,
+                              generation_tps=50.0, ttft_mean_s=0.2) for i in range(4)]
+        + [ServerMetricSample(server=server, at=now - timedelta(seconds=5 * i), interval_s=5.0, generation_tps=100.0)
+           for i in range(2)])
+    login(page, asgi_server, "mia")
+    page.goto(f"{asgi_server.url}/servers/{server.pk}/metrics/")
+    history = page.locator("[data-metrics-history]")
+    page.wait_for_function("() => document.querySelector('[data-metrics-history]').dataset.loaded === '6'")
+    assert history.locator("[data-history-status]").inner_text() == "6 samples"
+    page.select_option("select[name=span]", "168")
+    page.wait_for_function("() => document.querySelector('[data-metrics-history]').dataset.loaded === '9'")
+    page.select_option("select[name=span]", "1")
+    page.wait_for_function("() => document.querySelector('[data-metrics-history]').dataset.loaded === '2'")
+    data = page.evaluate("() => Chart.getChart(document.querySelector('[data-metrics-history] canvas'))"
+                         ".data.datasets.map((d) => d.data)")
+    assert data == [[100.0, 100.0], [None, None], [None, None]]
