@@ -1,3 +1,208 @@
-from ninja import Router
+"""REST: servers (start, stop, adopt, status, logs) and the per-node planner. Thin: parse, select, call."""
+from datetime import datetime
+
+from django.http import FileResponse, Http404
+from ninja import Query, Router, Schema
+from ninja.pagination import paginate
+from ninja.responses import Status
+from pydantic import Field
+
+from accounts.selectors import require_operator
+from accounts.services import client_ip
+from models_registry.models import ModelProfile
+from servers import logs, selectors, services
+from servers.models import Node, Server
+from sparkportal.exceptions import NotFound
 
 router = Router()
+
+
+class ServerOut(Schema):
+    id: int
+    node: str
+    profile: str | None
+    served_model_name: str
+    engine: str
+    base_url: str
+    port: int
+    status: str
+    status_reason: str
+    failure_code: str
+    pid: int | None
+    engine_version: str
+    gpu_memory_utilization: float
+    measured_memory_gb: float | None
+    restart_policy: str
+    restart_attempts: int
+    argv: list[str]
+    last_log_lines: str
+    created_at: datetime
+    started_at: datetime | None
+    ready_at: datetime | None
+    stopped_at: datetime | None
+
+    @staticmethod
+    def resolve_node(obj: Server) -> str:
+        return obj.node.name
+
+    @staticmethod
+    def resolve_profile(obj: Server) -> str | None:
+        return obj.profile.name if obj.profile_id else None
+
+
+class ServerStartIn(Schema):
+    profile: str = Field(description="Profile name.")
+    node: str | None = Field(None, description="Node name; the only node when there is one.")
+    port: int | None = Field(None, description="Omit to take the first free port of the engine range.")
+    gpu_memory_utilization: float | None = Field(None, description="Defaults to the profile's.")
+    cuda_visible_devices: str = ""
+    restart_policy: str = Field("never", pattern="^(never|on-failure)$")
+    allow_replica: bool = False
+
+
+class PlanOut(Schema):
+    node: str
+    budget: float
+    used: float
+    new: float
+    after: float
+    total_gb: float | None
+    free_gb: float | None
+    need_gb: float | None
+    need_source: str
+    ok: bool
+    errors: list[str]
+    notes: list[str]
+
+
+class NodeOut(Schema):
+    name: str
+    queue: str
+    memory_budget: float
+    used: float
+    last_heartbeat_at: datetime | None
+    engines: dict
+    servers: list[int]
+
+
+class EventOut(Schema):
+    old: str
+    new: str
+    reason: str
+    at: datetime
+
+
+class LogOut(Schema):
+    server_id: int
+    lines: list[str]
+
+
+class ErrorOut(Schema):
+    detail: str
+    code: str
+
+
+def _profile(name: str) -> ModelProfile:
+    profile = ModelProfile.objects.filter(name=name).first()
+    if profile is None:
+        raise NotFound(f"There is no profile named {name!r}: see GET /api/models/profiles/.", code="unknown_profile")
+    return profile
+
+
+def _node(name: str | None) -> Node:
+    if name:
+        node = Node.objects.filter(name=name).first()
+        if node is None:
+            known = ", ".join(Node.objects.values_list("name", flat=True)) or "none yet"
+            raise NotFound(f"There is no node named {name!r} (known: {known}).", code="unknown_node")
+        return node
+    nodes = list(Node.objects.all()[:2])
+    if len(nodes) != 1:
+        raise NotFound("Say which node: " + (", ".join(n.name for n in Node.objects.all()) or
+                                             "no node is registered yet (start a worker on a GPU host)."),
+                       code="unknown_node")
+    return nodes[0]
+
+
+@router.get("/", response=list[ServerOut], summary="List servers")
+@paginate
+def server_list(request, status: str | None = None):
+    qs = selectors.server_list_visible(user=request.user)
+    return qs.filter(status=status) if status else qs
+
+
+@router.get("/nodes", response=list[NodeOut], summary="Nodes with their utilization budget")
+def node_list(request):
+    return [{"name": row["node"].name, "queue": row["node"].queue, "memory_budget": row["budget"],
+             "used": row["used"], "last_heartbeat_at": row["node"].last_heartbeat_at, "engines": row["engines"],
+             "servers": [s.pk for s in row["servers"]]} for row in selectors.node_overview()]
+
+
+@router.get("/plan", response=PlanOut, summary="What admission would say about a start (nothing is started)")
+def server_plan(request, profile: str, node: str | None = None, gpu_memory_utilization: float | None = None):
+    return services.server_plan(node=_node(node), profile=_profile(profile),
+                                gpu_memory_utilization=gpu_memory_utilization).as_dict()
+
+
+@router.post("/", response={201: ServerOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+             summary="Start a server from a profile")
+def server_start(request, payload: ServerStartIn):
+    server = services.server_start(user=request.user, profile=_profile(payload.profile), node=_node(payload.node),
+                                   port=payload.port, gpu_memory_utilization=payload.gpu_memory_utilization,
+                                   cuda_visible_devices=payload.cuda_visible_devices,
+                                   restart_policy=payload.restart_policy, allow_replica=payload.allow_replica,
+                                   ip=client_ip(request))
+    return Status(201, server)
+
+
+@router.get("/{int:server_id}", response=ServerOut, summary="One server")
+def server_detail(request, server_id: int):
+    return selectors.server_get_visible(user=request.user, server_id=server_id)
+
+
+@router.get("/{int:server_id}/events", response=list[EventOut], summary="Status history")
+def server_events(request, server_id: int):
+    return selectors.server_events(server=selectors.server_get_visible(user=request.user, server_id=server_id))
+
+
+@router.post("/{int:server_id}/stop", response={202: ServerOut, 409: ErrorOut}, summary="Stop a server")
+def server_stop(request, server_id: int):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    return Status(202, services.server_stop(user=request.user, server=server, ip=client_ip(request)))
+
+
+@router.post("/{int:server_id}/start", response={202: ServerOut, 409: ErrorOut},
+             summary="Start a stopped or failed server again")
+def server_restart(request, server_id: int):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    return Status(202, services.server_restart(user=request.user, server=server, ip=client_ip(request)))
+
+
+@router.post("/{int:server_id}/adopt", response={200: ServerOut, 409: ErrorOut},
+             summary="Adopt an engine found running")
+def server_adopt(request, server_id: int):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    return services.server_adopt(user=request.user, server=server, ip=client_ip(request))
+
+
+class LogQuery(Schema):
+    lines: int = Field(200, ge=1, le=10000)
+    q: str = Field("", description="Only lines containing this text (case-insensitive), with line numbers.")
+
+
+@router.get("/{int:server_id}/logs", response=LogOut, summary="Tail or search a server's log (operators)")
+def server_logs(request, server_id: int, query: Query[LogQuery]):
+    require_operator(request.user)
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    return {"server_id": server.pk,
+            "lines": selectors.server_log_lines(server=server, lines=query.lines, query=query.q)}
+
+
+@router.get("/{int:server_id}/logs/download", summary="The whole log file (operators)")
+def server_log_download(request, server_id: int):
+    require_operator(request.user)
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    path = logs.log_path(server.pk)
+    if not path.exists():
+        raise Http404(f"Server #{server.pk} has no log on this host.")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name, content_type="text/plain")

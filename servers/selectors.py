@@ -1,6 +1,7 @@
 from django.db.models import QuerySet
+from django.http import Http404
 
-from servers.models import Node, NodeSample
+from servers.models import Node, NodeSample, Server, ServerEvent
 
 
 def node_list() -> QuerySet[Node]:
@@ -10,3 +11,55 @@ def node_list() -> QuerySet[Node]:
 def node_samples_recent(*, node: Node, limit: int = 120) -> list[NodeSample]:
     """The last `limit` samples, oldest first (what a chart draws)."""
     return list(reversed(NodeSample.objects.filter(node=node).order_by("-at")[:limit]))
+
+
+def server_list_visible(*, user) -> QuerySet[Server]:
+    """Every server: members see what runs (they chat with it); changing anything needs an operator."""
+    return Server.objects.select_related("node", "profile").order_by("node__name", "-created_at")
+
+
+def server_get_visible(*, user, server_id: int) -> Server:
+    server = server_list_visible(user=user).filter(pk=server_id).first()
+    if server is None:
+        raise Http404(f"There is no server #{server_id}.")
+    return server
+
+
+def server_events(*, server: Server, limit: int = 50) -> list[ServerEvent]:
+    return list(server.events.all()[:limit])
+
+
+def node_overview() -> list[dict]:
+    """Per node: its live servers, the utilization budget they use, and whether its engines are installed."""
+    live = Server.objects.filter(status__in=Server.LIVE).select_related("profile").order_by("port")
+    by_node: dict[int, list[Server]] = {}
+    for server in live:
+        by_node.setdefault(server.node_id, []).append(server)
+    rows = []
+    for node in Node.objects.order_by("name"):
+        servers = by_node.get(node.pk, [])
+        used = sum(s.gpu_memory_utilization for s in servers if s.status != Server.Status.EXTERNAL)
+        rows.append({"node": node, "servers": servers, "used": round(used, 4), "budget": node.memory_budget,
+                     "free": round(max(0.0, node.memory_budget - used), 4),
+                     "budget_pct": round(node.memory_budget * 100, 2),
+                     "engines": (node.host_facts or {}).get("engines", {}),
+                     "segments": [{"server": s, "width": round(s.gpu_memory_utilization * 100, 2)}
+                                  for s in servers if s.gpu_memory_utilization]})
+    return rows
+
+
+def server_log_lines(*, server: Server, lines: int = 200, query: str = "") -> list[str]:
+    """The log's tail (or the lines matching `query`), read on the host that has the file."""
+    from django.conf import settings
+
+    from servers import logs
+
+    if server.node.name == settings.NODE_NAME:
+        path = logs.log_path(server.pk)
+        if query:
+            return [f"{number}: {line}" for number, line in logs.search(path, query)]
+        return logs.tail(path, lines)
+    from servers.tasks import server_log_tail_task
+
+    result = server_log_tail_task.apply_async(args=[server.pk, lines, query], queue=server.node.queue)
+    return result.get(timeout=10)

@@ -36,6 +36,7 @@ def node_heartbeat(*, node: Node) -> NodeSample:
 
 # The server lifecycle lives in its own modules; these are the services other apps call.
 from servers.lifecycle import (  # noqa: E402
+    propose_port,
     server_adopt,
     server_plan,
     server_restart,
@@ -44,4 +45,4 @@ from servers.lifecycle import (  # noqa: E402
 )
 
 __all__ = ["node_register", "node_heartbeat", "server_start", "server_stop", "server_adopt", "server_restart",
-           "server_plan"]
+           "server_plan", "propose_port"]

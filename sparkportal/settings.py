@@ -187,7 +187,7 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Portal -----------------------------------------------------------------------------
 PORTAL_WEIGHTS_DIR = Path(env_str("HF_HOME", str(VAR_DIR / "hf"))).resolve()
-PORTAL_LOG_DIR = VAR_DIR / "logs"
+PORTAL_LOG_DIR = Path(env_str("PORTAL_LOG_DIR", str(VAR_DIR / "logs"))).resolve()
 PORTAL_SAMPLE_RETENTION_HOURS = env_int("PORTAL_SAMPLE_RETENTION_HOURS", 48)
 PORTAL_NVIDIA_SMI = env_str("PORTAL_NVIDIA_SMI", "nvidia-smi")
 PORTAL_API_KEY_TOUCH_SECONDS = env_int("PORTAL_API_KEY_TOUCH_SECONDS", 60)

@@ -15,4 +15,5 @@ urlpatterns = [
     path("servers/<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
     path("benchmarks/", include("benchmarks.urls")),
     path("classifier/", include("classifier.urls")),
+    path("servers/", include("servers.urls")),
 ]

@@ -1,4 +1,5 @@
 """Fixtures for the supervisor: a node whose vLLM is the stand-in, profiles, and a leak check."""
+import os
 import time
 from pathlib import Path
 
@@ -12,6 +13,15 @@ from sparkportal.celery import node_queue
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 FAKE_VLLM = str(FAKES / "bin" / "vllm")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_log_dir(tmp_path_factory):
+    """Server ids restart at 1 with every test database: keep this run's engine logs apart."""
+    path = tmp_path_factory.mktemp("engine-logs")
+    os.environ["PORTAL_LOG_DIR"] = str(path)  # for daphne and other subprocesses
+    settings.PORTAL_LOG_DIR = path
+    return path
 
 
 @pytest.fixture

@@ -1,0 +1,110 @@
+"""`manage.py servers list|start PROFILE [--node N --port P]|stop ID|logs ID`: the Servers page on a terminal."""
+import time
+
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import User
+from models_registry.models import ModelProfile
+from servers import selectors, services
+from servers.models import Node, Server
+from sparkportal.exceptions import ApplicationError
+
+
+class Command(BaseCommand):
+    help = "List, start, stop servers and read their logs; several servers at once are fine."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--as", dest="username", default="",
+                            help="Act as this operator or admin (audited); default: the first admin.")
+        sub = parser.add_subparsers(dest="verb", required=True)
+        sub.add_parser("list", help="All servers with node, port, status")
+        start = sub.add_parser("start", help="Start a server from a profile")
+        start.add_argument("profile")
+        start.add_argument("--node", default=None)
+        start.add_argument("--port", type=int, default=None)
+        start.add_argument("--gpu-memory-utilization", type=float, default=None)
+        start.add_argument("--restart-policy", choices=["never", "on-failure"], default="never")
+        start.add_argument("--replica", action="store_true", help="Allow another replica of a running profile")
+        start.add_argument("--wait", action="store_true", help="Wait until ready or failed")
+        stop = sub.add_parser("stop", help="Stop a server")
+        stop.add_argument("server_id", type=int)
+        stop.add_argument("--wait", action="store_true")
+        logs = sub.add_parser("logs", help="The last lines of a server's log")
+        logs.add_argument("server_id", type=int)
+        logs.add_argument("--lines", type=int, default=200)
+        logs.add_argument("--grep", default="")
+
+    def handle(self, *args, verb, username, **opts):
+        try:
+            getattr(self, f"do_{verb}")(self._actor(username), **opts)
+        except (ApplicationError, PermissionDenied) as exc:
+            raise CommandError(getattr(exc, "message", str(exc))) from exc
+
+    def _actor(self, username: str) -> User:
+        if username:
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                raise CommandError(f"No user named {username!r}.")
+            return user
+        user = User.objects.filter(role="admin").order_by("pk").first() or \
+            User.objects.filter(is_superuser=True).order_by("pk").first()
+        if user is None:
+            raise CommandError("No admin exists yet: run `python manage.py ensure_admin` or pass --as USERNAME.")
+        return user
+
+    def do_list(self, user, **opts):
+        rows = selectors.server_list_visible(user=user)
+        self.stdout.write(f"{'ID':>4}  {'MODEL':<30} {'NODE:PORT':<22} {'STATUS':<9} REASON")
+        for s in rows:
+            self.stdout.write(f"{s.pk:>4}  {s.served_model_name[:30]:<30} {f'{s.node.name}:{s.port}':<22} "
+                              f"{s.status:<9} {s.status_reason[:70]}")
+
+    def do_start(self, user, *, profile, node, port, gpu_memory_utilization, restart_policy, replica, wait, **opts):
+        prof = ModelProfile.objects.filter(name=profile).first()
+        if prof is None:
+            names = ", ".join(ModelProfile.objects.values_list("name", flat=True)[:20]) or "none yet"
+            raise CommandError(f"No profile named {profile!r} (profiles: {names}).")
+        nodes = Node.objects.filter(name=node) if node else Node.objects.all()
+        if node and not nodes.exists():
+            known = ", ".join(Node.objects.values_list("name", flat=True))
+            raise CommandError(f"No node named {node!r} (nodes: {known}).")
+        if not node and nodes.count() != 1:
+            raise CommandError("Say which node with --node: " + (", ".join(nodes.values_list("name", flat=True)) or
+                                                                   "no node is registered yet."))
+        server = services.server_start(user=user, profile=prof, node=nodes.first(), port=port,
+                                       gpu_memory_utilization=gpu_memory_utilization, restart_policy=restart_policy,
+                                       allow_replica=replica)
+        self.stdout.write(f"server {server.pk} queued on {server.node.name}:{server.port}")
+        if wait:
+            server = self._wait(server, ("ready", "failed", "stopped"))
+            self.stdout.write(f"server {server.pk} {server.status}: {server.status_reason}")
+            if server.status != "ready":
+                raise CommandError(f"server {server.pk} {server.status}: {server.status_reason}")
+
+    def do_stop(self, user, *, server_id, wait, **opts):
+        server = selectors.server_get_visible(user=user, server_id=server_id) if Server.objects.filter(
+            pk=server_id).exists() else None
+        if server is None:
+            raise CommandError(f"There is no server {server_id}: see `manage.py servers list`.")
+        server = services.server_stop(user=user, server=server)
+        self.stdout.write(f"server {server.pk} {server.status}")
+        if wait:
+            server = self._wait(server, ("stopped", "failed"))
+            self.stdout.write(f"server {server.pk} {server.status}: {server.status_reason}")
+
+    def do_logs(self, user, *, server_id, lines, grep, **opts):
+        server = Server.objects.filter(pk=server_id).select_related("node").first()
+        if server is None:
+            raise CommandError(f"There is no server {server_id}: see `manage.py servers list`.")
+        for line in selectors.server_log_lines(server=server, lines=lines, query=grep):
+            self.stdout.write(line)
+
+    def _wait(self, server, statuses, timeout: float = 1800):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server.refresh_from_db()
+            if server.status in statuses:
+                return server
+            time.sleep(0.5)
+        raise CommandError(f"server {server.pk} is still {server.status} after {timeout:.0f} s")

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from servers import views
+
+urlpatterns = [
+    path("", views.server_list, name="servers-list"),
+    path("plan/", views.server_plan, name="servers-plan"),
+    path("start/", views.server_start, name="servers-start"),
+    path("<int:server_id>/", views.server_detail, name="servers-detail"),
+    path("<int:server_id>/log/", views.server_log_download, name="servers-log-download"),
+    path("<int:server_id>/stop/", views.server_stop, name="servers-stop"),
+    path("<int:server_id>/start/", views.server_restart, name="servers-restart"),
+    path("<int:server_id>/adopt/", views.server_adopt, name="servers-adopt"),
+]

@@ -1,0 +1,128 @@
+"""Pages under /servers/: nodes with their budget, the start form with the planner's preview, server detail."""
+import shlex
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.template.loader import select_template
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from accounts.selectors import require_operator
+from accounts.services import client_ip
+from servers import logs, selectors, services
+from servers.forms import ServerStartForm
+from sparkportal.exceptions import ApplicationError
+
+
+def _list_context(request, form=None) -> dict:
+    return {"nodes": selectors.node_overview(), "servers": selectors.server_list_visible(user=request.user),
+            "form": form or ServerStartForm(), "can_operate": request.user.is_operator}
+
+
+@login_required
+def server_list(request):
+    template = "servers/list.html#server-table" if request.htmx and request.GET.get("part") == "table" \
+        else "servers/list.html"
+    return render(request, template, _list_context(request))
+
+
+@login_required
+def server_plan(request):
+    """The planner's answer for the start form's current values (htmx fragment)."""
+    form = ServerStartForm(request.GET)
+    plan = proposed_port = None
+    if form.is_valid():
+        data = form.cleaned_data
+        plan = services.server_plan(node=data["node"], profile=data["profile"],
+                                    gpu_memory_utilization=data["gpu_memory_utilization"])
+        try:
+            proposed_port = data["port"] or services.propose_port(data["node"])
+        except ApplicationError:
+            proposed_port = None
+    return render(request, "servers/list.html#plan", {"plan": plan, "form": form, "proposed_port": proposed_port})
+
+
+@login_required
+@require_POST
+def server_start(request):
+    require_operator(request.user)
+    form = ServerStartForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            server = services.server_start(user=request.user, profile=data["profile"], node=data["node"],
+                                           port=data["port"], gpu_memory_utilization=data["gpu_memory_utilization"],
+                                           restart_policy=data["restart_policy"] or "never",
+                                           allow_replica=data["allow_replica"], ip=client_ip(request))
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Server #{server.pk} ({server.served_model_name}) is queued on "
+                                      f"{server.node.name}:{server.port}.")
+            return redirect("servers-detail", server_id=server.pk)
+    return render(request, "servers/list.html", _list_context(request, form))
+
+
+@login_required
+def server_detail(request, server_id: int):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    query = request.GET.get("q", "").strip()
+    can_logs = request.user.is_operator
+    lines = selectors.server_log_lines(server=server, lines=200, query=query) if can_logs else []
+    context = {"server": server, "events": selectors.server_events(server=server), "log_lines": lines,
+               "query": query, "can_logs": can_logs, "can_operate": request.user.is_operator,
+               "command_line": shlex.join(server.argv) if server.argv else "",
+               "metrics_template": _metrics_template()}
+    if request.htmx and request.GET.get("part") == "status":
+        return render(request, "servers/detail.html#status", context)
+    return render(request, "servers/detail.html", context)
+
+
+def _metrics_template():
+    try:
+        return select_template(["servers/_metrics.html"]).template.name
+    except Exception:  # noqa: BLE001 - the metrics panel is optional
+        return None
+
+
+@login_required
+def server_log_download(request, server_id: int):
+    require_operator(request.user)
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    path = logs.log_path(server.pk)
+    if not path.exists():
+        raise Http404(f"Server #{server.pk} has no log on this host.")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name, content_type="text/plain")
+
+
+def _action(request, server_id: int, service, done: str):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    try:
+        server = service(user=request.user, server=server, ip=client_ip(request))
+        messages.success(request, done.format(server=server))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    next_url = request.POST.get("next", "")
+    if not next_url.startswith("/") or next_url.startswith("//"):
+        next_url = reverse("servers-detail", args=[server_id])
+    return redirect(next_url)
+
+
+@login_required
+@require_POST
+def server_stop(request, server_id: int):
+    return _action(request, server_id, services.server_stop, "Stopping server #{server.pk}.")
+
+
+@login_required
+@require_POST
+def server_restart(request, server_id: int):
+    return _action(request, server_id, services.server_restart, "Server #{server.pk} is queued again.")
+
+
+@login_required
+@require_POST
+def server_adopt(request, server_id: int):
+    return _action(request, server_id, services.server_adopt, "Server #{server.pk} is adopted.")
