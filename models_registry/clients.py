@@ -14,10 +14,18 @@ from pathlib import Path
 
 import httpx2
 from django.conf import settings
-from huggingface_hub import HfApi, hf_hub_download, scan_cache_dir, snapshot_download
+from huggingface_hub import (
+    HfApi,
+    get_hf_file_metadata,
+    hf_hub_download,
+    hf_hub_url,
+    scan_cache_dir,
+    snapshot_download,
+)
 from huggingface_hub import errors as hf_errors
+from huggingface_hub.file_download import http_get
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub.utils import build_hf_headers, filter_repo_objects
 
 GB = 1e9
 
@@ -104,30 +112,89 @@ def disk_free_bytes() -> int:
     return shutil.disk_usage(path).free
 
 
-def present_bytes(*, repo_id: str, commit: str, files: list[HubFile]) -> tuple[int, set[str]]:
-    """Bytes already on disk for these files (complete ones and partial .incomplete blobs), and complete paths."""
+def present_bytes(*, repo_id: str, commit: str, files: list[HubFile]) -> tuple[int, set[str], dict[str, int]]:
+    """Bytes already on disk for these files: (total, paths complete, {path: bytes of a kept partial})."""
     folder = repo_folder(repo_id)
     snapshot_dir = folder / "snapshots" / commit
-    done, complete = 0, set()
+    done, complete, partial = 0, set(), {}
     for item in files:
-        target = snapshot_dir / item.path
-        if target.exists():
+        if (snapshot_dir / item.path).exists() or (folder / "blobs" / item.etag).exists():
             done += item.size
             complete.add(item.path)
             continue
-        partial = folder / "blobs" / f"{item.etag}.incomplete"
-        if partial.exists():
-            done += min(partial.stat().st_size, item.size)
-    return done, complete
+        kept = partial_path(repo_id, item.etag)
+        if kept.exists():
+            partial[item.path] = min(kept.stat().st_size, item.size)
+            done += partial[item.path]
+    return done, complete, partial
 
 
-def incomplete_blobs(repo_id: str) -> list[str]:
-    """Blob names being written right now (`<etag>.incomplete`): tells which files are in flight."""
+# huggingface_hub 2.x writes each file to a unique `<etag>.<random>.incomplete` and deletes it when the
+# download fails or is interrupted, so it never resumes across attempts by itself. The portal keeps a
+# hard link `<etag>.partial` to the file being written: the bytes survive the library's cleanup (and a
+# killed worker), and the next attempt continues from them with a Range request.
+
+def partial_path(repo_id: str, etag: str) -> Path:
+    return repo_folder(repo_id) / "blobs" / f"{etag}.partial"
+
+
+def keep_partials(repo_id: str) -> list[str]:
+    """Link every file being written to its `<etag>.partial`; returns the etags in flight."""
     blobs = repo_folder(repo_id) / "blobs"
     try:
-        return [name[: -len(".incomplete")] for name in os.listdir(blobs) if name.endswith(".incomplete")]
+        names = [n for n in os.listdir(blobs) if n.endswith(".incomplete")]
     except FileNotFoundError:
         return []
+    etags = []
+    for name in names:
+        etag = name.split(".", 1)[0]
+        etags.append(etag)
+        temp, kept = blobs / name, blobs / f"{etag}.partial"
+        try:
+            if kept.exists() and os.path.samefile(temp, kept):
+                continue
+            if kept.exists() and kept.stat().st_size > temp.stat().st_size:
+                continue  # an older attempt got further; keep that one
+            link = blobs / f"{etag}.partial-new"
+            link.unlink(missing_ok=True)
+            os.link(temp, link)
+            os.replace(link, kept)
+        except FileNotFoundError:
+            continue  # finished (renamed) or cleaned up in between: nothing to keep
+    return etags
+
+
+def adopt_leftovers(repo_id: str) -> None:
+    """Temp files of a worker that was killed: keep their bytes as partials, then remove them."""
+    keep_partials(repo_id)
+    blobs = repo_folder(repo_id) / "blobs"
+    for temp in blobs.glob("*.incomplete") if blobs.exists() else []:
+        temp.unlink(missing_ok=True)
+
+
+def drop_partials(repo_id: str, etags: list[str]) -> None:
+    for etag in etags:
+        partial_path(repo_id, etag).unlink(missing_ok=True)
+
+
+def resume_partial(*, repo_id: str, commit: str, item: HubFile, token: str | None, tqdm_class: type) -> None:
+    """Finish a kept partial file with a Range request and put it where huggingface_hub expects the blob."""
+    kept = partial_path(repo_id, item.etag)
+    url = hf_hub_url(repo_id, item.path, revision=commit, endpoint=endpoint())
+    try:
+        meta = get_hf_file_metadata(url, token=token or None, endpoint=endpoint())
+        if meta.etag != item.etag:
+            kept.unlink(missing_ok=True)  # the file changed on the hub: start it over
+            return
+        with kept.open("ab") as out:
+            http_get(meta.location, out, resume_size=kept.stat().st_size,
+                     headers=build_hf_headers(token=token or None), expected_size=item.size,
+                     displayed_filename=item.path, tqdm_class=tqdm_class)
+    except Exception as exc:  # noqa: BLE001
+        if getattr(exc, "portal_passthrough", False):
+            raise
+        raise explain(exc, repo_id=repo_id, revision=commit) from exc
+    os.replace(kept, repo_folder(repo_id) / "blobs" / item.etag)
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,7 @@ class Progress:
         self.etag_paths = etag_paths
         self.repo_id = repo_id
         self.samples: deque[tuple[float, int]] = deque(maxlen=40)
+        self.resuming = ""  # the file being finished from a kept partial, if any
 
     def add(self, role: str, n: float) -> None:
         if self.stop:
@@ -201,13 +202,15 @@ class Progress:
         (t0, d0) = self.samples[0]
         rate = (done - d0) / (now - t0) if now > t0 else 0.0
         eta = (self.total - done) / rate if rate > 0 and self.total else None
-        in_flight = sorted(self.etag_paths.get(e, "") for e in clients.incomplete_blobs(self.repo_id))
+        # Also links every file in flight to its `.partial`, so a cancel or a crash keeps its bytes.
+        in_flight = sorted({self.etag_paths.get(e, "") for e in clients.keep_partials(self.repo_id)} |
+                           {self.resuming})
         return {"bytes_done": done, "files_done": files, "rate_bps": rate, "eta_s": eta,
                 "current_file": ", ".join(p for p in in_flight if p)[:500]}
 
 
-def progress_bar_class(progress: Progress) -> type:
-    """A tqdm class for snapshot_download that feeds `progress` and draws nothing."""
+def progress_bar_class(progress: Progress, role: str = "") -> type:
+    """A tqdm class for huggingface_hub that feeds `progress` and draws nothing."""
 
     class PortalProgressBar(tqdm):
         def __init__(self, *args, **kwargs):
@@ -216,8 +219,8 @@ def progress_bar_class(progress: Progress) -> type:
             desc = str(kwargs.get("desc") or "")
             # snapshot_download's bars: "Reconstructing ..." counts bytes written (resumed bytes included),
             # "Fetching N files" counts finished files, "Downloading bytes" counts network bytes (unused).
-            self._role = "bytes" if desc.startswith("Reconstructing") else (
-                "files" if "Fetching" in desc else "")
+            self._role = role or ("bytes" if desc.startswith("Reconstructing") else (
+                "files" if "Fetching" in desc else ""))
             super().__init__(*args, **kwargs)
 
         def update(self, n=1):
@@ -267,11 +270,12 @@ def download_run(*, download_id: int) -> Download | None:
 
 def _prepare(download: Download, *, token: str | None) -> None:
     commit, files = clients.repo_listing(repo_id=download.repo_id, revision=download.revision, token=token)
+    clients.adopt_leftovers(download.repo_id)  # a killed worker's half-written files
     RepoSnapshot.objects.update_or_create(repo_id=download.repo_id, revision=download.revision, defaults={
         "commit": commit, "files": [{"path": f.path, "size": f.size} for f in files]})
     wanted = clients.filter_files(files, allow=download.allow_patterns, ignore=download.ignore_patterns)
     total = sum(f.size for f in wanted)
-    present, _complete = clients.present_bytes(repo_id=download.repo_id, commit=commit, files=wanted)
+    present, _complete, _partial = clients.present_bytes(repo_id=download.repo_id, commit=commit, files=wanted)
     needed = total - present
     free = clients.disk_free_bytes()
     download.commit, download.bytes_total, download.files_total = commit, total, len(wanted)
@@ -288,15 +292,22 @@ def _prepare(download: Download, *, token: str | None) -> None:
 
 def _transfer(download: Download, *, token: str | None) -> Download | None:
     wanted = download._wanted  # type: ignore[attr-defined]
-    _present, complete = clients.present_bytes(repo_id=download.repo_id, commit=download.commit, files=wanted)
-    # Files already complete are skipped by huggingface_hub without a progress bar; partial ones report
-    # their resumed bytes as the bar's initial value, so only complete files form the base.
-    progress = Progress(base_done=sum(f.size for f in wanted if f.path in complete), total=download.bytes_total,
+    present, _complete, partial = clients.present_bytes(repo_id=download.repo_id, commit=download.commit,
+                                                        files=wanted)
+    # Complete files are skipped without a progress bar and kept partials report only new bytes, so
+    # what is on disk now is the base the bars add to.
+    progress = Progress(base_done=present, total=download.bytes_total,
                         etag_paths={f.etag: f.path for f in wanted}, repo_id=download.repo_id)
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
+            for item in wanted:
+                if item.path in partial:
+                    progress.resuming = item.path
+                    clients.resume_partial(repo_id=download.repo_id, commit=download.commit, item=item, token=token,
+                                           tqdm_class=progress_bar_class(progress, role="bytes"))
+            progress.resuming = ""
             clients.snapshot(repo_id=download.repo_id, commit=download.commit, token=token,
                              allow=download.allow_patterns, ignore=download.ignore_patterns,
                              tqdm_class=progress_bar_class(progress), max_workers=settings.PORTAL_DOWNLOAD_WORKERS)
@@ -310,6 +321,7 @@ def _transfer(download: Download, *, token: str | None) -> Download | None:
         if not thread.is_alive():
             break
         if not _report(download, progress):
+            clients.keep_partials(download.repo_id)
             progress.stop = True
             thread.join(10)
             return None
@@ -321,6 +333,7 @@ def _transfer(download: Download, *, token: str | None) -> Download | None:
             error, repo_id=download.repo_id, revision=download.revision)
         _report(download, progress)
         return _finish(download, S.FAILED, code=hub_error.code, error=hub_error.message)
+    clients.drop_partials(download.repo_id, [f.etag for f in wanted])
     download.files_done = download.files_total
     return _finish(download, S.DONE, bytes_done=download.bytes_total)
 

@@ -64,6 +64,7 @@ class RepoFile:
     size: int
     git_oid: str
     sha256: str | None  # set for LFS files
+    listed_size: int | None = None  # what the listing claims (a "huge" repo without the bytes)
 
     @property
     def etag(self) -> str:
@@ -391,9 +392,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _entry(item: RepoFile) -> dict:
-    entry = {"type": "file", "oid": item.git_oid, "size": item.size, "path": item.path}
+    size = item.listed_size or item.size
+    entry = {"type": "file", "oid": item.git_oid, "size": size, "path": item.path}
     if item.sha256:
-        entry["lfs"] = {"oid": item.sha256, "size": item.size, "pointerSize": 134}
+        entry["lfs"] = {"oid": item.sha256, "size": size, "pointerSize": 134}
     return entry
 
 
