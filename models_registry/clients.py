@@ -106,6 +106,18 @@ def snapshot(*, repo_id: str, commit: str, token: str | None, allow: list[str] |
         raise explain(exc, repo_id=repo_id, revision=commit) from exc
 
 
+def write_ref(*, repo_id: str, revision: str, commit: str) -> None:
+    """refs/<revision> -> commit. snapshot_download is given the commit, so it does not write the ref, and
+    engines started offline (HF_HUB_OFFLINE=1) find the snapshot of a branch through it."""
+    if revision == commit:
+        return
+    ref = repo_folder(repo_id) / "refs" / revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(ref.name + ".tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)
+
+
 def disk_free_bytes() -> int:
     path = cache_dir()
     path.mkdir(parents=True, exist_ok=True)

@@ -334,6 +334,7 @@ def _transfer(download: Download, *, token: str | None) -> Download | None:
         _report(download, progress)
         return _finish(download, S.FAILED, code=hub_error.code, error=hub_error.message)
     clients.drop_partials(download.repo_id, [f.etag for f in wanted])
+    clients.write_ref(repo_id=download.repo_id, revision=download.revision, commit=download.commit)
     download.files_done = download.files_total
     return _finish(download, S.DONE, bytes_done=download.bytes_total)
 

@@ -16,6 +16,7 @@ Run alone: `python -m tests.fakes.fake_hub --port 8765 --repo acme/tiny-llama` (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -210,7 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.fake.lock:
             self.fake.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type: str = "application/json"):
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None,
+              content_type: str = "application/json"):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -375,10 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
                         self.fake.release_stall.wait(600)
                     # Cut: drop the connection without finishing the body.
                     self.close_connection = True
-                    try:
+                    with contextlib.suppress(OSError):
                         self.connection.shutdown(2)
-                    except OSError:
-                        pass
                     return
                 try:
                     self.wfile.write(piece)

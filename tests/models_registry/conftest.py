@@ -11,6 +11,7 @@ SLOW = "acme/slow-llama"  # 24 MB paced at 8 MB/s: time to cancel or kill a work
 GATED = "acme/gated-llama"
 PRIVATE = "acme/private-llama"
 HUGE = "acme/huge-llama"  # its listing claims 40 TB
+RERANKER = "BAAI/bge-reranker-v2-m3"  # a catalog entry, generated small, for the browser
 GATED_TOKEN = "hf_test_gated_0123456789"
 
 
@@ -21,9 +22,10 @@ def fake_hub():
     hub.add_model_repo(SLOW, weight_bytes=24 * MB, shards=1)
     hub.add_model_repo(GATED, weight_bytes=1 * MB, shards=1)
     hub.add_model_repo(PRIVATE, weight_bytes=1 * MB, shards=1)
+    hub.add_model_repo(RERANKER, weight_bytes=24 * MB, shards=2)
     huge = hub.add_model_repo(HUGE, weight_bytes=1 * MB, shards=1)
     huge.files["model-00001-of-00001.safetensors"].listed_size = 40 * 10**12
-    hub.defaults = {SLOW: ("ok", 8 * MB), GATED: ("gated", None), PRIVATE: ("private", None)}
+    hub.defaults = {SLOW: ("ok", 8 * MB), RERANKER: ("ok", 6 * MB), GATED: ("gated", None), PRIVATE: ("private", None)}
     yield hub
     hub.stop()
 

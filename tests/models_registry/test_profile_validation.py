@@ -88,7 +88,7 @@ def test_it_accepts_real_engine_flags_and_keeps_them_as_argv(nobody):
     assert argv[:3] == ["vllm", "serve", "Qwen/Qwen2.5-Coder-32B-Instruct"]
     assert argv[-5:] == ["--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--hf-overrides",
                          '{"rope_scaling": null}']
-    assert ["--port", "8011"] == argv[argv.index("--port"):argv.index("--port") + 2]
+    assert argv[argv.index("--port"):argv.index("--port") + 2] == ["--port", "8011"]
     assert "--gpu-memory-utilization" in argv and "0.7" in argv
 
 
