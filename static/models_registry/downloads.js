@@ -24,8 +24,13 @@ window.downloadRow = function (initial) {
     },
   });
 };
-// A download this page does not show yet (started elsewhere): reload once to list it.
+// A download this page does not show yet (started elsewhere): reload to list it, unless this page is
+// itself leaving (a form was just submitted), which would swallow the message of the next page.
+let leaving = false;
+window.addEventListener("submit", () => { leaving = true; });
+window.addEventListener("beforeunload", () => { leaving = true; });
 window.addEventListener("download-status", (e) => {
   const table = document.querySelector("[data-downloads-table]");
-  if (table && !table.querySelector(`[data-download-id="${e.detail.id}"]`)) location.reload();
+  if (!table || table.querySelector(`[data-download-id="${e.detail.id}"]`)) return;
+  setTimeout(() => { if (!leaving) location.reload(); }, 1000);
 });
