@@ -88,3 +88,67 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+
+class Quota(models.Model):
+    """Gateway limits: a row with a user overrides that user's role default; a row with only a role is
+    the default for everyone in it. Per field, null means "inherit" on a user row and "unlimited" on a
+    role row. `allowed_models` empty means every model."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="quota")
+    role = models.CharField(max_length=16, blank=True, choices=User.Role.choices)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    concurrent_requests = models.PositiveIntegerField(null=True, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True,
+                                      help_text="Model names the user may use; empty means all.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(role="")) | (Q(user__isnull=True) & ~Q(role="")),
+                name="accounts_quota_user_xor_role"),
+            models.UniqueConstraint(fields=["role"], condition=Q(user__isnull=True),
+                                    name="accounts_quota_role_default_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quota of {self.user}" if self.user_id else f"default quota of role {self.role}"
+
+
+class UsageRecord(models.Model):
+    """The ledger: one row per gateway request, written in batches off the hot path."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    username = models.CharField(max_length=150)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    key_prefix = models.CharField(max_length=16, blank=True, help_text="Empty for the chat page (session).")
+    model = models.CharField(max_length=200)
+    server = models.ForeignKey("servers.Server", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+")
+    endpoint = models.CharField(max_length=40)
+    stream = models.BooleanField(default=False)
+    status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=60, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(default=0)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="accounts_usage_user_time"),
+            models.Index(fields=["model", "-created_at"], name="accounts_usage_model_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.username} {self.model} {self.status}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

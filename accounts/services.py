@@ -8,8 +8,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts import keycache
-from accounts.models import ApiKey, AuditEvent, User
+from accounts import keycache, limits
+from accounts.models import ApiKey, AuditEvent, Quota, UsageRecord, User
 from sparkportal.exceptions import AuthenticationFailed, NotFound, ValidationFailed
 
 KEY_MARK = "sk-sp-"
@@ -98,6 +98,7 @@ def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) ->
     key.refresh_from_db()
     if updated:
         transaction.on_commit(lambda: keycache.publish_invalidation(key.hashed_key))
+        transaction.on_commit(limits.auth_generation_bump)  # gateways drop the key on their next request
         audit_record(actor=actor, action="accounts.apikey.revoked", target=key, ip=ip,
                      details={"name": key.name, "owner": key.owner.get_username(), "prefix": key.prefix})
     return key
@@ -149,6 +150,7 @@ def user_role_set(*, user: User, role: str, actor: User | None, ip: str | None =
     if old != role:
         User.objects.filter(pk=user.pk).update(role=role)
         transaction.on_commit(keycache.publish_invalidation)
+        transaction.on_commit(limits.auth_generation_bump)  # role defaults of quotas change with it
         audit_record(actor=actor, action="accounts.user.role_changed", target=user, ip=ip,
                      details={"username": user.get_username(), "old": old, "new": role})
     user.role = role
@@ -167,3 +169,76 @@ def admin_ensure(*, password: str | None) -> tuple[User, str | None]:
     audit_record(actor=None, actor_name="system", action="accounts.user.created", target=user,
                  details={"username": "admin", "role": "admin", "first_admin": True})
     return user, generated
+
+
+QUOTA_FIELDS = ("requests_per_minute", "tokens_per_day", "concurrent_requests", "allowed_models")
+
+
+def quota_effective(*, user: User) -> dict:
+    """The limits that apply to a user: their own row per field, else their role's default, else none.
+
+    Returns {"requests_per_minute", "tokens_per_day", "concurrent_requests": int | None (unlimited),
+    "allowed_models": list (empty = all)}.
+    """
+    rows = {(q.user_id is not None): q
+            for q in Quota.objects.filter(Q(user=user) | Q(user__isnull=True, role=user.role))}
+    own, default = rows.get(True), rows.get(False)
+    result = {}
+    for field in QUOTA_FIELDS:
+        value = getattr(own, field) if own is not None else None
+        if value is None or value == []:
+            value = getattr(default, field) if default is not None else None
+        result[field] = value if value is not None else ([] if field == "allowed_models" else None)
+    return result
+
+
+@transaction.atomic
+def quota_set(*, actor: User, user: User | None = None, role: str = "", requests_per_minute: int | None = None,
+              tokens_per_day: int | None = None, concurrent_requests: int | None = None,
+              allowed_models: list[str] | None = None, ip: str | None = None) -> Quota:
+    """Create or change a user's quota or a role's default; audited; effective on the next request."""
+    if (user is None) == (not role):
+        raise ValidationFailed("Set a quota either for one user or as the default of a role, not both.")
+    if role and role not in User.Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}: use one of {', '.join(User.Role.values)}.")
+    for name, value in (("requests per minute", requests_per_minute), ("tokens per day", tokens_per_day),
+                        ("concurrent requests", concurrent_requests)):
+        if value is not None and value < 0:
+            raise ValidationFailed(f"The limit of {name} cannot be negative: leave it empty for no limit.")
+    lookup = {"user": user, "role": ""} if user is not None else {"user": None, "role": role}
+    quota = Quota.objects.select_for_update().filter(**lookup).first() or Quota(**lookup)
+    old = {f: getattr(quota, f) for f in QUOTA_FIELDS} if quota.pk else None
+    quota.requests_per_minute = requests_per_minute
+    quota.tokens_per_day = tokens_per_day
+    quota.concurrent_requests = concurrent_requests
+    quota.allowed_models = sorted({m.strip() for m in (allowed_models or []) if m and m.strip()})
+    quota.full_clean()
+    quota.save()
+    new = {f: getattr(quota, f) for f in QUOTA_FIELDS}
+    if new != old:
+        audit_record(actor=actor, action="accounts.quota.changed", target=quota, ip=ip,
+                     details={"user": user.get_username() if user is not None else None, "role": role or None,
+                              "old": old, "new": new})
+    return quota
+
+
+def usage_record_bulk(*, rows: list[dict]) -> int:
+    """Append gateway requests to the ledger (one INSERT per batch) and mark the keys as used.
+
+    Each row holds UsageRecord field values (user_id, api_key_id, server_id, ...). Called from the
+    gateway's background writer, never on a request's path.
+    """
+    if not rows:
+        return 0
+    with transaction.atomic():
+        UsageRecord.objects.bulk_create([UsageRecord(**row) for row in rows], batch_size=500)
+        last_use: dict[int, datetime] = {}
+        for row in rows:
+            key_id = row.get("api_key_id")
+            if key_id is not None and (key_id not in last_use or row["created_at"] > last_use[key_id]):
+                last_use[key_id] = row["created_at"]
+        stale_before = timezone.now() - timedelta(seconds=settings.PORTAL_API_KEY_TOUCH_SECONDS)
+        for key_id, at in last_use.items():
+            ApiKey.objects.filter(pk=key_id).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)).update(last_used_at=at)
+    return len(rows)

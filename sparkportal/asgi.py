@@ -9,11 +9,22 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from gateway.app import application as gateway_app  # noqa: E402
+from gateway.app import handles as gateway_handles  # noqa: E402
 from sparkportal.routing import websocket_urlpatterns  # noqa: E402
+
+
+async def http_app(scope, receive, send):
+    # The OpenAI-compatible /v1 hot path skips Django's request stack entirely (see gateway/app.py).
+    if gateway_handles(scope["path"]):
+        return await gateway_app(scope, receive, send)
+    return await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
+        "lifespan": gateway_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -135,6 +135,7 @@ STATICFILES_DIRS = [
     ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist"),
     ("vendor/alpinejs", BASE_DIR / "node_modules" / "alpinejs" / "dist"),
     ("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+    ("vendor/markdown-it", BASE_DIR / "node_modules" / "markdown-it" / "dist" / "browser"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -284,3 +285,13 @@ PORTAL_CLASSIFIER_BATCH = env_int("PORTAL_CLASSIFIER_BATCH", 64)
 PORTAL_CLASSIFIER_LLM_URL = env_str("PORTAL_CLASSIFIER_LLM_URL", f"http://127.0.0.1:{PORTAL_PORT}/v1")
 PORTAL_CLASSIFIER_LLM_MODEL = env_str("PORTAL_CLASSIFIER_LLM_MODEL", "")
 PORTAL_CLASSIFIER_LLM_API_KEY = env_secret("PORTAL_CLASSIFIER_LLM_API_KEY") or ""
+
+# --- Gateway (/v1) ------------------------------------------------------------------------
+PORTAL_GATEWAY_REQUEST_TIMEOUT_S = env_int("PORTAL_GATEWAY_REQUEST_TIMEOUT_S", 1800)
+PORTAL_GATEWAY_CONNECT_TIMEOUT_S = env_float("PORTAL_GATEWAY_CONNECT_TIMEOUT_S", 5.0)
+PORTAL_GATEWAY_MAX_CONNECTIONS = env_int("PORTAL_GATEWAY_MAX_CONNECTIONS", 1000)
+PORTAL_GATEWAY_ROUTES_TTL_S = env_float("PORTAL_GATEWAY_ROUTES_TTL_S", 2.0)
+PORTAL_GATEWAY_LOAD_TIMEOUT_S = env_int("PORTAL_GATEWAY_LOAD_TIMEOUT_S", 900)
+PORTAL_GATEWAY_KEEPALIVE_S = env_float("PORTAL_GATEWAY_KEEPALIVE_S", 5.0)
+PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN = env_int("PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN", 32768)
+PORTAL_USAGE_FLUSH_S = env_float("PORTAL_USAGE_FLUSH_S", 1.0)

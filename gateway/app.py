@@ -1,0 +1,472 @@
+"""The OpenAI-compatible /v1 hot path as a bare ASGI app, dispatched before Django.
+
+Per request: key -> principal from an in-process cache (hash lookup; a generation counter in
+Redis, checked inside the quota script, invalidates it at once on any key/user/quota change),
+model -> ready server from the in-process routing table (least in flight), one Lua script for
+all quotas, bytes relayed as they arrive (gateway.proxy), quota settled to the engine's usage,
+one ledger row appended for the background writer. No Django middleware, no ORM on the path.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from datetime import UTC, datetime
+
+import orjson
+from django.conf import settings
+
+from accounts import limits
+from gateway import clients, db, errors, loading, proxy, selectors
+from gateway.errors import GatewayError
+from gateway.ledger import Ledger
+from gateway.routing import RoutingTable
+from sparkportal.exceptions import AuthenticationFailed
+from sparkportal.lib.respipe import RedisUnavailable, ReplyError
+
+log = logging.getLogger(__name__)
+
+# path -> (ledger endpoint name, generates tokens, quota counts its prompt)
+ENDPOINTS = {
+    "/v1/chat/completions": ("chat/completions", True, True),
+    "/v1/completions": ("completions", True, True),
+    "/v1/embeddings": ("embeddings", False, True),
+    "/v1/rerank": ("rerank", False, True),
+    "/rerank": ("rerank", False, True),
+    "/v1/score": ("score", False, True),
+    "/tokenize": ("tokenize", False, False),
+    "/detokenize": ("detokenize", False, False),
+}
+ROOT_PATHS = frozenset(p for p in ENDPOINTS if not p.startswith("/v1/"))
+KNOWN = ", ".join(["/v1/models", *ENDPOINTS])
+MAX_CACHED_KEYS = 10_000
+_JSON = [(b"content-type", b"application/json")]
+
+
+def handles(path: str) -> bool:
+    return path.startswith("/v1/") or path == "/v1" or path in ROOT_PATHS
+
+
+class Gateway:
+    def __init__(self) -> None:
+        self.started = False
+
+    def _start(self) -> None:
+        self.quota = limits.QuotaEngine(settings.REDIS_URL)
+        self.session = clients.session_create()
+        self.table = RoutingTable()
+        self.ledger = Ledger()
+        self.loader = loading.Loader(self.table)
+        self.keys: dict[str, selectors.Principal] = {}
+        self.started = True
+        _register_shutdown(self)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if not self.started:
+            self._start()
+        call = proxy.Call(time.perf_counter(), datetime.now(UTC))
+        try:
+            await self._handle(scope, receive, send, call)
+        except GatewayError as exc:
+            if call.principal is not None and not call.recorded and call.endpoint:
+                call.status, call.error_code = exc.status, exc.code
+                self._record(call.principal, call, scope)
+            await _send_error(send, exc, call)
+
+    # -- the request ----------------------------------------------------------------------------
+    async def _handle(self, scope, receive, send, call: proxy.Call) -> None:
+        call.principal = principal = await self._authenticate(scope)
+        path = scope["path"]
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            if scope["method"] != "GET":
+                raise GatewayError(405, f"Use GET on {path}.", type="invalid_request_error", code="method_not_allowed")
+            await self._models(send, principal, path[len("/v1/models/"):] if path != "/v1/models" else None)
+            return
+        spec = ENDPOINTS.get(path)
+        if spec is None:
+            raise errors.not_found(f"The gateway has no endpoint {path}: it serves {KNOWN}.",
+                                   code="unknown_endpoint", param=None)
+        if scope["method"] != "POST":
+            raise GatewayError(405, f"Use POST on {path}.", type="invalid_request_error", code="method_not_allowed")
+        call.endpoint, generates, counts_prompt = spec
+        body = await _read_body(receive)
+        req = _parse(body)
+        model = req.get("model")
+        if not isinstance(model, str) or not model:
+            raise errors.bad_request('Say which model to use in the "model" field; GET /v1/models lists yours.',
+                                     code="model_missing", param="model")
+        call.model = model
+        _check_allowed(principal, model)
+        entry = await self.table.lookup(model)
+        if entry is None:
+            raise errors.not_found(f"The model `{model}` does not exist on this portal: GET /v1/models lists the "
+                                   "models you can use.")
+        route = self.table.pick(model)
+        server_id = route.server_id if route is not None else self.loader.server_for(entry)
+        call.server_id = server_id
+        call.stream = stream = generates and req.get("stream") is True
+        want_usage = True
+        if stream:
+            body, want_usage = _ask_for_usage(req, body)
+        call.prompt_estimate = len(body) // 4 if counts_prompt else 0
+        reserve = _reserve(req, body, entry.max_model_len, generates, counts_prompt)
+        ticket = await self._acquire(scope, principal, reserve, server_id, call)
+        watch = _Watch(receive)
+        try:
+            if route is None:
+                route = await self.loader.wait(entry, send, call, stream=stream)
+                call.server_id = route.server_id
+            await self._forward(send, route, path, body, call, stream=stream, want_usage=want_usage,
+                                generates=generates or counts_prompt, ticket=ticket)
+        except asyncio.CancelledError:
+            call.status = call.status if call.status >= 400 else 499
+            call.error_code = "client_disconnected" if watch.disconnected else "server_shutdown"
+            await self._settle(ticket, call)
+        except GatewayError as exc:
+            call.status, call.error_code = exc.status, exc.code
+            await self._settle(ticket, call)
+            if call.started:
+                await send({"type": "http.response.body", "body": b"data: " + exc.body() + b"\n\n",
+                            "more_body": False})
+            else:
+                raise
+        finally:
+            watch.stop()
+            self._record(principal, call, scope)
+
+    async def _forward(self, send, route, path, body, call, *, stream, want_usage, generates, ticket) -> None:
+        url = route.base + path
+        route.inflight += 1
+        try:
+            for attempt in (0, 1):
+                try:
+                    if stream:
+                        await proxy.relay_stream(self.session, send, url, body, call, want_usage=want_usage)
+                        await self._settle(ticket, call)
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    else:
+                        status, ctype, data = await proxy.fetch_json(self.session, url, body, call, usage=generates)
+                        await self._settle(ticket, call)
+                        await send({"type": "http.response.start", "status": status,
+                                    "headers": [(b"content-type", ctype),
+                                                (b"content-length", str(len(data)).encode())]})
+                        call.started = True
+                        await send({"type": "http.response.body", "body": data})
+                    return
+                except clients.ConnectError as exc:
+                    if call.started or call.events or attempt:
+                        raise _lost(call, route, exc) from None
+                    if isinstance(exc, clients.RefusedError):
+                        # Retry once on another replica (or on this one after a fresh snapshot).
+                        self.table.mark_down(route)
+                        route.inflight -= 1
+                        await self.table.refresh()
+                        route = self.table.pick(call.model)
+                        if route is None:
+                            raise _lost(call, None, exc) from None
+                        route.inflight += 1
+                        url = route.base + path
+                        call.server_id = route.server_id
+                    # else: a pooled keep-alive connection the engine had closed; retry as is
+                except (TimeoutError, clients.ClientError) as exc:
+                    raise _lost(call, route, exc) from None
+        finally:
+            route.inflight -= 1
+
+    async def _settle(self, ticket: limits.Ticket, call: proxy.Call) -> None:
+        try:
+            await self.quota.settle(ticket, actual_tokens=call.tokens_spent())
+        except (RedisUnavailable, ReplyError):
+            # The answer is already on its way; a lost settlement only over-counts until the window ends.
+            log.warning("could not settle the quota of a %s request", call.model, exc_info=True)
+
+    # -- who is calling -------------------------------------------------------------------------
+    async def _authenticate(self, scope) -> selectors.Principal:
+        raw = cookie = csrf = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                raw = value[7:] if value[:7].lower() == b"bearer " else value
+            elif name == b"x-api-key":
+                raw = raw or value
+            elif name == b"cookie":
+                cookie = value
+            elif name == b"x-csrftoken":
+                csrf = value
+        if raw:
+            raw = raw.strip()
+            digest = hashlib.sha256(raw).hexdigest()
+            principal = self.keys.get(digest)
+            if principal is None:
+                principal = await self._load_key(raw.decode("latin-1"), digest)
+            if principal.expires_at is not None and principal.expires_at <= time.time():
+                self.keys.pop(digest, None)
+                raise errors.unauthorized(f"API key {principal.prefix}… has expired: create a new one on the Keys "
+                                          "page.", code="expired_api_key")
+            return principal
+        if cookie and csrf:
+            principal = await _session_principal(cookie, csrf)
+            if principal is not None:
+                return principal
+        raise errors.unauthorized("No API key: send it as `Authorization: Bearer sk-sp-…` (create one on the Keys "
+                                  "page of the portal).", code="missing_api_key")
+
+    async def _load_key(self, raw: str, digest: str) -> selectors.Principal:
+        try:
+            principal = await db.run(selectors.principal_for_key, raw=raw)
+        except AuthenticationFailed as exc:
+            raise errors.unauthorized(exc.message, code=exc.code) from None
+        if len(self.keys) >= MAX_CACHED_KEYS:
+            self.keys.clear()
+        self.keys[digest] = principal
+        return principal
+
+    async def _acquire(self, scope, principal, reserve, server_id, call) -> limits.Ticket:
+        for _ in range(3):
+            try:
+                verdict = await self.quota.acquire(user_id=principal.user_id, generation=principal.generation,
+                                                   limits=principal.limits, reserve=reserve, server_id=server_id)
+            except RedisUnavailable as exc:
+                raise errors.unavailable(f"The portal's Redis, which keeps quotas, is not reachable ({exc}): tell an "
+                                         "admin.", code="quota_store_unavailable", retry_after=5) from None
+            if verdict.outcome == limits.OK:
+                return verdict.ticket
+            if verdict.outcome != limits.STALE:
+                call.status, call.error_code = 429, _QUOTA_CODES[verdict.outcome]
+                self._record(principal, call, scope)
+                raise _quota_error(verdict, principal, reserve)
+            # A key, user or quota changed somewhere: drop every cached principal, reload this one.
+            self.keys.clear()
+            principal = await self._authenticate(scope)
+            _check_allowed(principal, call.model)
+        raise errors.unavailable("Keys are being changed right now; retry in a moment.", code="auth_busy",
+                                 retry_after=1)
+
+    # -- /v1/models -----------------------------------------------------------------------------
+    async def _models(self, send, principal, one: str | None) -> None:
+        if time.monotonic() - self.table.loaded_at > self.table.ttl:
+            await self.table.refresh()
+        data = []
+        for name in sorted(self.table.models):
+            entry = self.table.models[name]
+            if not (entry.ready or entry.starting or entry.loadable):
+                continue
+            if (principal.scopes is not None and name not in principal.scopes) or (
+                    principal.allowed is not None and name not in principal.allowed):
+                continue
+            data.append({"id": name, "object": "model", "created": 0, "owned_by": "sparkportal",
+                         "max_model_len": entry.max_model_len,
+                         "status": "ready" if entry.ready else ("loading" if entry.starting else "loadable")})
+        if one is not None:
+            found = next((m for m in data if m["id"] == one), None)
+            if found is None:
+                raise errors.not_found(f"The model `{one}` does not exist or is not available to this key: GET "
+                                       "/v1/models lists yours.")
+            body = orjson.dumps(found)
+        else:
+            body = orjson.dumps({"object": "list", "data": data})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_JSON, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    # -- ledger ---------------------------------------------------------------------------------
+    def _record(self, principal, call: proxy.Call, scope) -> None:
+        call.recorded = True
+        client = scope.get("client")
+        self.ledger.add({
+            "user_id": principal.user_id, "username": principal.username, "api_key_id": principal.key_id,
+            "key_prefix": principal.prefix, "model": call.model[:200], "server_id": call.server_id,
+            "endpoint": call.endpoint, "stream": call.stream, "status": call.status or 500,
+            "error_code": call.error_code, "prompt_tokens": call.prompt_tokens,
+            "completion_tokens": call.completion_tokens,
+            "ttft_ms": call.ttft * 1000 if call.ttft is not None else None,
+            "duration_ms": (time.perf_counter() - call.t0) * 1000, "client_ip": client[0] if client else None,
+            "created_at": call.created_at})
+
+    # -- process life ---------------------------------------------------------------------------
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if not self.started:
+                    self._start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def shutdown(self) -> None:
+        if not self.started:
+            return
+        try:
+            await self.ledger.flush()
+        finally:
+            await self.session.close()
+
+
+class _Watch:
+    """Turns the client's disconnect into a cancel of the request (and so of the upstream call)."""
+
+    __slots__ = ("future", "task", "disconnected", "active")
+
+    def __init__(self, receive) -> None:
+        self.task = asyncio.current_task()
+        self.disconnected = False
+        self.active = True
+        self.future = asyncio.ensure_future(receive())
+        self.future.add_done_callback(self._done)
+
+    def _done(self, future) -> None:
+        if not self.active or future.cancelled() or future.exception() is not None:
+            return
+        if future.result().get("type") == "http.disconnect":
+            self.disconnected = True
+            self.task.cancel()
+
+    def stop(self) -> None:
+        self.active = False
+        self.future.cancel()
+
+
+async def _read_body(receive) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    while message.get("more_body"):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
+
+
+def _parse(body: bytes) -> dict:
+    try:
+        req = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.bad_request(f"The request body is not valid JSON ({exc}): send a JSON object with "
+                                 "Content-Type: application/json.", code="invalid_json") from None
+    if not isinstance(req, dict):
+        raise errors.bad_request("The request body must be a JSON object with at least a \"model\" field.",
+                                 code="invalid_json")
+    return req
+
+
+def _check_allowed(principal: selectors.Principal, model: str) -> None:
+    if principal.scopes is not None and model not in principal.scopes:
+        raise errors.forbidden(f"API key {principal.prefix}… may only use {', '.join(sorted(principal.scopes))}, "
+                               f"not `{model}`: use one of those or create a key that includes it.")
+    if principal.allowed is not None and model not in principal.allowed:
+        raise errors.forbidden(f"Your account may not use `{model}`; it may use "
+                               f"{', '.join(sorted(principal.allowed))}. Ask an admin to allow it in your quota.")
+
+
+def _ask_for_usage(req: dict, body: bytes) -> tuple[bytes, bool]:
+    """Make the engine report usage at the end of the stream; say whether the client asked for it."""
+    options = req.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return body, True
+    if options is None:
+        # Splice the option in after the opening brace: no re-serialisation of a large prompt.
+        i = body.index(b"{") + 1
+        return body[:i] + b'"stream_options":{"include_usage":true},' + body[i:], False
+    req["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {
+        "include_usage": True}
+    return orjson.dumps(req), False
+
+
+def _reserve(req: dict, body: bytes, max_model_len: int, generates: bool, counts_prompt: bool) -> int:
+    """The most tokens this request can cost: prompt estimate + max_tokens (x n), capped by the model."""
+    if not counts_prompt:
+        return 0
+    prompt = len(body) // 3 + 1  # over-estimate: a token is rarely shorter than 3 bytes of JSON
+    if not generates:
+        return prompt
+    max_tokens = req.get("max_completion_tokens") or req.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
+        return max_model_len
+    n = req.get("n")
+    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    return min(max_model_len, prompt + max_tokens) * n
+
+
+_QUOTA_CODES = {limits.RPM: "requests_per_minute_exceeded", limits.TPD: "tokens_per_day_exceeded",
+                limits.CONCURRENT: "concurrent_requests_exceeded"}
+
+
+def _quota_error(verdict: limits.Verdict, principal: selectors.Principal, reserve: int) -> GatewayError:
+    lim = principal.limits
+    if verdict.outcome == limits.RPM:
+        return errors.too_many(f"Quota: at most {lim.requests_per_minute} requests per minute; retry in "
+                               f"{verdict.retry_after} s or ask an admin for a higher limit.",
+                               code="requests_per_minute_exceeded", retry_after=verdict.retry_after)
+    if verdict.outcome == limits.CONCURRENT:
+        return errors.too_many(f"Quota: at most {lim.concurrent_requests} requests at a time and that many are "
+                               "running; retry when one finishes.", code="concurrent_requests_exceeded",
+                               retry_after=1)
+    if reserve > lim.tokens_per_day:
+        return GatewayError(400, f"This request could use up to {reserve} tokens, more than your daily limit of "
+                                 f"{lim.tokens_per_day}: set a lower max_tokens or shorten the prompt.",
+                            type="invalid_request_error", code="tokens_per_day_exceeded", param="max_tokens")
+    return errors.too_many(f"Quota: {verdict.used} of your {lim.tokens_per_day} tokens for today are used or "
+                           f"reserved and this request could need {reserve} more. Set a lower max_tokens, or retry "
+                           f"after midnight UTC (in {verdict.retry_after} s).", code="tokens_per_day_exceeded",
+                           retry_after=verdict.retry_after)
+
+
+def _lost(call: proxy.Call, route, exc: Exception) -> GatewayError:
+    where = f" at {route.base}" if route is not None else ""
+    return errors.unavailable(f"The server of `{call.model}`{where} is not answering ({type(exc).__name__}); it "
+                              "may be restarting. Retry in a few seconds, or check it on the Servers page.",
+                              code="upstream_unreachable", retry_after=5)
+
+
+async def _send_error(send, exc: GatewayError, call: proxy.Call) -> None:
+    if call.started:
+        return
+    body = exc.body()
+    await send({"type": "http.response.start", "status": exc.status,
+                "headers": [*exc.headers(), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _session_principal(cookie: bytes, csrf: bytes) -> selectors.Principal | None:
+    """The chat page's calls: the login session, with the CSRF cookie echoed in a header."""
+    from http.cookies import SimpleCookie
+
+    jar = SimpleCookie()
+    try:
+        jar.load(cookie.decode("latin-1"))
+    except Exception:  # noqa: BLE001 - a malformed cookie header is simply no session
+        return None
+    session = jar.get(settings.SESSION_COOKIE_NAME)
+    token = jar.get(settings.CSRF_COOKIE_NAME)
+    if session is None or token is None or token.value.encode() != csrf:
+        return None
+    return await db.run(selectors.principal_for_session, session_key=session.value)
+
+
+def _register_shutdown(gateway: Gateway) -> None:
+    """Flush the ledger on a clean stop: daphne (Twisted) has no ASGI lifespan, so hook its reactor;
+    atexit catches whatever is left (other servers, or rows of requests cancelled at the end)."""
+    import atexit
+    import sys
+
+    atexit.register(gateway.ledger.flush_now)
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is not None and getattr(reactor, "running", False):
+        from twisted.internet import defer
+
+        def flush() -> defer.Deferred:
+            return defer.Deferred.fromFuture(asyncio.ensure_future(gateway.shutdown()))
+
+        reactor.addSystemEventTrigger("during", "shutdown", flush)
+
+
+application = Gateway()

@@ -1,0 +1,94 @@
+"""Usage rows leave the request path at once: they are appended to a list here and written in
+batches by a background task (one INSERT per batch), and on a clean stop by `flush_now`.
+
+Prometheus counters per user and model are advanced at flush time too, so the hot path pays one
+list append per request.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import UTC, datetime
+
+from django.conf import settings
+from prometheus_client import Counter, Histogram
+
+from gateway import db
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("portal_gateway_requests", "Gateway requests by user, model and HTTP status.",
+                   ["user", "model", "status"])
+TOKENS = Counter("portal_gateway_tokens", "Tokens through the gateway by user, model and kind.",
+                 ["user", "model", "kind"])
+TTFT = Histogram("portal_gateway_ttft_seconds", "Time from request to the engine's first byte, by model.",
+                 ["model"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+DURATION = Histogram("portal_gateway_request_seconds", "Whole request duration through the gateway, by model.",
+                     ["model"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+
+MAX_BUFFER = 200_000  # rows kept while the database is unreachable; beyond that the oldest go
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self._task: asyncio.Task | None = None
+        self._lock = threading.Lock()  # flush_now may run from atexit while a batch is in flight
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while self.rows:
+            await asyncio.sleep(settings.PORTAL_USAGE_FLUSH_S)
+            batch, self.rows = self.rows, []
+            try:
+                await db.run(self._write, batch)
+            except Exception:  # noqa: BLE001 - keep the rows and try again next round
+                log.exception("could not write %d usage rows; will retry", len(batch))
+                self.rows[:0] = batch[-MAX_BUFFER:]
+                await asyncio.sleep(5)
+
+    async def flush(self) -> None:
+        batch, self.rows = self.rows, []
+        if batch:
+            await db.run(self._write, batch)
+
+    def flush_now(self) -> None:
+        """Synchronous last flush (process exit)."""
+        batch, self.rows = self.rows, []
+        if batch:
+            self._write(batch)
+
+    def _write(self, batch: list[dict]) -> None:
+        from accounts import services as account_services
+        from gateway import services
+
+        with self._lock:
+            account_services.usage_record_bulk(rows=batch)
+            services.server_requests_touch(seen=_last_request_per_server(batch))
+        for row in batch:
+            model, user = row["model"], row["username"]
+            REQUESTS.labels(user, model, str(row["status"])).inc()
+            if row["prompt_tokens"]:
+                TOKENS.labels(user, model, "prompt").inc(row["prompt_tokens"])
+            if row["completion_tokens"]:
+                TOKENS.labels(user, model, "completion").inc(row["completion_tokens"])
+            if row["ttft_ms"] is not None:
+                TTFT.labels(model).observe(row["ttft_ms"] / 1000)
+            DURATION.labels(model).observe(row["duration_ms"] / 1000)
+
+
+def _last_request_per_server(batch: list[dict]) -> dict[int, datetime]:
+    seen: dict[int, datetime] = {}
+    for row in batch:
+        server_id = row.get("server_id")
+        if server_id is None:
+            continue
+        ended = datetime.fromtimestamp(row["created_at"].timestamp() + row["duration_ms"] / 1000, tz=UTC)
+        if server_id not in seen or ended > seen[server_id]:
+            seen[server_id] = ended
+    return seen

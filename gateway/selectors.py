@@ -1,0 +1,112 @@
+"""Reads of the gateway: the routing snapshot and who is calling. Blocking ORM code (see gateway.db)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from django.conf import settings
+from django.contrib.auth import get_user
+
+from accounts import limits
+from accounts import services as account_services
+from accounts.models import User
+from models_registry.models import ModelProfile
+from servers.models import Server
+
+READY = {Server.Status.READY, Server.Status.EXTERNAL}
+STARTING = {Server.Status.QUEUED, Server.Status.STARTING}
+LOADABLE = {Server.Status.STOPPED, Server.Status.FAILED}
+
+
+@dataclass
+class ModelServers:
+    """Where one model name can be served, as of one snapshot."""
+
+    name: str
+    max_model_len: int
+    task: str = "chat"
+    ready: list[tuple[int, str]] = field(default_factory=list)  # (server id, base url)
+    starting: list[int] = field(default_factory=list)
+    loadable: list[int] = field(default_factory=list)  # stopped/failed, marked load on demand
+    stopping: list[int] = field(default_factory=list)
+    idle: list[int] = field(default_factory=list)  # stopped, not loadable
+
+
+def routing_snapshot() -> dict[str, ModelServers]:
+    """Every model name the portal knows, with its servers by state (ready ones first by id)."""
+    default_len = settings.PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN
+    models: dict[str, ModelServers] = {}
+    for profile in ModelProfile.objects.only("name", "served_model_name", "repo_id", "max_model_len", "task"):
+        models[profile.model_name] = ModelServers(profile.model_name, profile.max_model_len or default_len,
+                                                  profile.task)
+    servers = (Server.objects.select_related("profile").order_by("pk")
+               .only("pk", "served_model_name", "host", "port", "status", "load_on_demand",
+                     "profile__max_model_len", "profile__task"))
+    for server in servers:
+        entry = models.get(server.served_model_name)
+        if entry is None:
+            profile = server.profile
+            entry = models[server.served_model_name] = ModelServers(
+                server.served_model_name, (profile.max_model_len if profile else None) or default_len,
+                profile.task if profile else "chat")
+        if server.status in READY:
+            entry.ready.append((server.pk, server.base_url))
+        elif server.status in STARTING:
+            entry.starting.append(server.pk)
+        elif server.status == Server.Status.STOPPING:
+            entry.stopping.append(server.pk)
+        elif server.load_on_demand:
+            entry.loadable.append(server.pk)
+        else:
+            entry.idle.append(server.pk)
+    return models
+
+
+@dataclass(slots=True)
+class Principal:
+    """The caller of one request, as the gateway caches it."""
+
+    user_id: int
+    username: str
+    key_id: int | None
+    prefix: str
+    scopes: frozenset[str] | None  # None: the key may use all the owner may use
+    allowed: frozenset[str] | None  # None: the owner may use every model
+    limits: limits.Limits
+    expires_at: float | None
+    generation: str
+
+
+def _principal(user: User, *, key=None, generation: str) -> Principal:
+    quota = account_services.quota_effective(user=user)
+
+    def limit(name: str) -> int:
+        value = quota[name]
+        return limits.UNLIMITED if value is None else int(value)
+
+    return Principal(
+        user_id=user.pk, username=user.get_username(), key_id=key.pk if key else None,
+        prefix=key.prefix if key else "", scopes=frozenset(key.scopes) if key and key.scopes else None,
+        allowed=frozenset(quota["allowed_models"]) if quota["allowed_models"] else None,
+        limits=limits.Limits(limit("requests_per_minute"), limit("tokens_per_day"), limit("concurrent_requests")),
+        expires_at=key.expires_at.timestamp() if key and key.expires_at else None, generation=generation)
+
+
+def principal_for_key(*, raw: str) -> Principal:
+    """Raises AuthenticationFailed saying why the key is refused."""
+    generation = limits.auth_generation()  # read before the rows, so a change in between is seen as stale
+    key = account_services.api_key_authenticate(raw=raw)
+    return _principal(key.owner, key=key, generation=generation)
+
+
+def principal_for_session(*, session_key: str) -> Principal | None:
+    """The portal's own pages (chat) call the gateway with the login session instead of a key."""
+    from importlib import import_module
+
+    generation = limits.auth_generation()
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    user = get_user(SimpleNamespace(session=store))
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    return _principal(user, generation=generation)
+
