@@ -121,7 +121,7 @@ class Gateway:
                 route = await self.loader.wait(entry, send, call, stream=stream)
                 call.server_id = route.server_id
             await self._forward(send, route, path, body, call, stream=stream, want_usage=want_usage,
-                                generates=generates or counts_prompt, ticket=ticket)
+                                generates=generates or counts_prompt, ticket=ticket, watch=watch)
         except asyncio.CancelledError:
             call.status = call.status if call.status >= 400 else 499
             call.error_code = "client_disconnected" if watch.disconnected else "server_shutdown"
@@ -138,7 +138,7 @@ class Gateway:
             watch.stop()
             self._record(principal, call, scope)
 
-    async def _forward(self, send, route, path, body, call, *, stream, want_usage, generates, ticket) -> None:
+    async def _forward(self, send, route, path, body, call, *, stream, want_usage, generates, ticket, watch) -> None:
         url = route.base + path
         route.inflight += 1
         try:
@@ -146,10 +146,12 @@ class Gateway:
                 try:
                     if stream:
                         await proxy.relay_stream(self.session, send, url, body, call, want_usage=want_usage)
+                        watch.stop()  # all relayed: a client that hangs up after [DONE] is no abort
                         await self._settle(ticket, call)
                         await send({"type": "http.response.body", "body": b"", "more_body": False})
                     else:
                         status, ctype, data = await proxy.fetch_json(self.session, url, body, call, usage=generates)
+                        watch.stop()
                         await self._settle(ticket, call)
                         await send({"type": "http.response.start", "status": status,
                                     "headers": [(b"content-type", ctype),

@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import IntegrityError
 from prometheus_client import Counter, Histogram
 
 from gateway import db
@@ -68,7 +69,15 @@ class Ledger:
         from gateway import services
 
         with self._lock:
-            account_services.usage_record_bulk(rows=batch)
+            try:
+                account_services.usage_record_bulk(rows=batch)
+            except IntegrityError:
+                # A user, key or server deleted since its request: write the others one by one.
+                for row in batch:
+                    try:
+                        account_services.usage_record_bulk(rows=[row])
+                    except IntegrityError:
+                        log.warning("dropped a usage row whose user, key or server is gone: %s", row)
             services.server_requests_touch(seen=_last_request_per_server(batch))
         for row in batch:
             model, user = row["model"], row["username"]
