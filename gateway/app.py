@@ -139,45 +139,39 @@ class Gateway:
             self._record(principal, call, scope)
 
     async def _forward(self, send, route, path, body, call, *, stream, want_usage, generates, ticket, watch) -> None:
-        url = route.base + path
-        route.inflight += 1
-        try:
-            for attempt in (0, 1):
-                try:
-                    if stream:
-                        await proxy.relay_stream(self.session, send, url, body, call, want_usage=want_usage)
-                        watch.stop()  # all relayed: a client that hangs up after [DONE] is no abort
-                        await self._settle(ticket, call)
-                        await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    else:
-                        status, ctype, data = await proxy.fetch_json(self.session, url, body, call, usage=generates)
-                        watch.stop()
-                        await self._settle(ticket, call)
-                        await send({"type": "http.response.start", "status": status,
-                                    "headers": [(b"content-type", ctype),
-                                                (b"content-length", str(len(data)).encode())]})
-                        call.started = True
-                        await send({"type": "http.response.body", "body": data})
-                    return
-                except clients.ConnectError as exc:
-                    if call.started or call.events or attempt:
-                        raise _lost(call, route, exc) from None
-                    if isinstance(exc, clients.RefusedError):
-                        # Retry once on another replica (or on this one after a fresh snapshot).
-                        self.table.mark_down(route)
-                        route.inflight -= 1
-                        await self.table.refresh()
-                        route = self.table.pick(call.model)
-                        if route is None:
-                            raise _lost(call, None, exc) from None
-                        route.inflight += 1
-                        url = route.base + path
-                        call.server_id = route.server_id
-                    # else: a pooled keep-alive connection the engine had closed; retry as is
-                except (TimeoutError, clients.ClientError) as exc:
+        for attempt in (0, 1):
+            url = route.base + path
+            held = route
+            held.inflight += 1
+            try:
+                if stream:
+                    await proxy.relay_stream(self.session, send, url, body, call, want_usage=want_usage)
+                    watch.stop()  # all relayed: a client that hangs up after [DONE] is no abort
+                    await self._settle(ticket, call)
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                else:
+                    status, ctype, data = await proxy.fetch_json(self.session, url, body, call, usage=generates)
+                    watch.stop()
+                    await self._settle(ticket, call)
+                    await send({"type": "http.response.start", "status": status,
+                                "headers": [(b"content-type", ctype), (b"content-length", str(len(data)).encode())]})
+                    call.started = True
+                    await send({"type": "http.response.body", "body": data})
+                return
+            except clients.ConnectError as exc:
+                if call.started or call.events or attempt:
                     raise _lost(call, route, exc) from None
-        finally:
-            route.inflight -= 1
+                if isinstance(exc, clients.RefusedError):
+                    # Retry once on another replica (or on this one after a fresh snapshot).
+                    self.table.mark_down(route)
+                    await self.table.refresh()
+                    route = self.table.pick(call.model) or route
+                    call.server_id = route.server_id
+                # else: a pooled keep-alive connection the engine had closed; retry as is
+            except (TimeoutError, clients.ClientError) as exc:
+                raise _lost(call, route, exc) from None
+            finally:
+                held.inflight -= 1
 
     async def _settle(self, ticket: limits.Ticket, call: proxy.Call) -> None:
         try:

@@ -95,14 +95,13 @@ class PipelinedRedis:
         return proto
 
     async def _ensure(self) -> _Protocol:
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.ensure_future(self._connect())
-        try:
-            self._proto = await asyncio.shield(self._connecting)
-        finally:
-            if self._connecting.done():
-                self._connecting = None
-        return self._proto
+        connecting = self._connecting
+        if connecting is None or connecting.done():
+            connecting = self._connecting = asyncio.ensure_future(self._connect())
+        proto = await asyncio.shield(connecting)
+        if self._proto is None or self._proto.closed:
+            self._proto = proto
+        return proto
 
     @staticmethod
     def _send(proto: _Protocol, command: bytes) -> asyncio.Future:

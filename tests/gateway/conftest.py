@@ -1,8 +1,9 @@
-"""One daphne and a few fake vLLM servers per test module; each test commits its rows so daphne sees them."""
+"""One daphne and a few fake vLLM servers for all gateway tests; each test commits its rows so daphne sees them."""
 import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, start_daphne, stop_process, subprocess_env
+from tests.conftest import BASE_DIR, AsgiServer, free_port, stop_process, subprocess_env
 from tests.factories import UserFactory
 
 FAKE_VLLM = str(Path(__file__).resolve().parents[1] / "fakes" / "bin" / "vllm")
@@ -98,9 +99,30 @@ class Portal:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def portal_processes(django_db_setup):
-    """The fakes and daphne, shared by a module's tests (their rows are re-created per test)."""
+def _daphne(env: dict, log_dir: Path) -> AsgiServer:
+    """Like tests.conftest.start_daphne, with stderr in a file: a long module must not fill a pipe."""
+    port = free_port()
+    log = open(log_dir / "daphne.log", "w")  # noqa: SIM115 - open for the process's whole life
+    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                             "sparkportal.asgi:application"], cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL,
+                            stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (log_dir / "daphne.log").read_text()[-3000:]
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=1)
+            server = AsgiServer(proc, port)
+            server.log = log_dir / "daphne.log"
+            return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("daphne did not start within 30 s")
+
+
+@pytest.fixture(scope="package")
+def portal_processes(django_db_setup, tmp_path_factory):
+    """The fakes and daphne, shared by all gateway tests (their rows are re-created per test)."""
     fakes = {
         "chat-model": FakeVllm("chat-model"),
         "slow-model": FakeVllm("slow-model", env={"FAKE_VLLM_TOKEN_DELAY_S": "0.05", "FAKE_VLLM_OUTPUT_TOKENS": "30"}),
@@ -110,8 +132,8 @@ def portal_processes(django_db_setup):
     try:
         for fake in fakes.values():
             fake.wait_ready()
-        server = start_daphne(subprocess_env(PORTAL_USAGE_FLUSH_S="0.2", PORTAL_GATEWAY_ROUTES_TTL_S="0.5",
-                                             PORTAL_GATEWAY_KEEPALIVE_S="0.5"))
+        server = _daphne(subprocess_env(PORTAL_USAGE_FLUSH_S="0.1", PORTAL_GATEWAY_ROUTES_TTL_S="0.5",
+                                        PORTAL_GATEWAY_KEEPALIVE_S="0.5"), tmp_path_factory.mktemp("daphne"))
         yield server, fakes
     finally:
         if server is not None:
@@ -144,4 +166,5 @@ def portal(portal_processes, django_db_blocker, transactional_db):
     state.servers["stopped-model"] = Server.objects.create(node=node, served_model_name="stopped-model", port=9,
                                                            status=Server.Status.STOPPED)
     state.node = node
-    return state
+    yield state
+    time.sleep(0.3)  # let the ledger writer land this test's last rows before the tables are emptied
