@@ -17,91 +17,91 @@ NO_FIRST_CHUNK = "Never received a valid chunk to calculate TTFT. This response 
 
 def make_session(*, limit: int) -> aiohttp.ClientSession:
     """One keep-alive pool for a whole benchmark (`limit` 0 = unbounded, as the tool does for no concurrency cap)."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, keepalive_timeout=60,
-                                     enable_cleanup_closed=True, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, keepalive_timeout=60, ttl_dns_cache=300)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=6 * 3600),
                                  trust_env=False)
 
 
-def _iter_sse_lines(buffer: bytearray, chunk: bytes):
-    """Split a byte stream into `data: ...` payloads; partial events stay in `buffer`."""
-    buffer.extend(chunk)
-    while True:
-        end = buffer.find(b"\n\n")
-        if end < 0:
-            return
-        event = bytes(buffer[:end])
-        del buffer[:end + 2]
-        for line in event.split(b"\n"):
-            line = line.strip()
-            if line.startswith(b"data:"):
-                yield line[5:].strip()
+_EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
 
 
-async def stream_generation(session: aiohttp.ClientSession, *, url: str, payload: dict, headers: dict,
-                            chat: bool, output: RequestOutput) -> RequestOutput:
-    """POST one streaming completion (or chat completion) and time it into `output`."""
-    text_parts: list[str] = []
+def _events(buffer: bytearray, chunk: bytes) -> list[bytes]:
+    """Complete `data:` payloads in `buffer` + `chunk`; a partial event stays in `buffer`."""
+    if not buffer and chunk.endswith(b"\n\n"):
+        parts = chunk.split(b"\n\n")  # the usual case: whole events only, no copy
+        parts.pop()
+    else:
+        buffer.extend(chunk)
+        if b"\n\n" not in buffer:
+            return []
+        parts = bytes(buffer).split(b"\n\n")
+        buffer[:] = parts.pop()
+    return [part[5:].strip() if part.startswith(b"data:") else part.strip()[5:].strip() for part in parts
+            if b"data:" in part]
+
+
+async def stream_generation(session: aiohttp.ClientSession, *, url: str, body: bytes, headers: dict,
+                            output: RequestOutput) -> RequestOutput:
+    """POST one streaming completion (or chat completion) and time it into `output`.
+
+    Only the chunks without choices (the usage chunk, an error) are decoded: on the hot path a
+    chunk with choices is recognised by its bytes, which keeps the generator off the CPU.
+    """
     first = False
     last = start = time.perf_counter()
     output.start_time = start
     try:
-        async with session.post(url, json=payload, headers=headers) as response:
+        async with session.post(url, data=body, headers=headers) as response:
             if response.status != 200:
-                body = (await response.read())[:300].decode(errors="replace")
-                output.error = f"HTTP {response.status} {response.reason or ''}: {body}".strip()
+                text = (await response.read())[:300].decode(errors="replace")
+                output.error = f"HTTP {response.status} {response.reason or ''}: {text}".strip()
                 return output
             buffer = bytearray()
-            async for raw in response.content.iter_any():
-                for data in _iter_sse_lines(buffer, raw):
-                    if data == b"[DONE]":
-                        continue
-                    message = json.loads(data)
-                    choices = message.get("choices")
-                    if choices:
-                        now = time.perf_counter()
+            content = response.content
+            while raw := await content.readany():
+                now = time.perf_counter()
+                for data in _events(buffer, raw):
+                    if b'"choices"' in data and not any(empty in data for empty in _EMPTY_CHOICES):
                         if not first:
                             first = True
                             output.ttft = now - start
                         else:
                             output.itl.append(now - last)
                         last = now
-                        choice = choices[0]
-                        if chat:
-                            delta = choice.get("delta") or {}
-                            text_parts.append(delta.get("content") or delta.get("reasoning_content") or "")
-                        else:
-                            text_parts.append(choice.get("text") or "")
-                    elif usage := message.get("usage"):
-                        output.output_tokens = int(usage.get("completion_tokens") or 0)
-                        output.prompt_len = int(usage.get("prompt_tokens") or output.prompt_len)
+                    elif data != b"[DONE]":
+                        message = json.loads(data)
+                        if usage := message.get("usage"):
+                            output.output_tokens = int(usage.get("completion_tokens") or 0)
+                            output.prompt_len = int(usage.get("prompt_tokens") or output.prompt_len)
+                        elif error := message.get("error"):
+                            output.error = str(error.get("message", error) if isinstance(error, dict) else error)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         output.error = f"{type(exc).__name__}: {exc}"
         return output
-    output.generated_text = "".join(text_parts)
     if first:
         output.success = True
         if not output.output_tokens:
             # No usage chunk (an endpoint that ignores stream_options): one chunk is one token.
             output.output_tokens = len(output.itl) + 1
     else:
-        output.error = NO_FIRST_CHUNK
+        output.error = output.error or NO_FIRST_CHUNK
     output.latency = last - start
     return output
 
 
-async def post_embeddings(session: aiohttp.ClientSession, *, url: str, payload: dict, headers: dict,
+async def post_embeddings(session: aiohttp.ClientSession, *, url: str, body: bytes, headers: dict,
                           output: RequestOutput) -> RequestOutput:
     """POST one embeddings request; only its end-to-end latency is timed (as the tool does for pooling)."""
     start = time.perf_counter()
     output.start_time = start
     try:
-        async with session.post(url, json=payload, headers=headers) as response:
-            body = await response.read()
+        async with session.post(url, data=body, headers=headers) as response:
+            answer = await response.read()
             if response.status != 200:
-                output.error = f"HTTP {response.status} {response.reason or ''}: {body[:300].decode(errors='replace')}"
+                text = answer[:300].decode(errors="replace")
+                output.error = f"HTTP {response.status} {response.reason or ''}: {text}"
                 return output
-            data = json.loads(body)
+            data = json.loads(answer)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         output.error = f"{type(exc).__name__}: {exc}"
         return output

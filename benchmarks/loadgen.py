@@ -11,6 +11,7 @@ client queue time). The `random` dataset is words drawn with a fixed seed; token
 the server's `usage`, so they are exact for whatever tokenizer the model has.
 """
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable
@@ -81,10 +82,10 @@ def _arrival_gaps(spec: LoadSpec) -> list[float]:
     return [rng.gammavariate(spec.burstiness, scale) for _ in range(spec.num_prompts)]
 
 
-async def _one(session, spec: LoadSpec, prompt: str, slot: asyncio.Semaphore | None,
+async def _one(session, spec: LoadSpec, body: bytes, prompt_len: int, slot: asyncio.Semaphore | None,
                request_id: str) -> RequestOutput:
-    output = RequestOutput(prompt_len=len(prompt.split()))
-    headers = {"x-request-id": request_id}
+    output = RequestOutput(prompt_len=prompt_len)
+    headers = {"x-request-id": request_id, "Content-Type": "application/json"}
     if spec.api_key:
         headers["Authorization"] = f"Bearer {spec.api_key}"
     url = spec.base_url.rstrip("/") + spec.endpoint
@@ -94,13 +95,32 @@ async def _one(session, spec: LoadSpec, prompt: str, slot: asyncio.Semaphore | N
     try:
         output.queue_time = time.perf_counter() - queued
         if spec.backend == "openai-embeddings":
-            return await clients.post_embeddings(session, url=url, payload=_payload(spec, prompt), headers=headers,
-                                                 output=output)
-        return await clients.stream_generation(session, url=url, payload=_payload(spec, prompt), headers=headers,
-                                               chat=spec.backend == "openai-chat", output=output)
+            return await clients.post_embeddings(session, url=url, body=body, headers=headers, output=output)
+        return await clients.stream_generation(session, url=url, body=body, headers=headers, output=output)
     finally:
         if slot is not None:
             slot.release()
+
+
+async def _worker(session, spec: LoadSpec, bodies: list[bytes], begin: float,
+                  results: dict[int, RequestOutput]) -> None:
+    """Rate inf with a concurrency cap: C workers take the next request as soon as they are free.
+
+    The same schedule as C slots over requests that all arrived at t=0 (the tool's semaphore),
+    without a parked task per request; the queue time is the wait since t=0.
+    """
+    while len(results) < len(bodies):
+        index = len(results)
+        results[index] = output = RequestOutput(prompt_len=spec.input_len)
+        output.queue_time = time.perf_counter() - begin
+        headers = {"x-request-id": f"bench-{index}", "Content-Type": "application/json"}
+        if spec.api_key:
+            headers["Authorization"] = f"Bearer {spec.api_key}"
+        url = spec.base_url.rstrip("/") + spec.endpoint
+        if spec.backend == "openai-embeddings":
+            await clients.post_embeddings(session, url=url, body=bodies[index], headers=headers, output=output)
+        else:
+            await clients.stream_generation(session, url=url, body=bodies[index], headers=headers, output=output)
 
 
 async def _watch(should_stop: Callable[[], bool], tasks: list[asyncio.Task]) -> None:
@@ -119,21 +139,31 @@ class Cancelled(Exception):
 async def run_load(spec: LoadSpec, *, should_stop: Callable[[], bool] | None = None) -> dict:
     """Warm up, send the timed requests, and return a result dict with the tool's keys."""
     prompts = random_prompts(count=spec.num_prompts, input_len=spec.input_len, seed=spec.seed)
+    # Bodies are encoded before the clock starts: the timed window only sends and reads.
+    bodies = [json.dumps(_payload(spec, p)).encode() for p in prompts]
     limit = spec.max_concurrency or 0
     slot = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
+    results: dict[int, RequestOutput] = {}
     async with clients.make_session(limit=limit) as session:
-        warm = [_one(session, spec, prompts[i % len(prompts)], None, f"warmup-{i}") for i in range(spec.num_warmups)]
+        warm = [_one(session, spec, bodies[i % len(bodies)], spec.input_len, None, f"warmup-{i}")
+                for i in range(spec.num_warmups)]
         if warm:
             await asyncio.gather(*warm)
         tasks: list[asyncio.Task] = []
         watcher = asyncio.create_task(_watch(should_stop, tasks)) if should_stop else None
         begin = time.perf_counter()
         try:
-            for i, (prompt, gap) in enumerate(zip(prompts, _arrival_gaps(spec), strict=True)):
-                if gap:
-                    await asyncio.sleep(gap)
-                tasks.append(asyncio.create_task(_one(session, spec, prompt, slot, f"bench-{i}")))
-            outputs = await asyncio.gather(*tasks)
+            if spec.request_rate is None and spec.max_concurrency:
+                tasks.extend(asyncio.create_task(_worker(session, spec, bodies, begin, results))
+                             for _ in range(min(spec.max_concurrency, len(bodies))))
+                await asyncio.gather(*tasks)
+                outputs = [results[i] for i in range(len(bodies))]
+            else:
+                for i, (body, gap) in enumerate(zip(bodies, _arrival_gaps(spec), strict=True)):
+                    if gap:
+                        await asyncio.sleep(gap)
+                    tasks.append(asyncio.create_task(_one(session, spec, body, spec.input_len, slot, f"bench-{i}")))
+                outputs = await asyncio.gather(*tasks)
         except asyncio.CancelledError:
             raise Cancelled("The benchmark was cancelled while requests were in flight.") from None
         finally:

@@ -62,22 +62,28 @@ class Upstream:
                 "id": rid, "object": "chat.completion.chunk", "created": created, "model": MODEL,
                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                              "finish_reason": None}]}).encode() + b"\n\n")
-        # Token i is due at first + i * itl (deadlines, so scheduling jitter does not accumulate).
-        first = arrived + self.ttft_s
-        for i in range(count):
-            delay = first + self.itl_s * i - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if i == 0:
-                first = max(first, time.perf_counter())
-            await response.write(_chunk(kind, rid, created, " tok", "length" if i == count - 1 else None))
+        tail = b""
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + count, "completion_tokens": count}
             obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-            await response.write(b"data: " + json.dumps({"id": rid, "object": obj, "created": created,
-                                                          "model": MODEL, "choices": [], "usage": usage}).encode()
-                                 + b"\n\n")
-        await response.write(b"data: [DONE]\n\n")
+            tail = b"data: " + json.dumps({"id": rid, "object": obj, "created": created, "model": MODEL,
+                                           "choices": [], "usage": usage}).encode() + b"\n\n"
+        tail += b"data: [DONE]\n\n"
+        chunks = [_chunk(kind, rid, created, " tok", "length" if i == count - 1 else None) for i in range(count)]
+        if not self.ttft_s and not self.itl_s:
+            # No delays scripted: the whole stream in one write, so the upstream is as fast as it gets.
+            await response.write(b"".join(chunks) + tail)
+        else:
+            # Token i is due at first + i * itl (deadlines, so scheduling jitter does not accumulate).
+            first = arrived + self.ttft_s
+            for i, chunk in enumerate(chunks):
+                delay = first + self.itl_s * i - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if i == 0:
+                    first = max(first, time.perf_counter())
+                await response.write(chunk)
+            await response.write(tail)
         await response.write_eof()
         return response
 
