@@ -56,3 +56,63 @@ def fake_vllm_server():
                      "SPT_NOENV": "1"})
     yield proc
     proc.close()
+
+
+FAKES = ROOT / "tests" / "fakes"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_log_dir(tmp_path_factory):
+    """Server ids restart with every test database: keep this run's engine logs apart."""
+    from django.conf import settings
+
+    path = tmp_path_factory.mktemp("bench-engine-logs")
+    os.environ["PORTAL_LOG_DIR"] = str(path)
+    settings.PORTAL_LOG_DIR = path
+    return path
+
+
+@pytest.fixture
+def bench_node(transactional_db, tmp_path):
+    """This host's node, its vLLM being the stand-in (serve and bench serve)."""
+    from django.conf import settings
+
+    from servers.models import Node
+    from sparkportal.celery import node_queue
+
+    node, _ = Node.objects.update_or_create(name=settings.NODE_NAME, defaults={
+        "queue": node_queue(settings.NODE_NAME), "vllm_executable": FAKE_VLLM, "memory_budget": 0.9,
+        "stop_timeout_s": 5, "extra_env": {"PYTHONPATH": str(FAKES / "site")}})
+    return node
+
+
+@pytest.fixture
+def bench_profile(transactional_db):
+    from models_registry.models import ModelProfile
+
+    def make(name: str, **fields):
+        defaults = {"repo_id": f"Qwen/{name}", "served_model_name": name, "gpu_memory_utilization": 0.2,
+                    "max_model_len": 4096, "dtype": "bfloat16",
+                    "extra_env": {"FAKE_VLLM_STARTUP_DELAY_S": "0.1", "FAKE_VLLM_TTFT_S": "0.005",
+                                  "FAKE_VLLM_TOKEN_DELAY_S": "0.001"}}
+        defaults.update(fields)
+        return ModelProfile.objects.create(name=name, **defaults)
+
+    return make
+
+
+def wait_for(predicate, *, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def marked_processes() -> list[int]:
+    """Processes carrying this portal's engine marker (what a stopped server must not leave)."""
+    from servers import processes, supervisor
+
+    return processes.marked(instance=supervisor.instance_id())
