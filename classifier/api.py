@@ -7,7 +7,7 @@ from ninja.pagination import paginate
 from accounts.services import client_ip
 from classifier import embedders, evaluation, selectors, services, tasks
 from classifier import lint as lint_mod
-from classifier.models import ClassificationJob, ClassificationResult, TaxonomyNode, TaxonomyVersion
+from classifier.models import ClassificationJob, TaxonomyNode, TaxonomyVersion
 from classifier.schemas import (
     CalibrateIn,
     CorrectionIn,
@@ -45,11 +45,6 @@ def job_out(j: ClassificationJob) -> dict:
                                                                                              "version")},
             "owner": j.owner.get_username(), "taxonomy": j.version.taxonomy.name, "version": j.version.number,
             "rerank_share": j.rerank_share}
-
-
-def result_out(r: ClassificationResult) -> dict:
-    return {**{f: getattr(r, f) for f in ResultOut.model_fields if f != "corrected_by"},
-            "corrected_by": r.corrected_by.get_username() if r.corrected_by_id else None}
 
 
 @router.post("/taxonomies/", response={201: VersionOut, **ERRORS})
@@ -131,8 +126,7 @@ def job_results(request, job_id: int, code: str = "", method: str = "", reason: 
 @router.post("/results/{result_id}/correct/", response={200: ResultOut, **ERRORS})
 def result_correct(request, result_id: int, body: CorrectionIn):
     result = selectors.result_get_own(user=request.user, result_id=result_id)
-    return result_out(services.result_correct(actor=request.user, result=result, code=body.code,
-                                              ip=client_ip(request)))
+    return services.result_correct(actor=request.user, result=result, code=body.code, ip=client_ip(request))
 
 
 @router.post("/taxonomies/{name}/calibrate/", response={202: TaskOut, **ERRORS})

@@ -29,16 +29,17 @@ def classes_at_depth(nodes: list[TaxonomyNode], depth: int) -> list[TaxonomyNode
 
 
 def label_texts(nodes: list[TaxonomyNode]) -> list[str]:
-    """Flattened labels; a node that has children also names them, which is what it covers."""
+    """Flattened labels; a node that has children also lists them with their descriptions: at depth 2,
+    "Expenses" alone says little, "Utilities (electricity, water, gas...)" says what it covers."""
     children: dict[int, list[str]] = {}
     for n in nodes:
         if n.parent_id:
-            children.setdefault(n.parent_id, []).append(n.name)
+            children.setdefault(n.parent_id, []).append(f"{n.name} ({n.description})" if n.description else n.name)
     texts = []
     for n in nodes:
         text = n.flat_text()
         if n.pk in children:
-            text += ". Includes: " + ", ".join(children[n.pk])
+            text += ". Includes: " + "; ".join(children[n.pk])
         texts.append(text)
     return texts
 

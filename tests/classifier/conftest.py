@@ -42,6 +42,7 @@ def fake_llm_server():
 def fake_llm(settings, fake_llm_server):
     fake_llm_server.script.clear()
     fake_llm_server.requests.clear()
+    fake_llm_server.embed_fail_from, fake_llm_server.embed_count = None, 0
     settings.PORTAL_CLASSIFIER_LLM_URL = fake_llm_server.url + "/v1"
     settings.PORTAL_CLASSIFIER_LLM_MODEL = fake_llm_server.model
     return fake_llm_server

@@ -18,15 +18,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 WORD = re.compile(r"\w{4,}", re.UNICODE)
 
 
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in WORD.findall(text.lower().replace("_", " "))}
+
+
 def pick(prompt: str, codes: list[str]) -> str:
+    """The candidate sharing the most word stems with the document when it shares at least two,
+    else the first candidate (the embedding's favourite), as a cautious small model would."""
     document, _, candidates = prompt.partition("Candidate classes:")
-    words = set(WORD.findall(document.lower()))
-    best, best_score = codes[0], -1
+    words = _stems(document)
+    best, best_score = codes[0], 1
     for line in candidates.splitlines():
-        match = re.match(r"- ([\d.]+):", line.strip())
+        match = re.match(r"- ([\d.]+): (.*)", line.strip())
         if not match or match.group(1) not in codes:
             continue
-        score = len(words & set(WORD.findall(line.lower())))
+        score = len(words & _stems(match.group(2)))
         if score > best_score:
             best, best_score = match.group(1), score
     return best
@@ -37,6 +43,8 @@ class FakeOpenAI:
         self.model = model
         self.script: list[str] = []
         self.requests: list[dict] = []
+        self.embed_fail_from: int | None = None  # the n-th embedding request (1-based) and later fail
+        self.embed_count = 0
         self._lock = threading.Lock()
         self._e5 = None
         fake = self
@@ -74,6 +82,12 @@ class FakeOpenAI:
         return self._e5.encode(texts, False).tolist()
 
     def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        if path in ("/embed", "/v1/embeddings"):
+            with self._lock:
+                self.embed_count += 1
+                failing = self.embed_fail_from is not None and self.embed_count >= self.embed_fail_from
+            if failing:  # TEI's error body for a backend failure
+                return 424, {"error": "CUDA error: an illegal memory access was encountered", "error_type": "Backend"}
         if path == "/embed":
             inputs = body["inputs"] if isinstance(body["inputs"], list) else [body["inputs"]]
             return 200, self._embed(inputs)
