@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from sparkportal.events import publish
+from django.utils import timezone
+
+from asgiref.sync import async_to_sync
+
+from sparkportal.events import apublish
 
 DOWNLOADS_GROUP = "models.downloads"  # every download, for the models page
 
@@ -27,6 +31,7 @@ class DownloadProgressPayload(TypedDict):
     current_file: str
     error: str
     error_code: str
+    at: str  # when the figures were taken (ISO 8601)
 
 
 def download_payload(download) -> DownloadProgressPayload:
@@ -36,15 +41,23 @@ def download_payload(download) -> DownloadProgressPayload:
         "files_total": download.files_total, "percent": download.percent, "rate_bps": round(download.rate_bps, 1),
         "eta_s": round(download.eta_s, 1) if download.eta_s is not None else None,
         "current_file": download.current_file, "error": download.error, "error_code": download.error_code,
+        "at": timezone.now().isoformat(),
     }
 
 
+async def _to_both(download_id: int, event_type: str, payload: dict) -> None:
+    await apublish(download_group(download_id), event_type, payload)
+    await apublish(DOWNLOADS_GROUP, event_type, payload)
+
+
+def _publish(download_id: int, event_type: str, payload: dict) -> None:
+    # One hop into the event loop for both groups: this runs beside the transfer every half second.
+    async_to_sync(_to_both)(download_id, event_type, payload)
+
+
 def send_download_progress(payload: DownloadProgressPayload) -> None:
-    publish(download_group(payload["id"]), "download.progress", dict(payload))
-    publish(DOWNLOADS_GROUP, "download.progress", dict(payload))
+    _publish(payload["id"], "download.progress", dict(payload))
 
 
 def send_download_status(download) -> None:
-    payload = dict(download_payload(download))
-    publish(download_group(download.pk), "download.status", payload)
-    publish(DOWNLOADS_GROUP, "download.status", payload)
+    _publish(download.pk, "download.status", dict(download_payload(download)))

@@ -417,10 +417,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--repo", action="append", default=[], help="owner/name of a generated model repo")
     parser.add_argument("--weight-mb", type=int, default=4)
+    parser.add_argument("--single-file-mb", type=int, default=0,
+                        help="serve each repo as config.json + one model.safetensors of this size")
     args = parser.parse_args()
     hub = FakeHub()
     for repo_id in args.repo or ["acme/tiny-llama"]:
-        hub.add_model_repo(repo_id, weight_bytes=args.weight_mb * CHUNK)
+        if args.single_file_mb:
+            hub.add_repo(repo_id, {"config.json": json.dumps(LLAMA_CONFIG).encode(),
+                                   "model.safetensors": args.single_file_mb * CHUNK})
+        else:
+            hub.add_model_repo(repo_id, weight_bytes=args.weight_mb * CHUNK)
     hub.start(port=args.port)
     print(f"fake hub on {hub.url} serving {', '.join(hub.repos)}", flush=True)
     try:
