@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from django.utils import timezone
-
 from asgiref.sync import async_to_sync
+from django.utils import timezone
 
 from sparkportal.events import apublish
 

@@ -53,7 +53,8 @@ class ModelProfile(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=Q(engine__in=["vllm", "tei"]), name="models_registry_profile_engine_valid"),
+            models.CheckConstraint(condition=Q(engine__in=["vllm", "tei"]),
+                                   name="models_registry_profile_engine_valid"),
             models.CheckConstraint(condition=Q(task__in=["chat", "code", "embed", "rerank"]),
                                    name="models_registry_profile_task_valid"),
             models.CheckConstraint(condition=Q(gpu_memory_utilization__gt=0) & Q(gpu_memory_utilization__lte=1),
