@@ -165,13 +165,20 @@ class Gateway:
                     # Retry once on another replica (or on this one after a fresh snapshot).
                     self.table.mark_down(route)
                     await self.table.refresh()
-                    route = self.table.pick(call.model) or route
+                    route = self.table.pick(call.model) or await self._wait_for_load(send, call, stream, exc)
                     call.server_id = route.server_id
                 # else: a pooled keep-alive connection the engine had closed; retry as is
             except (TimeoutError, clients.ClientError) as exc:
                 raise _lost(call, route, exc) from None
             finally:
                 held.inflight -= 1
+
+    async def _wait_for_load(self, send, call, stream: bool, exc: Exception):
+        """The snapshot said ready but the server is gone: load it again if it is marked so, else 503."""
+        entry = self.table.models.get(call.model)
+        if entry is None or not (entry.starting or entry.loadable):
+            raise _lost(call, None, exc)
+        return await self.loader.wait(entry, send, call, stream=stream)
 
     async def _settle(self, ticket: limits.Ticket, call: proxy.Call) -> None:
         try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from servers.models import Server
+from sparkportal.exceptions import Unavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +36,95 @@ def servers_idle(*, now: datetime | None = None) -> list[Server]:
 
 
 def server_load_on_demand(*, server_id: int, user_id: int) -> None:
-    """Start a stopped server marked "load on demand" through the servers supervisor.
+    """Start a stopped server marked "load on demand" for a request (the gateway calls this).
 
-    Concurrent calls are harmless: the supervisor's transition is guarded by a row lock, and a
-    server that is already queued or starting is left alone.
+    The operator who marked the server allowed these starts, so no role is checked here; admission
+    (port, memory planner, flags) is the supervisor's, as for a start from the Servers page. The row
+    lock plus the status check make concurrent calls start it once: the second sees it queued.
     """
     from accounts.models import User
-    from servers import services as server_services
-    from sparkportal.exceptions import InvalidTransition, Unavailable
+    from accounts.services import audit_record
+    from servers import lifecycle, planner
+    from sparkportal.celery import app
 
-    start = getattr(server_services, "server_start", None)
-    if start is None:
-        raise Unavailable("this portal has no server supervisor to start it")
-    server = Server.objects.get(pk=server_id)
-    if server.status in (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY):
-        return
-    if not server.load_on_demand:
-        raise Unavailable("its server is not marked load on demand")
-    try:
-        start(server=server, actor=User.objects.filter(pk=user_id).first())
-    except InvalidTransition:
-        return  # another request (or process) started it first
+    with transaction.atomic():
+        locked = Server.objects.select_for_update().select_related("node", "profile").get(pk=server_id)
+        if locked.status in (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY):
+            return
+        if not locked.load_on_demand:
+            raise Unavailable("its server is not marked load on demand")
+        if locked.status not in (Server.Status.STOPPED, Server.Status.FAILED):
+            raise Unavailable(f"its server is {locked.status}")
+        if locked.profile is None:
+            raise Unavailable("its server has no profile to start from")
+        lifecycle.check_port(node=locked.node, port=locked.port, exclude_id=locked.pk)
+        planner.plan_start(node=locked.node, profile=locked.profile,
+                           gpu_memory_utilization=locked.gpu_memory_utilization,
+                           cuda_visible_devices=locked.cuda_visible_devices, exclude_id=locked.pk).raise_if_refused()
+        argv = lifecycle.launch_argv(server=locked, profile=locked.profile, node=locked.node)
+        who = User.objects.filter(pk=user_id).first()
+        server = lifecycle.transition(locked.pk, to=Server.Status.QUEUED, argv=argv, failure_code="",
+                                      restart_attempts=0, next_restart_at=None,
+                                      reason=f"loaded on demand for a request of {who}")
+        audit_record(actor=None, actor_name="gateway", action="gateway.server.loaded_on_demand", target=server,
+                     details={"requested_by": str(who), "model": server.served_model_name})
+        queue = server.node.queue
+        transaction.on_commit(lambda: app.send_task("servers.tasks.server_launch_task", args=[server.pk],
+                                                    queue=queue))
+
+
+def servers_unload_idle(*, now: datetime | None = None) -> list[int]:
+    """Stop ready servers marked "unload when idle" whose last request ended N minutes ago.
+
+    Never while a request is in flight on it: the gateways register every request in Redis
+    (accounts.limits.server_inflight_count) until its stream has ended.
+    """
+    from accounts import limits
+    from accounts.services import audit_record
+    from servers import lifecycle
+    from sparkportal.celery import app
+
+    stopped = []
+    for server in servers_idle(now=now):
+        if limits.server_inflight_count(server.pk):
+            continue
+        with transaction.atomic():
+            locked = Server.objects.select_for_update().get(pk=server.pk)
+            if locked.status != Server.Status.READY or limits.server_inflight_count(server.pk):
+                continue
+            server = lifecycle.transition(locked.pk, to=Server.Status.STOPPING,
+                                          reason=f"idle for {locked.unload_idle_minutes} min: unloaded "
+                                                 "(a request loads it again when it is marked load on demand)")
+            audit_record(actor=None, actor_name="gateway", action="gateway.server.unloaded_idle", target=server,
+                         details={"idle_minutes": locked.unload_idle_minutes})
+            queue = server.node.queue
+            transaction.on_commit(lambda s=server.pk, q=queue: app.send_task("servers.tasks.server_stop_task",
+                                                                              args=[s], queue=q))
+            stopped.append(server.pk)
+    return stopped
+
+
+@transaction.atomic
+def server_on_demand_set(*, user, server: Server, load_on_demand: bool, unload_idle_minutes: int | None,
+                         ip: str | None = None) -> Server:
+    """Mark a server to be started by the first request for its model, and/or stopped when idle."""
+    from accounts.selectors import require_operator
+    from accounts.services import audit_record
+
+    require_operator(user)
+    if unload_idle_minutes is not None and unload_idle_minutes < 1:
+        raise ValidationFailed("Unload after at least 1 idle minute, or leave it empty to keep the server loaded.")
+    if load_on_demand and server.profile_id is None:
+        raise ValidationFailed("A server found running (no profile) cannot be loaded on demand: start a profile.")
+    locked = Server.objects.select_for_update().get(pk=server.pk)
+    old = {"load_on_demand": locked.load_on_demand, "unload_idle_minutes": locked.unload_idle_minutes}
+    Server.objects.filter(pk=server.pk).update(load_on_demand=load_on_demand, unload_idle_minutes=unload_idle_minutes)
+    new = {"load_on_demand": load_on_demand, "unload_idle_minutes": unload_idle_minutes}
+    if new != old:
+        audit_record(actor=user, action="gateway.server.on_demand_changed", target=locked, ip=ip,
+                     details={"old": old, "new": new, "model": locked.served_model_name})
+    locked.refresh_from_db()
+    return locked
 
 
 def server_failure_reason(*, server_id: int) -> str:
