@@ -125,7 +125,7 @@ def portal_processes(django_db_setup, tmp_path_factory):
     """The fakes and daphne, shared by all gateway tests (their rows are re-created per test)."""
     fakes = {
         "chat-model": FakeVllm("chat-model"),
-        "slow-model": FakeVllm("slow-model", env={"FAKE_VLLM_TOKEN_DELAY_S": "0.05", "FAKE_VLLM_OUTPUT_TOKENS": "30"}),
+        "slow-model": FakeVllm("slow-model", env={"FAKE_VLLM_TOKEN_DELAY_S": "0.05", "FAKE_VLLM_OUTPUT_TOKENS": "60"}),
         "embed-model": FakeVllm("embed-model", "--runner", "pooling"),
     }
     server = None

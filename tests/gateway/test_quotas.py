@@ -23,7 +23,8 @@ def _assert_openai_error(response: httpx.Response, code: str) -> str:
 
 def test_fifty_concurrent_requests_at_a_concurrency_limit_of_twenty_let_exactly_twenty_through(portal):
     user, raw = portal.member(concurrent_requests=20)
-    payload = {"model": "slow-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+    # Each answer takes 3 s (60 tokens 50 ms apart): all 50 are in flight together.
+    payload = {"model": "slow-model", "messages": [{"role": "user", "content": "hi"}]}
     responses = asyncio.run(_fire(portal.url, raw, 50, payload))
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 20 and statuses.count(429) == 30
@@ -33,7 +34,7 @@ def test_fifty_concurrent_requests_at_a_concurrency_limit_of_twenty_let_exactly_
     rows = portal.usage_rows(user, count=50)
     assert sorted(r.status for r in rows) == statuses
     # Every slot was given back: the next request goes through.
-    assert asyncio.run(_fire(portal.url, raw, 1, payload))[0].status_code == 200
+    assert asyncio.run(_fire(portal.url, raw, 1, {**payload, "max_tokens": 1}))[0].status_code == 200
 
 
 def test_fifty_concurrent_requests_at_twenty_per_minute_let_exactly_twenty_through(portal):
