@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class GatewayConfig(AppConfig):
     name = "gateway"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from gateway.metrics import GatewayCollector
+        from sparkportal import exporter
+
+        exporter.register(GatewayCollector())

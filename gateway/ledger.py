@@ -1,8 +1,6 @@
 """Usage rows leave the request path at once: they are appended to a list here and written in
 batches by a background task (one INSERT per batch), and on a clean stop by `flush_now`.
-
-Prometheus counters per user and model are advanced at flush time too, so the hot path pays one
-list append per request.
+The hot path pays one list append per request.
 """
 from __future__ import annotations
 
@@ -13,20 +11,10 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import IntegrityError
-from prometheus_client import Counter, Histogram
 
 from gateway import db
 
 log = logging.getLogger(__name__)
-
-REQUESTS = Counter("portal_gateway_requests", "Gateway requests by user, model and HTTP status.",
-                   ["user", "model", "status"])
-TOKENS = Counter("portal_gateway_tokens", "Tokens through the gateway by user, model and kind.",
-                 ["user", "model", "kind"])
-TTFT = Histogram("portal_gateway_ttft_seconds", "Time from request to the engine's first byte, by model.",
-                 ["model"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-DURATION = Histogram("portal_gateway_request_seconds", "Whole request duration through the gateway, by model.",
-                     ["model"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 
 MAX_BUFFER = 200_000  # rows kept while the database is unreachable; beyond that the oldest go
 
@@ -79,16 +67,6 @@ class Ledger:
                     except IntegrityError:
                         log.warning("dropped a usage row whose user, key or server is gone: %s", row)
             services.server_requests_touch(seen=_last_request_per_server(batch))
-        for row in batch:
-            model, user = row["model"], row["username"]
-            REQUESTS.labels(user, model, str(row["status"])).inc()
-            if row["prompt_tokens"]:
-                TOKENS.labels(user, model, "prompt").inc(row["prompt_tokens"])
-            if row["completion_tokens"]:
-                TOKENS.labels(user, model, "completion").inc(row["completion_tokens"])
-            if row["ttft_ms"] is not None:
-                TTFT.labels(model).observe(row["ttft_ms"] / 1000)
-            DURATION.labels(model).observe(row["duration_ms"] / 1000)
 
 
 def _last_request_per_server(batch: list[dict]) -> dict[int, datetime]:

@@ -110,3 +110,32 @@ def principal_for_session(*, session_key: str) -> Principal | None:
         return None
     return _principal(user, generation=generation)
 
+
+
+def conversation_list(*, user):
+    from gateway.models import Conversation
+
+    return Conversation.objects.filter(user=user)
+
+
+def conversation_get(*, user, conversation_id: int):
+    """Someone else's conversation is a 404, never a 403."""
+    from django.http import Http404
+
+    from gateway.models import Conversation
+
+    conversation = Conversation.objects.filter(pk=conversation_id, user=user).first()
+    if conversation is None:
+        raise Http404("No such conversation among yours.")
+    return conversation
+
+
+def chat_models(*, user) -> list[str]:
+    """Models the user may chat with now or load on demand (what the chat page offers)."""
+    allowed = account_services.quota_effective(user=user)["allowed_models"]
+    names = set()
+    for name, entry in routing_snapshot().items():
+        if (entry.ready or entry.starting or entry.loadable) and entry.task in ("chat", "code") and (
+                not allowed or name in allowed):
+            names.add(name)
+    return sorted(names)

@@ -132,3 +132,34 @@ def server_failure_reason(*, server_id: int) -> str:
     if server is None:
         return "its server was removed"
     return server.status_reason or f"it is {server.status}"
+
+
+@transaction.atomic
+def conversation_create(*, user, model: str, system_prompt: str = "", title: str = ""):
+    from gateway.models import Conversation
+
+    conversation = Conversation(user=user, model=model[:200], system_prompt=system_prompt, title=title[:200])
+    conversation.full_clean()
+    conversation.save()
+    return conversation
+
+
+@transaction.atomic
+def chat_message_add(*, conversation, role: str, content: str):
+    from gateway.models import ChatMessage, Conversation
+
+    if role not in ChatMessage.Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}: use user or assistant.")
+    if not content.strip():
+        raise ValidationFailed("The message is empty: type something first.")
+    message = ChatMessage.objects.create(conversation=conversation, role=role, content=content)
+    fields = {"updated_at": message.created_at}
+    if role == "user" and not conversation.title:
+        fields["title"] = content.strip().splitlines()[0][:80]
+    Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    return message
+
+
+@transaction.atomic
+def conversation_delete(*, conversation) -> None:
+    conversation.delete()

@@ -16,4 +16,6 @@ urlpatterns = [
     path("benchmarks/", include("benchmarks.urls")),
     path("classifier/", include("classifier.urls")),
     path("servers/", include("servers.urls")),
+    path("chat/", include("gateway.urls")),
+    path("usage/", include("accounts.usage_urls")),
 ]
