@@ -20,7 +20,7 @@
   const times = [...new Set(datasets.flatMap((d) => d.data.map((p) => p.x)))].sort();
   new Chart(document.getElementById("chart-history"), {
     type: "line",
-    data: { labels: times, datasets: datasets.map((d) => ({ ...d, data: times.map((t) => (d.data.find((p) => p.x === t) || {}).y ?? null), spanGaps: true })) },
+    data: { labels: times.map((t) => new Date(t).toLocaleString()), datasets: datasets.map((d) => ({ ...d, data: times.map((t) => (d.data.find((p) => p.x === t) || {}).y ?? null), spanGaps: true })) },
     options: { maintainAspectRatio: false, animation: false },
   });
 })();
