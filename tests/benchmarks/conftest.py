@@ -108,7 +108,19 @@ def wait_for(predicate, *, timeout: float = 60.0, what: str = "condition"):
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}; {state()}")
+
+
+def state() -> str:
+    """Runs, summaries, repeats and servers as they stand: what a timeout message needs."""
+    from benchmarks.models import BenchmarkResult, BenchmarkRun, BenchmarkSummary
+    from servers.models import Server
+
+    return "; ".join([
+        *(f"run {r.pk} {r.status} {r.message!r} {r.progress}" for r in BenchmarkRun.objects.all()),
+        *(f"summary {s.profile_name} {s.status} {s.message!r}" for s in BenchmarkSummary.objects.all()),
+        *(f"repeat {r.repeat} {r.status} {r.message!r}" for r in BenchmarkResult.objects.all()),
+        *(f"server {s.pk} {s.status} {s.status_reason!r}" for s in Server.objects.all())])
 
 
 def marked_processes() -> list[int]:
@@ -116,3 +128,22 @@ def marked_processes() -> list[int]:
     from servers import processes, supervisor
 
     return processes.marked(instance=supervisor.instance_id())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed benchmark test shows the runs, repeats and servers as they stood."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        try:
+            report.sections.append(("benchmark state", state().replace("; ", "\n")))
+        except Exception as exc:  # noqa: BLE001 - no database in this test
+            report.sections.append(("benchmark state", f"unavailable: {exc}"))
+
+
+@pytest.fixture(autouse=True)
+def engine_ports(settings):
+    """Engine ports of this test run apart from other runs on the same host (parallel checkouts)."""
+    base = 20000 + (os.getpid() % 400) * 50
+    settings.PORTAL_ENGINE_PORT_FIRST, settings.PORTAL_ENGINE_PORT_LAST = base, base + 49
