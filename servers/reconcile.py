@@ -25,10 +25,12 @@ S = Server.Status
 
 
 def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
-    report = {"failed": [], "resumed": [], "external": [], "gone": [], "leftovers": 0, "restarted": []}
+    report = {"failed": [], "resumed": [], "running": [], "external": [], "gone": [], "leftovers": 0,
+              "restarted": []}
     instance = supervisor.instance_id()
     for server in Server.objects.filter(node=node, status__in=(S.STARTING, S.READY)).select_related("node"):
         if processes.alive(server.pid, server.pid_started_at):
+            report["running"].append(server.pk)
             if at_worker_start and server.status == S.STARTING:
                 _send("servers.tasks.server_launch_task", server)
                 report["resumed"].append(server.pk)
@@ -47,6 +49,8 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
     report["external"], report["gone"] = _externals(node, instance)
     report["restarted"] = _restarts(node)
     lifecycle.kick_queue(node)
+    if at_worker_start or any(report[k] for k in ("failed", "external", "gone", "leftovers", "restarted")):
+        log.info("node %s reconciled%s: %s", node.name, " at worker start" if at_worker_start else "", report)
     return report
 
 

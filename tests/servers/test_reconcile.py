@@ -1,5 +1,6 @@
 """Reconcile: dead engines fail, strays are listed as external, a restarted worker re-adopts."""
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -76,13 +77,18 @@ def test_a_vllm_the_portal_did_not_start_is_listed_as_external_and_can_be_adopte
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_restarted_worker_re_adopts_running_servers(node, make_profile, operator_user):
+def test_a_restarted_worker_re_adopts_running_servers(node, make_profile, operator_user, caplog):
+    caplog.set_level(logging.INFO, logger="servers.reconcile")
     with _worker():
         server = wait_status(services.server_start(user=operator_user, profile=make_profile(), node=node), "ready")
     pids = engine_pids(server)
     assert len(pids) == 2  # the worker is gone, the engine is not
+    caplog.clear()
     with _worker():
-        time.sleep(1.0)  # the worker's start-up reconcile runs
+        deadline = time.monotonic() + 10
+        while "at worker start" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"'running': [{server.pk}]" in caplog.text
         server.refresh_from_db()
         assert server.status == "ready" and engine_pids(server) == pids
         assert not Server.objects.filter(status="external", pid=server.pid).exists()
