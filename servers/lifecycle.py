@@ -36,7 +36,7 @@ def transition(server_id: int, *, to: str, reason: str = "", allowed_from: tuple
     """
     allowed = allowed_from or tuple(src for src, targets in Server.TRANSITIONS.items() if to in targets)
     with transaction.atomic():
-        current = Server.objects.select_for_update().select_related("node").get(pk=server_id)
+        current = Server.objects.select_for_update(of=("self",)).select_related("node").get(pk=server_id)
         old = current.status
         updated = Server.objects.filter(pk=server_id, status__in=allowed).update(
             status=to, status_reason=reason, **fields)
@@ -153,7 +153,7 @@ def server_restart(*, user, server: Server, ip: str | None = None) -> Server:
     """Queue a stopped or failed server again on its node and port (same profile, same settings)."""
     require_operator(user)
     with transaction.atomic():
-        locked = Server.objects.select_for_update().select_related("node", "profile").get(pk=server.pk)
+        locked = Server.objects.select_for_update(of=("self",)).select_related("node", "profile").get(pk=server.pk)
         if locked.status not in (S.STOPPED, S.FAILED):
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only a stopped or failed server "
                                     "can be started again.")

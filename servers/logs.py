@@ -85,6 +85,9 @@ class LogPump(threading.Thread):
         self.offsets: dict[int, int] = {}
         self.pending: dict[int, bytes] = {}
         self.stopping = threading.Event()
+        # The worker thread that started the pump: an embedded worker (tests) may end without stopping its
+        # steps, and a pump that outlived its worker would follow logs for nobody.
+        self.owner = threading.current_thread()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -95,7 +98,7 @@ class LogPump(threading.Thread):
         watched: list[int] = []
         next_refresh = 0.0
         try:
-            while not self.stopping.is_set():
+            while not self.stopping.is_set() and self.owner.is_alive():
                 now = time.monotonic()
                 if now >= next_refresh:
                     close_old_connections()

@@ -1,6 +1,6 @@
 """Reconcile a node's rows with the processes really running on it (periodic, and at worker start).
 
-- a live row whose process is gone becomes `failed` (with the classified log tail), and whatever
+- a live row whose process (pid + start time, as recorded at launch) is gone becomes `failed` (with the classified log tail), and whatever
   still carries its marker is killed so the GPU memory comes back;
 - at worker start, a `starting` row whose process lives is watched again (never spawned twice);
 - processes that carry the marker of a stopped or failed server are leftovers and are killed;
@@ -35,8 +35,10 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
                 _send("servers.tasks.server_launch_task", server)
                 report["resumed"].append(server.pk)
             continue
-        if server.status == S.STARTING and server.pid is None:
-            continue  # being spawned right now
+        if server.pid is None or server.pid_started_at is None:
+            # Being spawned right now, or a row whose process the supervisor never identified (it records
+            # each process's start time, so a reused pid is never taken for ours): nothing to judge.
+            continue
         tail = logs.tail(logs.log_path(server.pk))
         failure = failures.classify("\n".join(tail))
         reason = f"The engine process (pid {server.pid}) is gone. {failure.message}"

@@ -1,18 +1,11 @@
-"""Worker start-up on a host: register the host's Node and heartbeat (worker_ready), reconcile the
-host's engines so running servers are re-adopted, and follow their logs (worker_init, which every
-worker sends, the CLI one and an embedded one alike)."""
-from celery.signals import worker_init, worker_ready, worker_shutdown
+"""Worker start-up on a host: register the host's Node and heartbeat (worker_ready); while a worker
+of the node's queue runs, reconcile the host's engines at its start (re-adopting what still runs) and
+follow their logs (a worker bootstep, so every worker has it: the CLI one and an embedded one)."""
+from celery import bootsteps
+from celery.signals import worker_ready
 from django.conf import settings
 
-from sparkportal.celery import node_queue
-
-
-def _consumes_node_queue(sender) -> bool:
-    queues = getattr(getattr(sender, "app", None), "amqp", None)
-    if queues is None:
-        return False
-    consumed = set(getattr(queues.queues, "consume_from", None) or queues.queues.keys())
-    return node_queue(settings.NODE_NAME) in consumed
+from sparkportal.celery import app, node_queue
 
 
 @worker_ready.connect
@@ -27,20 +20,29 @@ def _register_node(sender=None, **kwargs) -> None:
     node_heartbeat_task.apply_async(args=[node.name], queue=node.queue)
 
 
-@worker_init.connect
-def _adopt_and_follow(sender=None, **kwargs) -> None:
-    from servers import logs, services
-    from servers.tasks import server_reconcile_task
+class NodeSupervisorStep(bootsteps.StartStopStep):
+    """Reconcile at start and run the log pump for the worker's lifetime."""
 
-    if sender is None or not _consumes_node_queue(sender):
-        return
-    node = services.node_register(name=settings.NODE_NAME)
-    server_reconcile_task.apply_async(args=[node.name, True], queue=node.queue)
-    logs.pump_start(node.name)
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.enabled = node_queue(settings.NODE_NAME) in set(worker.app.amqp.queues.consume_from or {})
+
+    def start(self, worker) -> None:
+        from servers import logs, services
+        from servers.tasks import server_reconcile_task
+
+        node = services.node_register(name=settings.NODE_NAME)
+        server_reconcile_task.apply_async(args=[node.name, True], queue=node.queue)
+        logs.pump_start(node.name)
+
+    def stop(self, worker) -> None:
+        from servers import logs
+
+        logs.pump_stop()
+
+    shutdown = stop
 
 
-@worker_shutdown.connect
-def _stop_pump(sender=None, **kwargs) -> None:
-    from servers import logs
-
-    logs.pump_stop()
+app.steps["worker"].add(NodeSupervisorStep)

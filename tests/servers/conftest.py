@@ -1,5 +1,6 @@
 """Fixtures for the supervisor: a node whose vLLM is the stand-in, profiles, and a leak check."""
 import os
+import random
 import time
 from pathlib import Path
 
@@ -21,6 +22,10 @@ def engine_log_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("engine-logs")
     os.environ["PORTAL_LOG_DIR"] = str(path)  # for daphne and other subprocesses
     settings.PORTAL_LOG_DIR = path
+    # Other test runs on the same host start engines too: propose ports from a range of this run's own.
+    first = random.Random(os.getpid()).randrange(20000, 29900, 100)
+    settings.PORTAL_ENGINE_PORT_FIRST, settings.PORTAL_ENGINE_PORT_LAST = first, first + 99
+    os.environ["PORTAL_ENGINE_PORT_FIRST"], os.environ["PORTAL_ENGINE_PORT_LAST"] = str(first), str(first + 99)
     return path
 
 

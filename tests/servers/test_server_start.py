@@ -2,6 +2,7 @@
 import socket
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
 from accounts.models import AuditEvent
@@ -18,7 +19,7 @@ def test_it_starts_a_server_that_becomes_ready_and_stops_leaving_nothing(celery_
     server = services.server_start(user=operator_user, profile=profile, node=node)
     server = wait_status(server, "ready")
 
-    assert server.port >= 8100 and server.pid
+    assert settings.PORTAL_ENGINE_PORT_FIRST <= server.port <= settings.PORTAL_ENGINE_PORT_LAST and server.pid
     assert server.engine_version == "0.33.0"
     assert server.argv[1:3] == ["serve", "Qwen/Qwen3-0.6B"]
     assert server.argv[server.argv.index("--gpu-memory-utilization") + 1] == "0.3"
