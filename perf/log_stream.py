@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -146,7 +146,7 @@ def main() -> None:
             f"{p50:.0f} ms, p99 {p99:.0f} ms, max {lags[-1] * 1000:.0f} ms (target: all lines, p99 < 500 ms)")
     print(line)
     with open(BASE / "perf" / "RESULTS.md", "a") as fh:
-        fh.write(f"| {datetime.now(timezone.utc):%Y-%m-%d %H:%M} | log_stream | {os.cpu_count()} CPU | "
+        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | log_stream | {os.cpu_count()} CPU | "
                  f"{args.rate} lines/s written, {per_s:.0f} lines/s delivered, lag p50 {p50:.0f} ms, p99 {p99:.0f} ms"
                  f" | ratio {delivered_share:.4f} delivered (target 1.0, p99 < 500 ms) |\n")
     print("median lag ms", round(statistics.median(lags) * 1000, 1))
