@@ -155,3 +155,45 @@ def parse_smi_csv(text: str) -> list[dict]:
             "source": "nvidia-smi",
         })
     return gpus
+
+
+# GB10 and other unified-memory GPUs: NVML says "Not Supported" for memory, so ask CUDA itself, in a
+# short child process of the engine's Python (the portal never imports torch).
+UNIFIED_PROBE = "import torch; free, total = torch.cuda.mem_get_info(0); print(free, total)"
+_unified_cache: dict[str, tuple[float, tuple[float, float] | None]] = {}
+
+
+def unified_memory_gb(*, python: str, env: dict, max_age_s: float = 60.0) -> tuple[float, float] | None:
+    """(free GB, total GB) from torch.cuda.mem_get_info in the engine's Python; cached for max_age_s."""
+    import time
+
+    cached = _unified_cache.get(python)
+    if cached and time.monotonic() - cached[0] < max_age_s:
+        return cached[1]
+    code, out, err = processes.run_capture([python, "-c", UNIFIED_PROBE], timeout=120, env=env)
+    value = None
+    if code == 0:
+        try:
+            free, total = (int(x) for x in out.split()[-2:])
+            value = (round(free / GIB, 2), round(total / GIB, 2))
+        except ValueError:
+            log.warning("unexpected answer of the unified-memory probe: %r", out[-200:])
+    else:
+        log.warning("unified-memory probe with %s failed: %s", python, err.strip()[-300:])
+    _unified_cache[python] = (time.monotonic(), value)
+    return value
+
+
+def fill_unified_memory(gpus: list[dict], *, python: str | None, env: dict) -> list[dict]:
+    """Give unified-memory GPUs the memory figures NVML could not."""
+    if not python or not any(g.get("unified_memory") for g in gpus):
+        return gpus
+    figures = unified_memory_gb(python=python, env=env)
+    if figures is None:
+        return gpus
+    free, total = figures
+    for gpu in gpus:
+        if gpu.get("unified_memory"):
+            gpu.update(memory_free_gb=free, memory_total_gb=total, memory_used_gb=round(total - free, 2),
+                       memory_source="torch.cuda.mem_get_info")
+    return gpus

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from servers import events, probes
+from servers import events, probes, processes
 from servers.models import Node, NodeSample
 from sparkportal.celery import node_queue
 
@@ -23,7 +23,8 @@ def node_heartbeat(*, node: Node) -> NodeSample:
 
     host = probes.host_facts()
     host["engines"] = supervisor.engine_facts(node)
-    gpus = probes.gpu_facts()
+    gpus = probes.fill_unified_memory(probes.gpu_facts(), python=processes.interpreter_of(node.vllm_executable),
+                                      env=supervisor.probe_env(node))
     with transaction.atomic():
         Node.objects.filter(pk=node.pk).update(last_heartbeat_at=now, host_facts=host, gpu_facts=gpus)
         sample = NodeSample.objects.create(node=node, at=now, host=host, gpus=gpus)

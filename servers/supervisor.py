@@ -36,6 +36,15 @@ def instance_id() -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
+def probe_env(node: Node) -> dict:
+    """The engine's environment without a server marker, for short probes in the engine's Python."""
+    env = launch.engine_env(base=dict(os.environ), node=node, profile=None, server_id=0, instance="probe",
+                            cuda_visible_devices="", hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine="vllm")
+    env.pop(processes.MARKER, None)
+    env.pop(processes.INSTANCE, None)
+    return env
+
+
 def engine_version(node: Node, engine: str = "vllm") -> str:
     """The engine's version via importlib.metadata in the engine's own Python (`vllm --version` needs a GPU)."""
     executable = node.vllm_executable if engine == "vllm" else node.tei_executable
@@ -50,9 +59,7 @@ def engine_version(node: Node, engine: str = "vllm") -> str:
     else:
         python = processes.interpreter_of(executable)
         if python:
-            env = launch.engine_env(base=dict(os.environ), node=node, profile=None, server_id=0,
-                                    instance="version-probe", cuda_visible_devices="", hf_home="", engine=engine)
-            env.pop(processes.MARKER, None)
+            env = probe_env(node)
             code, out, _err = processes.run_capture(
                 [python, "-c", "import importlib.metadata as m; print(m.version('vllm'))"], timeout=20, env=env)
             version = out.strip() if code == 0 else ""
