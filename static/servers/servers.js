@@ -17,6 +17,7 @@
   if (lines.length && lines[lines.length - 1] === "") lines.pop();
   let received = 0;
   let scheduled = false;
+  pre.scrollTop = pre.scrollHeight; // the newest lines first in view
 
   function draw() {
     scheduled = false;
