@@ -1,8 +1,7 @@
 """Reconcile a node's rows with the processes really running on it (periodic, and at worker start).
 
 - a live row whose process (pid + start time, as recorded at launch) is gone becomes `failed` (with the
-  classified log tail), and whatever
-  still carries its marker is killed so the GPU memory comes back;
+  classified log tail), and whatever still carries its marker is killed so the GPU memory comes back;
 - at worker start, a `starting` row whose process lives is watched again (never spawned twice);
 - processes that carry the marker of a stopped or failed server are leftovers and are killed;
 - a vLLM/TEI process that carries no portal marker is listed as an `external` row;
