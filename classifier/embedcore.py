@@ -1,0 +1,45 @@
+"""The parts of the embedders that need neither Django nor a model library (the GPU benchmark imports
+this module on a machine that has only PyTorch and transformers)."""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    key: str
+    backend: str
+    model: str = ""
+    url: str = ""
+    api_key: str = ""
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    max_tokens: int = 256
+    batch_size: int = 64
+    device: str = "auto"
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+def cut_chars(text: str, max_tokens: int) -> str:
+    """Cut before tokenizing: prose averages 3-5 characters per token in these models' tokenizers, so
+    6 characters per token of the window keeps what the window can hold while sparing the tokenizer
+    most of a 4 KB excerpt it would throw away (perf/classifier.py measures top-1 agreement)."""
+    return text[: max_tokens * 6]
+
+
+class Embedder:
+    spec: EmbedderSpec
+
+    def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
+        """kind: "query" (a file) or "passage" (a taxonomy label)."""
+        raise NotImplementedError
+
+    def prefixed(self, texts: list[str], kind: str) -> list[str]:
+        prefix = self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
+        return [prefix + cut_chars(t, self.spec.max_tokens) for t in texts]
+
+
+def _normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
