@@ -61,7 +61,7 @@ async def stream_generation(session: aiohttp.ClientSession, *, url: str, body: b
             while raw := await content.readany():
                 now = time.perf_counter()
                 for data in _events(buffer, raw):
-                    if b'"choices"' in data and not any(empty in data for empty in _EMPTY_CHOICES):
+                    if b'"choices"' in data and _EMPTY_CHOICES[0] not in data and _EMPTY_CHOICES[1] not in data:
                         if not first:
                             first = True
                             output.ttft = now - start
