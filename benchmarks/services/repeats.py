@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from benchmarks import bench_cli, loadgen, metrics, parsing
-from benchmarks.models import SUMMARY_KEYS, BenchmarkPlan, BenchmarkResult, BenchmarkRun, BenchmarkSummary
+from benchmarks.models import SUMMARY_KEYS, BenchmarkPlan, BenchmarkResult, BenchmarkSummary
 from benchmarks.services.runs import cancel_requested
 from servers import processes
 
@@ -171,7 +171,3 @@ def results_prune(*, profile_id: int | None, keep: int) -> int:
         return 0
     deleted, _ = BenchmarkResult.objects.filter(pk__in=old).delete()
     return deleted
-
-
-def run_of(result: BenchmarkResult) -> BenchmarkRun:
-    return result.summary.run

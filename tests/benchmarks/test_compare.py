@@ -81,3 +81,21 @@ def test_cli_compare_prints_the_table_and_warnings():
     assert "warning: max_model_len differs (4096 for glm47-flash" in text
     with pytest.raises(CommandError, match="No results for run"):
         call_command("bench", "compare", "99999", stdout=io.StringIO())
+
+
+def test_only_the_newest_raw_results_are_kept_per_profile():
+    from benchmarks.models import BenchmarkResult
+    from benchmarks.services import results_prune
+
+    profile = ProfileFactory(name="glm47-flash")
+    other = SummaryFactory(profile=ProfileFactory(name="gemma4-31b-it"))
+    BenchmarkResult.objects.create(summary=other, profile=other.profile, repeat=1, status="ok")
+    for run_index in range(3):
+        summary = SummaryFactory(profile=profile)
+        for repeat in (1, 2, 3):
+            BenchmarkResult.objects.create(summary=summary, profile=profile, repeat=repeat, status="ok",
+                                           raw={"output_throughput": run_index * 10 + repeat})
+    assert results_prune(profile_id=profile.pk, keep=4) == 5
+    kept = BenchmarkResult.objects.filter(profile=profile).order_by("-id")
+    assert [r.raw["output_throughput"] for r in kept] == [23, 22, 21, 13]
+    assert BenchmarkResult.objects.filter(profile=other.profile).count() == 1

@@ -93,3 +93,20 @@ def test_a_broken_result_file_fails_that_repeat_and_keeps_the_others(celery_work
     assert summary.output_throughput == pytest.approx(statistics.median(ok))
     assert BenchmarkResult.objects.filter(status="ok").count() == 2
     wait_for(lambda: marked_processes() == [], timeout=10, what="no engine process left")
+
+
+def test_the_built_in_generator_benches_a_plan_too(celery_worker, bench_node, bench_profile, operator_user):
+    plan = small_plan(operator_user, [bench_profile("glm47-flash")], name="builtin", tool="builtin", repeats=2,
+                      warmups=1)
+    run = services.run_create(plan=plan, actor=operator_user)
+    run = wait_for(lambda: finished(run), timeout=90, what="the run to finish")
+
+    assert run.status == "succeeded", run.message
+    summary = run.summaries.get()
+    results = list(summary.results.order_by("repeat"))
+    assert [r.status for r in results] == ["ok", "ok"] and [r.warmups for r in results] == [1, 0]
+    assert all(r.argv == [] and r.raw["completed"] == 6 and r.raw["total_output_tokens"] == 48 for r in results)
+    assert results[0].raw["label"] == "sparkportal-run%d-glm47-flash" % run.pk
+    assert summary.median_ttft_ms == statistics.median(r.raw["median_ttft_ms"] for r in results)
+    assert Server.objects.get(pk=summary.server_id).status == "stopped"
+    wait_for(lambda: marked_processes() == [], timeout=10, what="no engine process left")
