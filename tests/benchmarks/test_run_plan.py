@@ -106,7 +106,7 @@ def test_the_built_in_generator_benches_a_plan_too(celery_worker, bench_node, be
     results = list(summary.results.order_by("repeat"))
     assert [r.status for r in results] == ["ok", "ok"] and [r.warmups for r in results] == [1, 0]
     assert all(r.argv == [] and r.raw["completed"] == 6 and r.raw["total_output_tokens"] == 48 for r in results)
-    assert results[0].raw["label"] == "sparkportal-run%d-glm47-flash" % run.pk
+    assert results[0].raw["label"] == f"sparkportal-run{run.pk}-glm47-flash"
     assert summary.median_ttft_ms == statistics.median(r.raw["median_ttft_ms"] for r in results)
     assert Server.objects.get(pk=summary.server_id).status == "stopped"
     wait_for(lambda: marked_processes() == [], timeout=10, what="no engine process left")
