@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts import services
-from accounts.models import ApiKey, AuditEvent, User
+from accounts.models import ApiKey, AuditEvent, Quota, UsageRecord, User
 
 
 @admin.register(User)
@@ -59,4 +59,40 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    """Quota changes go through the service: validated, audited, effective on the next request."""
+
+    list_display = ("__str__", "requests_per_minute", "tokens_per_day", "concurrent_requests", "allowed_models",
+                    "updated_at")
+    fields = ("user", "role", "requests_per_minute", "tokens_per_day", "concurrent_requests", "allowed_models")
+
+    def save_model(self, request, obj, form, change):
+        saved = services.quota_set(actor=request.user, user=obj.user, role=obj.role,
+                                   requests_per_minute=obj.requests_per_minute, tokens_per_day=obj.tokens_per_day,
+                                   concurrent_requests=obj.concurrent_requests, allowed_models=obj.allowed_models,
+                                   ip=services.client_ip(request))
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        services.audit_record(actor=request.user, action="accounts.quota.deleted", target=obj,
+                              ip=services.client_ip(request), details={"quota": str(obj)})
+        super().delete_model(request, obj)
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "username", "key_prefix", "model", "endpoint", "status", "prompt_tokens",
+                    "completion_tokens", "ttft_ms", "duration_ms")
+    list_filter = ("status", "endpoint", "model")
+    search_fields = ("username", "key_prefix", "model")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
