@@ -104,10 +104,8 @@ def main() -> int:
     cmd = ["bash", str(HARNESS / "run_gateway.sh"), "--label", label, "--gateway-url",
            f"http://127.0.0.1:{port}/v1", "--key", key, "--upstream-port", str(UPSTREAM_PORT), "--out", str(out),
            "--log", str(var_dir / "gateway.log"), "--", *gateway_command(a.server, port)]
-    print("running:", " ".join(cmd[:-5]), "...", file=sys.stderr)
-    proc = subprocess.run(cmd, cwd=BASE, env=env, text=True, capture_output=True)
-    sys.stderr.write(proc.stderr[-4000:])
-    print(proc.stdout)
+    print("running:", " ".join(cmd[:-5]), "...", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=BASE, env=env)  # the harness prints its progress as it goes
     if proc.returncode != 0 or not out.exists():
         print(f"harness failed (exit {proc.returncode}); gateway log: {var_dir / 'gateway.log'}", file=sys.stderr)
         return 1
@@ -147,7 +145,8 @@ def summarize(doc: dict, label: str, ledger: int, through_gateway: int) -> tuple
         cells.append(f"C={c}: {row['direct']['requests_per_s']}→{row['gateway']['requests_per_s']} req/s "
                      f"(ratio {row['throughput_ratio']:.3f}), +TTFT p50 {row['added_ttft_ms_p50']} ms / "
                      f"p99 {row['added_ttft_ms_p99']} ms, CPU {row.get('gw_cpu_ms_per_request')} ms/req, "
-                     f"errors {row['gateway']['errors_total']}")
+                     f"errors {row['gateway']['errors_total']}, other processes' CPU up to "
+                     f"{max(row['direct']['foreign_cpu_pct_max'], row['gateway']['foreign_cpu_pct_max'])}% of a core")
     md = (f"| {date} | {label} | {platform.node()} {doc['meta'].get('cpu', '')} ×{os.cpu_count()}, "
           f"Python {platform.python_version()} | {'<br>'.join(cells)} | peak {rss_peak} MB, idle end "
           f"{mem.get('gw_rss_mb_idle_end')} MB | {ledger} rows |")
