@@ -55,11 +55,11 @@ class DownloadAdmin(admin.ModelAdmin):
 
 class NodeHubTokenForm(forms.ModelForm):
     token = forms.CharField(widget=forms.PasswordInput(render_value=False),
-                            help_text="Stored on the server; never shown again.")
+                            help_text="Stored encrypted on the server; never shown again.")
 
     class Meta:
         model = NodeHubToken
-        fields = ("node", "token")
+        fields = ("node",)
 
 
 @admin.register(NodeHubToken)

@@ -5,7 +5,6 @@ from ninja.pagination import paginate
 from accounts.selectors import require_admin, require_operator
 from accounts.services import client_ip
 from models_registry import schemas, selectors, services
-from models_registry.clients import HubError
 from sparkportal.exceptions import ApplicationError
 
 router = Router()
@@ -64,14 +63,39 @@ def profile_command(request, profile_id: int, node: str = "", port: int = 8000):
 
 
 @router.get("/profiles/{profile_id}/memory", response={200: dict, **ERRORS})
-def profile_memory(request, profile_id: int, node: str = "", fetch: bool = False):
-    """Memory estimate; fetch=true asks the hub for config.json and file sizes when nothing is known yet."""
+def profile_memory(request, profile_id: int, node: str = ""):
+    """Memory estimate from what is known now (disk, an earlier hub look-up, the catalog); never calls the hub.
+    POST .../lookup asks the hub, on the node's worker."""
     profile = selectors.profile_get(user=request.user, profile_id=profile_id)
     target = services.node_resolve(node or None)
-    try:
-        return services.memory_estimate(profile=profile, node=target, fetch=fetch).as_dict()
-    except HubError as exc:
-        raise ApplicationError(exc.message, code=exc.code) from exc
+    return services.memory_estimate(profile=profile, node=target).as_dict()
+
+
+def _lookup_out(snap, joined: bool = False) -> dict:
+    state = selectors.repo_lookup_state(snap)
+    return {"id": snap.pk, "repo_id": snap.repo_id, "revision": snap.revision, "status": state["status"],
+            "error": state["error"], "error_code": "lost" if state["status"] != snap.lookup_status
+            else snap.lookup_error_code, "node": snap.lookup_node.name if snap.lookup_node_id else None,
+            "commit": snap.commit, "looked_up_at": snap.looked_up_at, "joined": joined}
+
+
+@router.post("/profiles/{profile_id}/lookup", response={202: schemas.LookupOut, **ERRORS})
+def profile_lookup(request, profile_id: int, node: str = ""):
+    """Queue a hub look-up (file sizes, config.json) on the node's worker; follow GET /lookups/{id} or the
+    websocket group models.lookup.<id>."""
+    require_operator(request.user)
+    profile = selectors.profile_get(user=request.user, profile_id=profile_id)
+    if profile.source != "hub":
+        raise ApplicationError(f"Profile {profile.name} uses a local folder: there is nothing to look up on the hub.",
+                               code="nothing_to_look_up")
+    snap, joined = services.repo_lookup_request(repo_id=profile.repo_id, revision=profile.revision,
+                                                node=services.node_resolve(node or None))
+    return Status(202, _lookup_out(snap, joined))
+
+
+@router.get("/lookups/{lookup_id}", response={200: schemas.LookupOut, **ERRORS})
+def lookup_detail(request, lookup_id: int):
+    return _lookup_out(selectors.repo_lookup_get(user=request.user, snapshot_id=lookup_id))
 
 
 @router.post("/profiles/{profile_id}/download", response={200: schemas.DownloadOut, 201: schemas.DownloadOut,
@@ -134,17 +158,37 @@ def download_resume(request, download_id: int):
     return services.download_resume(download=download, actor=request.user, ip=client_ip(request))
 
 
-@router.get("/weights", response=schemas.WeightsListOut)
-def weights_list(request):
-    return services.weights_list()
+@router.get("/weights", response={200: list[schemas.WeightsNodeOut], **ERRORS})
+def weights_list(request, node: str = ""):
+    """Each node's latest scan of its cache (POST /weights/scan asks for fresh ones)."""
+    if node:
+        services.node_resolve(node)
+    return selectors.weights_overview(user=request.user, node_name=node)
 
 
-@router.post("/weights/delete", response={200: schemas.WeightsDeletedOut, **ERRORS})
+@router.post("/weights/scan", response={202: schemas.WeightsScanOut, **ERRORS})
+def weights_scan(request, payload: schemas.WeightsScanIn):
+    nodes = [services.node_resolve(payload.node)] if payload.node else list(selectors.node_list())
+    for target in nodes:
+        services.weights_scan_request(node=target)
+    return Status(202, {"requested": [n.name for n in nodes]})
+
+
+@router.post("/weights/delete", response={202: schemas.WeightsDeletionOut, **ERRORS})
 def weights_delete(request, payload: schemas.WeightsDeleteIn):
+    """Queue deleting a repo's weights on a node (409 while a server there uses them); follow
+    GET /weights/deletions/{id} or the websocket group models.weights."""
     require_operator(request.user)
-    freed = services.weights_delete(repo_id=payload.repo_id, confirm=payload.confirm, actor=request.user,
-                                    node=services.node_resolve(None), ip=client_ip(request))
-    return {"repo_id": payload.repo_id, "freed_bytes": freed}
+    deletion, joined = services.weights_delete_request(node=services.node_resolve(payload.node or None),
+                                                       repo_id=payload.repo_id, confirm=payload.confirm,
+                                                       actor=request.user, ip=client_ip(request))
+    deletion.joined = joined
+    return Status(202, deletion)
+
+
+@router.get("/weights/deletions/{deletion_id}", response={200: schemas.WeightsDeletionOut, **ERRORS})
+def weights_deletion_detail(request, deletion_id: int):
+    return selectors.weights_deletion_get(user=request.user, deletion_id=deletion_id)
 
 
 @router.get("/nodes/{node}/hub-token", response={200: schemas.HubTokenOut, **ERRORS})

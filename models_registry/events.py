@@ -6,7 +6,7 @@ from typing import TypedDict
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from sparkportal.events import apublish
+from sparkportal.events import apublish, publish
 
 DOWNLOADS_GROUP = "models.downloads"  # every download, for the models page
 
@@ -60,3 +60,60 @@ def send_download_progress(payload: DownloadProgressPayload) -> None:
 
 def send_download_status(download) -> None:
     _publish(download.pk, "download.status", dict(download_payload(download)))
+
+
+# --- weights on disk and hub look-ups -------------------------------------------------------------------
+
+WEIGHTS_GROUP = "models.weights"  # scans and deletions of every node, for the weights page
+
+
+def lookup_group(snapshot_id: int) -> str:
+    return f"models.lookup.{snapshot_id}"
+
+
+class WeightsScanPayload(TypedDict):
+    node: str
+    scanned_at: str | None
+    repos: int
+    free_bytes: int | None
+    error: str
+
+
+class WeightsDeletionPayload(TypedDict):
+    id: int
+    node: str
+    repo_id: str
+    status: str
+    freed_bytes: int
+    error: str
+    error_code: str
+
+
+class RepoLookupPayload(TypedDict):
+    id: int
+    repo_id: str
+    revision: str
+    status: str
+    error: str
+    error_code: str
+
+
+def send_weights_scan(row) -> None:
+    payload: WeightsScanPayload = {
+        "node": row.node.name, "scanned_at": row.scanned_at.isoformat() if row.scanned_at else None,
+        "repos": len(row.repos or []), "free_bytes": row.free_bytes, "error": row.error}
+    publish(WEIGHTS_GROUP, "weights.scan", dict(payload))
+
+
+def send_weights_deletion(deletion) -> None:
+    payload: WeightsDeletionPayload = {
+        "id": deletion.pk, "node": deletion.node.name, "repo_id": deletion.repo_id, "status": deletion.status,
+        "freed_bytes": deletion.freed_bytes, "error": deletion.error, "error_code": deletion.error_code}
+    publish(WEIGHTS_GROUP, "weights.deletion", dict(payload))
+
+
+def send_repo_lookup(snap) -> None:
+    payload: RepoLookupPayload = {
+        "id": snap.pk, "repo_id": snap.repo_id, "revision": snap.revision, "status": snap.lookup_status,
+        "error": snap.lookup_error, "error_code": snap.lookup_error_code}
+    publish(lookup_group(snap.pk), "repo.lookup", dict(payload))

@@ -145,16 +145,94 @@ class Download(models.Model):
 
 
 class NodeHubToken(models.Model):
-    """The Hugging Face token a node's worker uses for gated and private repos. Never shown again once set."""
+    """The Hugging Face token a node's worker uses for gated and private repos.
+
+    Stored sealed (Fernet, see sparkportal/lib/sealed.py); never shown again once set.
+    """
 
     node = models.OneToOneField("servers.Node", on_delete=models.CASCADE, related_name="hub_token")
-    token = models.CharField(max_length=500)
+    sealed = models.TextField()
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="+")
     set_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"token of {self.node_id}"
+
+
+class NodeWeights(models.Model):
+    """The latest scan of one node's Hugging Face cache, written by a task on that node's worker.
+
+    Each GPU host has its own cache, so only its worker can list it; pages read this row and ask for a
+    fresh scan (`requested_at`), which arrives over the websocket.
+    """
+
+    node = models.OneToOneField("servers.Node", on_delete=models.CASCADE, related_name="weights")
+    path = models.CharField(max_length=500, blank=True)
+    repos = models.JSONField(default=list, blank=True)  # [{"repo_id", "size_bytes", "nb_files", ...}]
+    warnings = models.JSONField(default=list, blank=True)
+    free_bytes = models.BigIntegerField(null=True, blank=True)
+    total_bytes = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    scanned_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"weights on {self.node_id}"
+
+    @property
+    def pending(self) -> bool:
+        """A scan was asked for and has not come back yet."""
+        return self.requested_at is not None and (self.scanned_at is None or self.scanned_at < self.requested_at)
+
+
+class WeightsDeletion(models.Model):
+    """Deleting one repo's weights from one node's cache, done by a task on that node's worker.
+
+    Status: queued -> running -> done | failed; queued -> failed when the task finds the weights in use
+    after all. See TRANSITIONS. At most one queued/running row per node and repo: a second request joins it.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    TRANSITIONS = {
+        Status.QUEUED: {Status.RUNNING, Status.FAILED},
+        Status.RUNNING: {Status.DONE, Status.FAILED},
+        Status.DONE: set(),
+        Status.FAILED: set(),
+    }
+
+    node = models.ForeignKey("servers.Node", on_delete=models.CASCADE, related_name="weights_deletions")
+    repo_id = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    freed_bytes = models.BigIntegerField(default=0)
+    error_code = models.CharField(max_length=40, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=["queued", "running", "done", "failed"]),
+                                   name="models_registry_weightsdeletion_status_valid"),
+            models.UniqueConstraint(fields=["node", "repo_id"], condition=Q(status__in=["queued", "running"]),
+                                    name="models_registry_weightsdeletion_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delete {self.repo_id} on {self.node_id}"
+
+
+LOOKUP_STATUSES = ("queued", "running", "done", "failed")
 
 
 class RepoSnapshot(models.Model):
@@ -166,8 +244,22 @@ class RepoSnapshot(models.Model):
     files = models.JSONField(default=list, blank=True)  # [{"path": ..., "size": ...}]
     config = models.JSONField(default=dict, blank=True)
     fetched_at = models.DateTimeField(auto_now=True)
+    # The look-up runs as a task on a node's queue (it uses that node's token and network):
+    # queued -> running -> done | failed, and again from done/failed. files/config keep the last success.
+    lookup_status = models.CharField(max_length=16, choices=[(s, s) for s in LOOKUP_STATUSES], default="done")
+    lookup_error_code = models.CharField(max_length=40, blank=True)
+    lookup_error = models.TextField(blank=True)
+    lookup_node = models.ForeignKey("servers.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    lookup_requested_at = models.DateTimeField(null=True, blank=True)
+    looked_up_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["repo_id", "revision"], name="models_registry_reposnapshot_unique"),
+            models.CheckConstraint(condition=Q(lookup_status__in=LOOKUP_STATUSES),
+                                   name="models_registry_reposnapshot_lookup_status_valid"),
         ]
+
+    @property
+    def lookup_active(self) -> bool:
+        return self.lookup_status in ("queued", "running")

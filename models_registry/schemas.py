@@ -165,31 +165,79 @@ class WeightsOut(Schema):
     size_bytes: int
     size_gb: float
     nb_files: int
-    last_used: datetime
-    last_modified: datetime
+    last_used: datetime | None = None
     revisions: list[str]
+    refs: list[str] = []
     profiles: list[str]
     orphan: bool
+    in_use: list[str]  # live servers on this node using the weights ("name:port (status)")
+    deleting: bool
     path: str
 
 
-class WeightsListOut(Schema):
+class WeightsNodeOut(Schema):
+    node: str
+    scanned_at: datetime | None = None
+    pending: bool  # a fresh scan was asked for and has not come back yet
     path: str
-    free_gb: float
-    total_gb: float
+    free_gb: float | None = None
+    total_gb: float | None = None
     used_gb: float
-    rows: list[WeightsOut]
+    error: str
     warnings: list[str]
+    rows: list[WeightsOut]
+
+    @staticmethod
+    def resolve_node(obj) -> str:
+        return obj["node"].name
+
+
+class WeightsScanIn(Schema):
+    node: str = ""  # empty: every node
+
+
+class WeightsScanOut(Schema):
+    requested: list[str]
 
 
 class WeightsDeleteIn(Schema):
     repo_id: str
     confirm: str = ""
+    node: str = ""  # empty: this host's node
 
 
-class WeightsDeletedOut(Schema):
+class WeightsDeletionOut(Schema):
+    id: int
+    node: str
     repo_id: str
+    status: str
     freed_bytes: int
+    error_code: str
+    error: str
+    joined: bool = False
+    created_at: datetime
+    finished_at: datetime | None = None
+
+    @staticmethod
+    def resolve_node(obj) -> str:
+        return obj.node.name
+
+    @staticmethod
+    def resolve_joined(obj) -> bool:
+        return getattr(obj, "joined", False)
+
+
+class LookupOut(Schema):
+    id: int
+    repo_id: str
+    revision: str
+    status: str
+    error_code: str
+    error: str
+    node: str | None = None
+    commit: str
+    looked_up_at: datetime | None = None
+    joined: bool = False
 
 
 class HubTokenIn(Schema):

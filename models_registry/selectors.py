@@ -1,10 +1,12 @@
 """Reads of the model registry. Every signed-in user may look; changes need an operator (services check)."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.db.models import QuerySet
 from django.http import Http404
 
-from models_registry.models import Download, ModelProfile, NodeHubToken
+from models_registry.models import Download, ModelProfile, NodeHubToken, NodeWeights, RepoSnapshot, WeightsDeletion
 
 
 def profile_list(*, user, engine: str = "", task: str = "", search: str = "") -> QuerySet[ModelProfile]:
@@ -62,3 +64,92 @@ def hub_token_status(*, node) -> dict:
         return {"node": node.name, "token_set": False, "set_by": None, "set_at": None}
     return {"node": node.name, "token_set": True, "set_by": row.set_by.get_username() if row.set_by else None,
             "set_at": row.set_at}
+
+
+GB = 1e9
+
+
+def _ts(value) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value else None
+
+
+def weights_overview(*, user, node_name: str = "") -> list[dict]:
+    """Every node's latest scan of its cache, each repo with the profiles naming it (none: an orphan), the
+    live servers on that node using it and whether a deletion of it is under way there."""
+    from models_registry.services.weights import LIVE_SERVER_STATUSES
+    from servers.models import Node, Server
+
+    nodes = list(Node.objects.order_by("name").filter(**({"name": node_name} if node_name else {})))
+    scans = {w.node_id: w for w in NodeWeights.objects.filter(node__in=nodes)}
+    profiles: dict[str, list[str]] = {}
+    for name, repo_id in ModelProfile.objects.filter(source=ModelProfile.Source.HUB).values_list("name", "repo_id"):
+        profiles.setdefault(repo_id.lower(), []).append(name)
+    live: dict[tuple[int, str], list[str]] = {}
+    for s in Server.objects.select_related("profile").filter(node__in=nodes, status__in=LIVE_SERVER_STATUSES,
+                                                             profile__isnull=False):
+        live.setdefault((s.node_id, s.profile.repo_id.lower()), []).append(
+            f"{s.served_model_name}:{s.port} ({s.status})")
+    deletions: dict[int, list[WeightsDeletion]] = {}
+    for d in WeightsDeletion.objects.filter(node__in=nodes).order_by("-created_at", "-id"):
+        if len(deletions.setdefault(d.node_id, [])) < 5:
+            deletions[d.node_id].append(d)
+    overview = []
+    for node in nodes:
+        scan = scans.get(node.pk)
+        deleting = {d.repo_id for d in deletions.get(node.pk, []) if d.status in WeightsDeletion.ACTIVE}
+        rows = []
+        for r in (scan.repos if scan else []):
+            key = r["repo_id"].lower()
+            rows.append({**r, "size_gb": round(r["size_bytes"] / GB, 2), "last_used": _ts(r.get("last_accessed")),
+                         "last_modified_at": _ts(r.get("last_modified")),
+                         "profiles": sorted(profiles.get(key, [])), "orphan": key not in profiles,
+                         "in_use": live.get((node.pk, key), []), "deleting": r["repo_id"] in deleting})
+        overview.append({
+            "node": node, "scan": scan, "rows": rows, "deletions": deletions.get(node.pk, []),
+            "scanned_at": scan.scanned_at if scan else None, "pending": bool(scan and scan.pending),
+            "path": scan.path if scan else "", "error": scan.error if scan else "",
+            "warnings": scan.warnings if scan else [],
+            "free_gb": round(scan.free_bytes / GB, 1) if scan and scan.free_bytes is not None else None,
+            "total_gb": round(scan.total_bytes / GB, 1) if scan and scan.total_bytes is not None else None,
+            "used_gb": round(sum(r["size_bytes"] for r in rows) / GB, 2),
+        })
+    return overview
+
+
+def weights_deletion_get(*, user, deletion_id: int) -> WeightsDeletion:
+    deletion = WeightsDeletion.objects.select_related("node").filter(pk=deletion_id).first()
+    if deletion is None:
+        raise Http404(f"No weights deletion {deletion_id}.")
+    return deletion
+
+
+def repo_lookup_get(*, user, snapshot_id: int) -> RepoSnapshot:
+    snap = RepoSnapshot.objects.select_related("lookup_node").filter(pk=snapshot_id).first()
+    if snap is None:
+        raise Http404(f"No hub look-up {snapshot_id}.")
+    return snap
+
+
+def repo_lookup_for_profile(*, profile: ModelProfile) -> RepoSnapshot | None:
+    if profile.source != ModelProfile.Source.HUB:
+        return None
+    return RepoSnapshot.objects.select_related("lookup_node").filter(
+        repo_id=profile.repo_id, revision=profile.revision or "main").first()
+
+
+def repo_lookup_state(snap: RepoSnapshot | None) -> dict:
+    """What a page says about a look-up: its status and message, a lost one (no worker) shown as failed."""
+    from models_registry.services.lookups import lookup_lost, lookup_lost_message
+
+    if snap is None or snap.lookup_requested_at is None and not snap.files:
+        return {"status": "", "error": "", "active": False}
+    if lookup_lost(snap):
+        return {"status": "failed", "error": lookup_lost_message(snap), "active": False}
+    return {"status": snap.lookup_status, "error": snap.lookup_error, "active": snap.lookup_active}
+
+
+def node_list(*, names: list[str] | None = None):
+    from servers.models import Node
+
+    qs = Node.objects.order_by("name")
+    return qs.filter(name__in=names) if names else qs

@@ -1,13 +1,13 @@
 """Pages under /models/: profiles, catalog, downloads, weights on disk. Thin: parse, call a service, render."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import require_operator
 from accounts.services import client_ip
 from models_registry import selectors, services
-from models_registry.clients import HubError
 from models_registry.forms import ProfileForm
 from sparkportal.exceptions import ApplicationError
 
@@ -67,21 +67,36 @@ def profile_edit(request, profile_id: int):
 def profile_detail(request, profile_id: int):
     profile = selectors.profile_get(user=request.user, profile_id=profile_id)
     node = services.node_resolve(None)
-    fetch_error = None
     if request.method == "POST" and request.POST.get("action") == "lookup":
         require_operator(request.user)
         try:
-            services.repo_snapshot_fetch(repo_id=profile.repo_id, revision=profile.revision or "main", node=node)
-        except HubError as exc:
-            fetch_error = exc.message
-    estimate = services.memory_estimate(profile=profile, node=node)
+            snap, _joined = services.repo_lookup_request(repo_id=profile.repo_id, revision=profile.revision, node=node)
+            messages.info(request, f"Looking {snap.repo_id} up on the hub from {node.name}: the estimate below "
+                                   "updates when the hub answers.")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        return redirect("models-detail", profile_id=profile_id)
     context = {
-        "profile": profile, "node": node, "estimate": estimate, "fetch_error": fetch_error,
+        **_memory_context(profile, node),
         "command_line": services.profile_command_line(profile=profile, node=node),
         "downloads": selectors.download_list(user=request.user, repo_id=profile.repo_id)[:10],
         "problems": services.profile_problems(profile),
     }
     return render(request, "models_registry/detail.html", context)
+
+
+def _memory_context(profile, node) -> dict:
+    lookup = selectors.repo_lookup_for_profile(profile=profile)
+    return {"profile": profile, "node": node, "estimate": services.memory_estimate(profile=profile, node=node),
+            "lookup": lookup, "lookup_state": selectors.repo_lookup_state(lookup)}
+
+
+@login_required
+def profile_memory(request, profile_id: int):
+    """The memory estimate fragment; the page fetches it again when its hub look-up reports."""
+    profile = selectors.profile_get(user=request.user, profile_id=profile_id)
+    return render(request, "models_registry/detail.html#memory",
+                  _memory_context(profile, services.node_resolve(None)))
 
 
 @login_required
@@ -169,12 +184,37 @@ def download_action(request, download_id: int, action: str):
     return redirect(request.POST.get("next") or "models-downloads")
 
 
+def _weights_context(request, node_name: str = "") -> dict:
+    overview = selectors.weights_overview(user=request.user, node_name=node_name)
+    if request.user.is_portal_admin:
+        for entry in overview:
+            entry["token"] = selectors.hub_token_status(node=entry["node"])
+    return {"overview": overview}
+
+
 @login_required
 def weights(request):
-    node = services.node_resolve(None)
-    context = {"weights": services.weights_list(), "node": node,
-               "token": selectors.hub_token_status(node=node) if request.user.is_portal_admin else None}
-    return render(request, "models_registry/weights.html", context)
+    services.node_resolve(None)  # this host's node exists before its first heartbeat
+    return render(request, "models_registry/weights.html", _weights_context(request))
+
+
+@login_required
+def weights_node(request, node: str):
+    """One node's section; the page fetches it again when that node's scan or a deletion reports."""
+    context = _weights_context(request, node_name=node)
+    if not context["overview"]:
+        raise Http404(f"No node named {node!r}.")
+    return render(request, "models_registry/weights.html#node", {**context, "entry": context["overview"][0]})
+
+
+@login_required
+@require_POST
+def weights_refresh(request):
+    """Ask every node (or one) for a fresh scan of its cache; the page hears back over the websocket."""
+    names = [request.POST["node"]] if request.POST.get("node") else None
+    for node in selectors.node_list(names=names):
+        services.weights_scan_request(node=node)
+    return HttpResponse(status=204)
 
 
 @login_required
@@ -183,9 +223,11 @@ def weights_delete(request):
     require_operator(request.user)
     repo_id = request.POST.get("repo_id", "")
     try:
-        freed = services.weights_delete(repo_id=repo_id, confirm=request.POST.get("confirm", ""), actor=request.user,
-                                        node=services.node_resolve(None), ip=client_ip(request))
-        messages.success(request, f"Deleted the weights of {repo_id}: {freed / 1e9:.2f} GB freed.")
+        node = services.node_resolve(request.POST.get("node") or None)
+        _deletion, _joined = services.weights_delete_request(node=node, repo_id=repo_id, actor=request.user,
+                                                           confirm=request.POST.get("confirm", ""),
+                                                           ip=client_ip(request))
+        messages.info(request, f"Deleting the weights of {repo_id} on {node.name}: the list updates when it is done.")
     except ApplicationError as exc:
         messages.error(request, exc.message)
     return redirect("models-weights")

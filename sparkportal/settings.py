@@ -218,6 +218,10 @@ PORTAL_HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/"
 PORTAL_MODEL_ROOTS = [Path(p).resolve() for p in env_list("PORTAL_MODEL_ROOTS", [str(VAR_DIR / "models")])]
 PORTAL_DOWNLOAD_WORKERS = env_int("PORTAL_DOWNLOAD_WORKERS", 8)
 PORTAL_DOWNLOAD_STALE_SECONDS = env_int("PORTAL_DOWNLOAD_STALE_SECONDS", 60)
+# Key that seals secrets kept in the database (nodes' hub tokens); SECRET_KEY when unset.
+PORTAL_SECRETS_KEY = env_secret("PORTAL_SECRETS_KEY")
+# A hub look-up (file sizes, config.json) gives up after this long, with a message.
+PORTAL_HUB_LOOKUP_TIMEOUT_S = env_float("PORTAL_HUB_LOOKUP_TIMEOUT_S", 30.0)
 # Engines (vLLM/TEI servers) started by the supervisor.
 PORTAL_ENGINE_HOST = env_str("PORTAL_ENGINE_HOST", "127.0.0.1")
 PORTAL_ENGINE_PORT_FIRST = env_int("PORTAL_ENGINE_PORT_FIRST", 8100)

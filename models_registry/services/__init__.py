@@ -14,6 +14,7 @@ from models_registry.services.downloads import (  # noqa: F401
     download_run,
     node_resolve,
 )
+from models_registry.services.lookups import repo_lookup_request, repo_lookup_run  # noqa: F401
 from models_registry.services.memory import (  # noqa: F401
     MemoryEstimate,
     kv_bytes_per_token,
@@ -30,5 +31,11 @@ from models_registry.services.profiles import (  # noqa: F401
     profile_problems,
     profile_update,
 )
-from models_registry.services.tokens import hub_token_clear, hub_token_set  # noqa: F401
-from models_registry.services.weights import servers_using, weights_delete, weights_list  # noqa: F401
+from models_registry.services.tokens import hub_token_clear, hub_token_reveal, hub_token_set  # noqa: F401
+from models_registry.services.weights import (  # noqa: F401
+    servers_using,
+    weights_delete_request,
+    weights_deletion_run,
+    weights_scan_request,
+    weights_scan_run,
+)

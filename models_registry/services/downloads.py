@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from accounts.models import User
 from accounts.services import audit_record
 from models_registry import clients, events, validation
-from models_registry.models import DEFAULT_IGNORE_PATTERNS, Download, ModelProfile, NodeHubToken, RepoSnapshot
+from models_registry.models import DEFAULT_IGNORE_PATTERNS, Download, ModelProfile, RepoSnapshot
+from models_registry.services.tokens import hub_token_reveal
 from sparkportal.exceptions import InvalidTransition, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -256,8 +257,8 @@ def download_run(*, download_id: int) -> Download | None:
     download = Download.objects.select_related("node").get(pk=download_id)
     Download.objects.filter(pk=download_id).update(attempts=download.attempts + 1)
     events.send_download_status(download)
-    token = NodeHubToken.objects.filter(node=download.node).values_list("token", flat=True).first()
     try:
+        token = hub_token_reveal(node=download.node)
         _prepare(download, token=token)
         outcome = _transfer(download, token=token)
     except clients.HubError as exc:
@@ -265,7 +266,19 @@ def download_run(*, download_id: int) -> Download | None:
     if outcome is None:
         download.refresh_from_db()
         return download  # cancelled while running: the cancel already set the state
+    if outcome.status == S.DONE and download.node.name == settings.NODE_NAME:
+        _rescan(download.node_id)
     return outcome
+
+
+def _rescan(node_id: int) -> None:
+    """New weights on this host: refresh its stored list, so the weights page shows them at once."""
+    from models_registry.services.weights import weights_scan_run
+
+    try:
+        weights_scan_run(node_id=node_id)
+    except Exception:  # noqa: BLE001 - a finished download stays finished whatever the scan says
+        log.warning("could not rescan the weights of node %s", node_id, exc_info=True)
 
 
 def _prepare(download: Download, *, token: str | None) -> None:

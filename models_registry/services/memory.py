@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from django.utils import timezone
+
 from models_registry import clients
-from models_registry.models import ModelProfile, NodeHubToken, RepoSnapshot
+from models_registry.models import ModelProfile, RepoSnapshot
 
 GB = 1e9
 WEIGHT_SUFFIXES = (".safetensors",)
@@ -43,7 +45,7 @@ def memory_estimate(*, profile: ModelProfile, node=None, fetch: bool = False) ->
 
     Steps: 1. find config.json and weight sizes — on disk (the node's hub cache or the profile's local
     folder), else what the hub said earlier (RepoSnapshot), else, with fetch=True, ask the hub now (a
-    network call: only from a worker or an explicit click), else the catalog's figures.
+    network call: only from a worker or the command line), else the catalog's figures.
     2. KV bytes per token = attention layers x KV heads x head dim x 2 (K and V) x KV dtype bytes
     (multi-head latent attention: layers x (kv_lora_rank + qk_rope_head_dim) x dtype bytes; TEI: 0).
     3. Compare with the node's GPU memory (host RAM on unified-memory GPUs).
@@ -168,22 +170,22 @@ def _from_disk(profile: ModelProfile) -> tuple[dict, int | None]:
 
 def _hub_snapshot(profile: ModelProfile, *, node, fetch: bool) -> RepoSnapshot | None:
     snap = RepoSnapshot.objects.filter(repo_id=profile.repo_id, revision=profile.revision or "main").first()
-    if snap is not None or not fetch:
+    if (snap is not None and snap.files) or not fetch:
         return snap
     return repo_snapshot_fetch(repo_id=profile.repo_id, revision=profile.revision or "main", node=node)
 
 
 def repo_snapshot_fetch(*, repo_id: str, revision: str, node=None) -> RepoSnapshot:
-    """Ask the hub for a revision's file sizes and config.json and remember them (raises HubError)."""
-    token = None
-    if node is not None:
-        token = NodeHubToken.objects.filter(node=node).values_list("token", flat=True).first()
-    commit, files = clients.repo_listing(repo_id=repo_id, revision=revision, token=token)
-    config = clients.read_config(repo_id=repo_id, revision=commit, token=token) \
-        if any(f.path == "config.json" for f in files) else {}
+    """Ask the hub now, in this process, and remember the answer (raises HubError). For workers and the
+    command line; web requests queue a look-up instead (services.repo_lookup_request)."""
+    from models_registry.services.lookups import ask_hub
+    from models_registry.services.tokens import hub_token_reveal
+
+    commit, files, config = ask_hub(repo_id=repo_id, revision=revision, token=hub_token_reveal(node=node))
     snap, _ = RepoSnapshot.objects.update_or_create(
         repo_id=repo_id, revision=revision,
-        defaults={"commit": commit, "files": [{"path": f.path, "size": f.size} for f in files], "config": config})
+        defaults={"commit": commit, "files": files, "config": config, "lookup_status": "done",
+                  "lookup_error": "", "lookup_error_code": "", "looked_up_at": timezone.now()})
     return snap
 
 

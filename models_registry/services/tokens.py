@@ -1,4 +1,5 @@
-"""The per-node Hugging Face token: set or cleared by an admin, used by the node's worker, never shown again."""
+"""The per-node Hugging Face token: set or cleared by an admin, sealed at rest, used by the node's worker,
+never shown again."""
 from __future__ import annotations
 
 from django.db import transaction
@@ -6,8 +7,10 @@ from django.db import transaction
 from accounts.models import User
 from accounts.selectors import require_admin
 from accounts.services import audit_record
+from models_registry.clients import HubError
 from models_registry.models import NodeHubToken
 from sparkportal.exceptions import ValidationFailed
+from sparkportal.lib import sealed
 
 
 @transaction.atomic
@@ -17,7 +20,8 @@ def hub_token_set(*, node, token: str, actor: User, ip: str | None = None) -> No
     if not token or any(c.isspace() for c in token) or len(token) > 500:
         raise ValidationFailed("Paste the Hugging Face access token as one word (it starts with hf_); "
                                "create one at huggingface.co/settings/tokens with read access.")
-    row, created = NodeHubToken.objects.update_or_create(node=node, defaults={"token": token, "set_by": actor})
+    row, created = NodeHubToken.objects.update_or_create(node=node, defaults={"sealed": sealed.seal(token),
+                                                                              "set_by": actor})
     # The audit row says that it changed, never what it is.
     audit_record(actor=actor, action="models.hubtoken.set", target=node, ip=ip,
                  details={"node": node.name, "replaced": not created})
@@ -31,3 +35,22 @@ def hub_token_clear(*, node, actor: User, ip: str | None = None) -> bool:
     if deleted:
         audit_record(actor=actor, action="models.hubtoken.cleared", target=node, ip=ip, details={"node": node.name})
     return bool(deleted)
+
+
+def hub_token_reveal(*, node) -> str | None:
+    """The node's token in clear, for its own hub calls only; None when none is set.
+
+    Raises HubError("token_unreadable") when it was sealed with another key, with the fix.
+    """
+    if node is None:
+        return None
+    value = NodeHubToken.objects.filter(node=node).values_list("sealed", flat=True).first()
+    if value is None:
+        return None
+    try:
+        return sealed.unseal(value)
+    except sealed.Unreadable as exc:
+        raise HubError("token_unreadable", (
+            f"The Hugging Face token of node {node.name} cannot be decrypted with this host's key: it was saved "
+            "under another SECRET_KEY / PORTAL_SECRETS_KEY. Give every host the same PORTAL_SECRETS_KEY, or set "
+            "the token again (Models → Weights on disk).")) from exc

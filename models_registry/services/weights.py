@@ -1,90 +1,185 @@
-"""Weights on disk: what the node's cache holds, which profiles use it, and deleting it safely."""
+"""Weights on disk, per node: each GPU host has its own Hugging Face cache, so listing it (a scan), reading its
+free disk and deleting from it run as tasks on that node's queue. The web side asks and reads the stored result.
+"""
 from __future__ import annotations
 
+import logging
 import shutil
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict
+from datetime import timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import audit_record
-from models_registry import clients, validation
-from models_registry.models import Download, ModelProfile
-from sparkportal.exceptions import InvalidTransition, NotFound, ValidationFailed
+from models_registry import clients, events, validation
+from models_registry.models import Download, NodeWeights, WeightsDeletion
+from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
+log = logging.getLogger(__name__)
 GB = 1e9
 LIVE_SERVER_STATUSES = ("queued", "starting", "ready")
+# A scan asked for this recently and not back yet covers a new request: five open tabs send one task.
+SCAN_COALESCE = timedelta(seconds=30)
+D = WeightsDeletion.Status
 
 
-@dataclass
-class WeightsRow:
-    repo_id: str
-    size_bytes: int
-    nb_files: int
-    last_used: datetime
-    last_modified: datetime
-    revisions: list[str]
-    profiles: list[str]
-    path: str
-
-    @property
-    def size_gb(self) -> float:
-        return round(self.size_bytes / GB, 2)
-
-    @property
-    def orphan(self) -> bool:
-        """In the cache, but no profile names it."""
-        return not self.profiles
-
-
-def weights_list() -> dict:
-    """This host's cache (huggingface_hub's scan), with the profiles that use each repo and the free disk."""
-    repos, warnings = clients.scan()
-    by_repo: dict[str, list[str]] = {}
-    for name, repo_id in ModelProfile.objects.filter(source=ModelProfile.Source.HUB).values_list("name", "repo_id"):
-        by_repo.setdefault(repo_id.lower(), []).append(name)
-    rows = [WeightsRow(repo_id=r.repo_id, size_bytes=r.size_bytes, nb_files=r.nb_files,
-                       last_used=datetime.fromtimestamp(r.last_accessed, tz=UTC),
-                       last_modified=datetime.fromtimestamp(r.last_modified, tz=UTC), revisions=r.revisions,
-                       profiles=sorted(by_repo.get(r.repo_id.lower(), [])), path=r.path) for r in repos]
-    folder = clients.cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    usage = shutil.disk_usage(folder)
-    return {"rows": rows, "warnings": warnings, "path": str(folder), "free_gb": round(usage.free / GB, 1),
-            "total_gb": round(usage.total / GB, 1), "used_gb": round(sum(r.size_bytes for r in rows) / GB, 2)}
-
-
-def servers_using(repo_id: str):
+def servers_using(*, repo_id: str, node):
+    """Servers on `node` that are queued, starting or ready with a profile of this repo."""
     from servers.models import Server
 
     return Server.objects.select_related("profile", "node").filter(
-        profile__repo_id__iexact=repo_id, status__in=LIVE_SERVER_STATUSES)
+        node=node, profile__repo_id__iexact=repo_id, status__in=LIVE_SERVER_STATUSES).order_by("port")
+
+
+def _in_use_message(repo_id: str, node, users) -> str:
+    names = ", ".join(f"{s.served_model_name} on {node.name}:{s.port} ({s.status})" for s in users)
+    return f"The weights of {repo_id} are in use by {names}: stop those servers first."
+
+
+def _wrong_host(node) -> str | None:
+    """A task meant for another host must not read or delete this host's cache."""
+    if node.name == settings.NODE_NAME:
+        return None
+    return (f"This task for node {node.name} ran on the worker of {settings.NODE_NAME}: queue {node.queue} must be "
+            f"consumed only by {node.name}'s worker (started with PORTAL_NODE_NAME={node.name}).")
+
+
+# --- scans --------------------------------------------------------------------------------------------
+
+
+def weights_scan_request(*, node) -> NodeWeights:
+    """Ask the node's worker for a fresh scan of its cache; the result arrives as a `weights.scan` event."""
+    from models_registry.tasks import weights_scan_task
+
+    try:
+        with transaction.atomic():
+            row, _ = NodeWeights.objects.get_or_create(node=node)
+    except IntegrityError:
+        row = NodeWeights.objects.get(node=node)  # two pages asked in the same instant
+    now = timezone.now()
+    asked = NodeWeights.objects.filter(pk=row.pk).filter(
+        Q(requested_at=None) | Q(requested_at__lt=now - SCAN_COALESCE) | Q(scanned_at__gte=F("requested_at"))
+    ).update(requested_at=now)
+    if asked:
+        # Expires: a node whose worker is down must not find a pile of stale scans when it comes back.
+        transaction.on_commit(lambda: weights_scan_task.apply_async(args=[node.pk], queue=node.queue, expires=120))
+    row.refresh_from_db()
+    return row
+
+
+def weights_scan_run(*, node_id: int) -> NodeWeights:
+    """The scan task's body, on the node's worker: huggingface_hub's cache scan plus the disk's free space."""
+    from servers.models import Node
+
+    node = Node.objects.get(pk=node_id)
+    row, _ = NodeWeights.objects.get_or_create(node=node)
+    values: dict = {"scanned_at": timezone.now(), "error": ""}
+    if (wrong := _wrong_host(node)) is not None:
+        values["error"] = wrong
+    else:
+        try:
+            repos, warnings = clients.scan()
+            folder = clients.cache_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            usage = shutil.disk_usage(folder)
+            values.update(path=str(folder), repos=[asdict(r) for r in repos], warnings=warnings,
+                          free_bytes=usage.free, total_bytes=usage.total)
+        except OSError as exc:
+            values["error"] = f"Could not read the weights folder {clients.cache_dir()} on {node.name}: {exc}"
+    NodeWeights.objects.filter(pk=row.pk).update(**values)
+    row.refresh_from_db()
+    events.send_weights_scan(row)
+    return row
+
+
+# --- deletions ----------------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def weights_delete(*, repo_id: str, actor: User | None, node=None, confirm: str = "", ip: str | None = None) -> int:
-    """Delete a repo's weights from this host's cache; refused while a server uses them. Returns bytes freed.
+def weights_delete_request(*, node, repo_id: str, confirm: str = "", actor: User | None,
+                           ip: str | None = None) -> tuple[WeightsDeletion, bool]:
+    """Queue deleting a repo's weights from a node's cache; returns (deletion, joined).
 
-    `confirm` must repeat the repo id: deleting tens of gigabytes deserves a second look.
+    `confirm` must repeat the repo id: deleting tens of gigabytes deserves a second look. Refused at once
+    while a queued/starting/ready server on that node uses the weights or a download of them runs there;
+    the task checks again right before deleting.
     """
     if (msg := validation.check_repo_id(repo_id)) is not None:
         raise ValidationFailed(msg)
     if confirm != repo_id:
         raise ValidationFailed(f"To delete the weights of {repo_id}, confirm by typing the repo id exactly.",
                                code="confirmation_required")
-    users = list(servers_using(repo_id))
+    users = list(servers_using(repo_id=repo_id, node=node))
     if users:
-        names = ", ".join(f"{s.served_model_name} on {s.node.name}:{s.port} ({s.status})" for s in users)
-        raise InvalidTransition(f"The weights of {repo_id} are in use by {names}: stop those servers first.",
-                                code="weights_in_use")
-    if Download.objects.filter(repo_id=repo_id, status__in=Download.ACTIVE).exists():
-        raise InvalidTransition(f"{repo_id} is downloading right now: cancel the download first.",
+        raise InvalidTransition(_in_use_message(repo_id, node, users), code="weights_in_use")
+    if Download.objects.filter(node=node, repo_id=repo_id, status__in=Download.ACTIVE).exists():
+        raise InvalidTransition(f"{repo_id} is downloading on {node.name} right now: cancel the download first.",
                                 code="download_running")
+    existing = WeightsDeletion.objects.filter(node=node, repo_id=repo_id, status__in=WeightsDeletion.ACTIVE).first()
+    if existing is not None:
+        return existing, True
+    deletion = WeightsDeletion(node=node, repo_id=repo_id, ip=ip,
+                               requested_by=actor if actor is not None and actor.pk else None)
+    deletion.full_clean(validate_constraints=False)
+    try:
+        with transaction.atomic():
+            deletion.save()
+    except IntegrityError:
+        return WeightsDeletion.objects.get(node=node, repo_id=repo_id, status__in=WeightsDeletion.ACTIVE), True
+    from models_registry.tasks import weights_delete_task
+
+    transaction.on_commit(lambda: weights_delete_task.apply_async(args=[deletion.pk], queue=node.queue))
+    transaction.on_commit(lambda: events.send_weights_deletion(deletion))
+    return deletion, False
+
+
+def weights_deletion_run(*, deletion_id: int) -> WeightsDeletion | None:
+    """The delete task's body, on the node's worker. Steps:
+
+    1. Claim the row (queued -> running); a duplicate delivery claims nothing and returns.
+    2. Check again: the right host, no live server of this repo on the node, no download of it running.
+    3. Delete every cached revision (huggingface_hub's delete strategy) and leftovers, audit, rescan.
+    """
+    claimed = WeightsDeletion.objects.filter(pk=deletion_id, status=D.QUEUED).update(status=D.RUNNING)
+    if not claimed:
+        return None
+    deletion = WeightsDeletion.objects.select_related("node", "requested_by").get(pk=deletion_id)
+    node, repo_id = deletion.node, deletion.repo_id
+    events.send_weights_deletion(deletion)
+    if (wrong := _wrong_host(node)) is not None:
+        return _finish(deletion, D.FAILED, code="wrong_host", error=wrong)
+    # A server may have been started between the request and now: the second look is what protects it.
+    users = list(servers_using(repo_id=repo_id, node=node))
+    if users:
+        return _finish(deletion, D.FAILED, code="weights_in_use", error=_in_use_message(repo_id, node, users))
+    if Download.objects.filter(node=node, repo_id=repo_id, status__in=Download.ACTIVE).exists():
+        return _finish(deletion, D.FAILED, code="download_running",
+                       error=f"{repo_id} started downloading on {node.name}: cancel the download first.")
     if not clients.repo_folder(repo_id).exists():
-        raise NotFound(f"No weights of {repo_id} on this node ({clients.cache_dir()}).")
-    freed = clients.delete_repo(repo_id=repo_id)
-    audit_record(actor=actor, action="models.weights.deleted", target_type="models_registry.weights",
-                 target_id=repo_id, ip=ip, details={"repo_id": repo_id, "freed_gb": round(freed / GB, 2),
-                                                   "node": getattr(node, "name", None)})
-    return freed
+        return _finish(deletion, D.FAILED, code="not_found",
+                       error=f"No weights of {repo_id} on {node.name} ({clients.cache_dir()}): refresh the list.")
+    try:
+        freed = clients.delete_repo(repo_id=repo_id)
+    except OSError as exc:
+        return _finish(deletion, D.FAILED, code="error", error=f"Could not delete {repo_id} on {node.name}: {exc}")
+    audit_record(actor=deletion.requested_by, action="models.weights.deleted", target_type="models_registry.weights",
+                 target_id=repo_id, ip=deletion.ip,
+                 details={"repo_id": repo_id, "node": node.name, "freed_gb": round(freed / GB, 2)})
+    done = _finish(deletion, D.DONE, freed_bytes=freed)
+    weights_scan_run(node_id=node.pk)
+    return done
+
+
+def _finish(deletion: WeightsDeletion, status: str, *, code: str = "", error: str = "",
+            freed_bytes: int = 0) -> WeightsDeletion:
+    WeightsDeletion.objects.filter(pk=deletion.pk, status=D.RUNNING).update(
+        status=status, error_code=code, error=error, freed_bytes=freed_bytes, finished_at=timezone.now())
+    deletion.refresh_from_db()
+    if status == D.FAILED:
+        log.info("deleting %s on %s refused: %s", deletion.repo_id, deletion.node.name, error)
+    events.send_weights_deletion(deletion)
+    return deletion

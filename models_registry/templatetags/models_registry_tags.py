@@ -1,4 +1,5 @@
 import json
+import re
 
 from django import template
 
@@ -17,3 +18,10 @@ def download_json(download) -> str:
 @register.filter
 def gb(value) -> str:
     return "?" if value is None else f"{value / 1e9:.1f} GB"
+
+
+@register.filter
+def dom_id(value) -> str:
+    """A repo id as an HTML id that CSS selectors accept unescaped (htmx looks preserved inputs up with one):
+    every character other than letters, digits, - and _ becomes _<hex>_."""
+    return re.sub(r"[^A-Za-z0-9_-]", lambda m: f"_{ord(m.group()):x}_", str(value))

@@ -77,7 +77,7 @@ class Repo:
     repo_id: str
     sha: str
     files: dict[str, RepoFile] = field(default_factory=dict)
-    mode: str = "ok"  # ok | private | gated | missing | stall | cut
+    mode: str = "ok"  # ok | private | gated | missing | stall | cut | stall_api (API calls wait for release_stall)
     gated_tokens: set[str] = field(default_factory=set)
     rate_bps: int | None = None  # pace file bytes (the resume test needs time to kill a worker)
     fail_after: int = 0  # for stall/cut: bytes of each file body sent before misbehaving
@@ -289,6 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._repo_or_error(match["repo"], files=False)
         if repo is None:
             return
+        if repo.mode == "stall_api":
+            self.fake.release_stall.wait(600)  # a hub that takes its time to answer
         rest = match["rest"]
         if match["kind"] == "revision":
             if not self._revision_ok(repo, rest):

@@ -7,8 +7,7 @@ from django.core.management.base import CommandError
 
 from accounts.models import AuditEvent
 from models_registry import services
-from models_registry.models import Download, ModelProfile
-from servers.models import Server
+from models_registry.models import ModelProfile
 from tests.models_registry.conftest import TINY
 
 BODY = {"name": "tiny", "repo_id": TINY, "gpu_memory_utilization": 0.5, "max_model_len": 4096, "max_num_seqs": 8}
@@ -94,33 +93,6 @@ def test_memory_estimate_from_the_hub_then_from_disk(hub, node, operator_user):
     assert on_disk.as_dict()["total_gb"] == round(on_disk.total_bytes / 1e9, 2)
 
 
-def test_weights_on_disk_are_listed_and_deleted_only_when_unused(hub, node, operator_user, api):
-    profile = services.profile_create(actor=operator_user, data=BODY)
-    download, _ = services.download_request(actor=operator_user, node=node, profile=profile)
-    services.download_run(download_id=download.pk)
-    services.download_request(actor=operator_user, node=node, repo_id="acme/slow-llama")
-    services.download_run(download_id=Download.objects.get(repo_id="acme/slow-llama").pk)
-    listing = api.get("/api/models/weights").json()
-    rows = {r["repo_id"]: r for r in listing["rows"]}
-    assert rows[TINY]["profiles"] == ["tiny"] and not rows[TINY]["orphan"]
-    assert rows["acme/slow-llama"]["orphan"] is True  # in the cache, but no profile names it
-    assert rows[TINY]["size_bytes"] > 3_000_000 and listing["free_gb"] > 0
-    server = Server.objects.create(node=node, profile=profile, served_model_name="tiny", port=8011, status="ready")
-    refused = api.post("/api/models/weights/delete", {"repo_id": TINY, "confirm": TINY},
-                       content_type="application/json")
-    assert refused.status_code == 409
-    assert refused.json()["detail"] == f"The weights of {TINY} are in use by tiny on {node.name}:8011 (ready): " \
-                                       "stop those servers first."
-    unconfirmed = api.post("/api/models/weights/delete", {"repo_id": TINY}, content_type="application/json")
-    assert "confirm by typing the repo id exactly" in unconfirmed.json()["detail"]
-    Server.objects.filter(pk=server.pk).update(status="stopped")
-    deleted = api.post("/api/models/weights/delete", {"repo_id": TINY, "confirm": TINY},
-                       content_type="application/json")
-    assert deleted.status_code == 200 and deleted.json()["freed_bytes"] > 3_000_000
-    assert TINY not in {r["repo_id"] for r in api.get("/api/models/weights").json()["rows"]}
-    assert AuditEvent.objects.filter(action="models.weights.deleted", target_id=TINY).exists()
-
-
 def test_the_cli_lists_adds_downloads_and_deletes(hub, node, admin_user):
     out = io.StringIO()
     call_command("models", "catalog", stdout=out)
@@ -141,7 +113,14 @@ def test_the_cli_lists_adds_downloads_and_deletes(hub, node, admin_user):
         call_command("models", "download", "tiny", "--node", "elsewhere")
     assert "No node named 'elsewhere'" in str(err.value)
     out = io.StringIO()
-    call_command("models", "delete-weights", "tiny", "--yes", stdout=out)
-    assert "Deleted the weights of acme/tiny-llama" in out.getvalue()
+    call_command("models", "weights", "--scan", stdout=out)
+    assert f"{node.name}: listed " in out.getvalue() and "GB free of" in out.getvalue()
+    assert "acme/tiny-llama" in out.getvalue() and "tiny" in out.getvalue()
+    out = io.StringIO()
+    call_command("models", "delete-weights", "tiny", "--yes", "--foreground", stdout=out)
+    assert f"Deleted the weights of acme/tiny-llama on {node.name}: 3.2 MB freed." in out.getvalue()
+    with pytest.raises(CommandError) as err:
+        call_command("models", "delete-weights", "tiny", "--yes", "--timeout", "0")
+    assert f"No answer from {node.name}'s worker within 0 s: is it running" in str(err.value)
     actions = set(AuditEvent.objects.values_list("action", flat=True))
     assert {"models.profile.created", "models.download.requested", "models.weights.deleted"} <= actions

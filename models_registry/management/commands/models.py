@@ -1,11 +1,12 @@
-"""`manage.py models list | catalog | add-from-catalog NAME | download NAME [--node N] | delete-weights NAME`."""
+"""`manage.py models list | catalog | add-from-catalog NAME | download NAME [--node N] |
+delete-weights NAME [--node N] | weights [--node N]`."""
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from models_registry import selectors, services
-from models_registry.models import Download
+from models_registry.models import Download, WeightsDeletion
 from sparkportal.exceptions import ApplicationError
 
 
@@ -26,9 +27,16 @@ class Command(BaseCommand):
         dl.add_argument("--node", default="", help="node name (default: this host)")
         dl.add_argument("--wait", action="store_true", help="follow the progress until it ends")
         dl.add_argument("--foreground", action="store_true", help="download in this process instead of a worker")
-        rm = sub.add_parser("delete-weights", help="Delete a profile's weights from this node's cache.")
+        rm = sub.add_parser("delete-weights", help="Delete a profile's weights from a node's cache (by its worker).")
         rm.add_argument("name", help="profile name")
+        rm.add_argument("--node", default="", help="node name (default: this host)")
         rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        rm.add_argument("--foreground", action="store_true",
+                        help="delete in this process (this host's node only) instead of through the node's worker")
+        rm.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the node's worker")
+        ws = sub.add_parser("weights", help="Weights on disk per node, from each node's latest scan.")
+        ws.add_argument("--node", default="", help="only this node")
+        ws.add_argument("--scan", action="store_true", help="scan this host's cache now (in this process) first")
 
     def handle(self, *args, **opts):
         try:
@@ -101,13 +109,49 @@ class Command(BaseCommand):
         if profile.source != "hub":
             raise CommandError(f"Profile {profile.name} uses the local folder {profile.local_path}: the portal does "
                                "not delete folders it did not download.")
+        node = services.node_resolve(opts["node"] or None)
         if not opts["yes"]:
-            answer = input(f"Delete the weights of {profile.repo_id} from this node? Type the repo id to confirm: ")
+            answer = input(f"Delete the weights of {profile.repo_id} from {node.name}? Type the repo id to confirm: ")
         else:
             answer = profile.repo_id
-        freed = services.weights_delete(repo_id=profile.repo_id, confirm=answer.strip(), actor=self._actor(opts),
-                                        node=services.node_resolve(None))
-        self.stdout.write(f"Deleted the weights of {profile.repo_id}: {freed / 1e9:.2f} GB freed.")
+        deletion, _joined = services.weights_delete_request(node=node, repo_id=profile.repo_id,
+                                                            confirm=answer.strip(), actor=self._actor(opts))
+        if opts["foreground"]:
+            services.weights_deletion_run(deletion_id=deletion.pk)
+        deletion = self._wait_deletion(deletion.pk, node, opts["timeout"])
+        if deletion.status == WeightsDeletion.Status.FAILED:
+            raise CommandError(deletion.error)
+        freed = deletion.freed_bytes
+        size = f"{freed / 1e9:.2f} GB" if freed >= 1e8 else f"{freed / 1e6:.1f} MB"
+        self.stdout.write(f"Deleted the weights of {profile.repo_id} on {node.name}: {size} freed.")
+
+    def _wait_deletion(self, deletion_id: int, node, timeout: float) -> WeightsDeletion:
+        deadline = time.monotonic() + timeout
+        while True:
+            deletion = WeightsDeletion.objects.get(pk=deletion_id)
+            if deletion.status not in WeightsDeletion.ACTIVE:
+                return deletion
+            if time.monotonic() > deadline:
+                raise CommandError(f"No answer from {node.name}'s worker within {timeout:g} s: is it running (it "
+                                   f"consumes {node.queue})? The deletion #{deletion_id} stays queued; run again "
+                                   "with --foreground on that host to do it there.")
+            time.sleep(0.5)
+
+    def do_weights(self, opts):
+        if opts["scan"]:
+            services.weights_scan_run(node_id=services.node_resolve(None).pk)
+        if opts["node"]:
+            services.node_resolve(opts["node"])
+        for entry in selectors.weights_overview(user=None, node_name=opts["node"]):
+            when = entry["scanned_at"].strftime("%Y-%m-%d %H:%M:%S") if entry["scanned_at"] else "never"
+            free = f", {entry['free_gb']} GB free of {entry['total_gb']} GB" if entry["free_gb"] is not None else ""
+            self.stdout.write(f"{entry['node'].name}: listed {when}{free}" + (f" — {entry['error']}"
+                                                                            if entry["error"] else ""))
+            rows = [("  REPO", "SIZE GB", "PROFILES", "USED BY")]
+            for r in entry["rows"]:
+                rows.append(("  " + r["repo_id"], f"{r['size_gb']}", ", ".join(r["profiles"]) or "(none)",
+                             ", ".join(r["in_use"]) or "-"))
+            self._table(rows)
 
     def _table(self, rows) -> None:
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
