@@ -142,7 +142,7 @@ def weights_deletion_run(*, deletion_id: int) -> WeightsDeletion | None:
 
     1. Claim the row (queued -> running); a duplicate delivery claims nothing and returns.
     2. Check again: the right host, no live server of this repo on the node, no download of it running.
-    3. Delete every cached revision (huggingface_hub's delete strategy) and leftovers, audit, rescan.
+    3. Delete every cached revision (huggingface_hub's delete strategy) and leftovers, audit, rescan, done.
     """
     claimed = WeightsDeletion.objects.filter(pk=deletion_id, status=D.QUEUED).update(status=D.RUNNING)
     if not claimed:
@@ -169,9 +169,9 @@ def weights_deletion_run(*, deletion_id: int) -> WeightsDeletion | None:
     audit_record(actor=deletion.requested_by, action="models.weights.deleted", target_type="models_registry.weights",
                  target_id=repo_id, ip=deletion.ip,
                  details={"repo_id": repo_id, "node": node.name, "freed_gb": round(freed / GB, 2)})
-    done = _finish(deletion, D.DONE, freed_bytes=freed)
+    # List the cache again before reporting done, so whoever hears "done" reads the fresh list.
     weights_scan_run(node_id=node.pk)
-    return done
+    return _finish(deletion, D.DONE, freed_bytes=freed)
 
 
 def _finish(deletion: WeightsDeletion, status: str, *, code: str = "", error: str = "",
