@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -94,7 +94,7 @@ def main() -> None:
             f"C={args.concurrency}, one daphne process, SQLite)")
     print(line)
     with open(BASE / "perf" / "RESULTS.md", "a") as fh:
-        fh.write(f"| {datetime.now(timezone.utc):%Y-%m-%d %H:%M} | api_auth | {os.cpu_count()} CPU | "
+        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | api_auth | {os.cpu_count()} CPU | "
                  f"keyed {statistics.median(keyed):.0f} req/s, anonymous {statistics.median(anon):.0f} req/s | "
                  f"ratio {ratio:.3f} (target >= 0.9) |\n")
 
