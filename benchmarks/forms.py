@@ -2,6 +2,7 @@ from django import forms
 
 from benchmarks.models import BenchmarkPlan, Workload
 from models_registry.models import ModelProfile
+from servers.models import Node
 
 
 class PlanForm(forms.Form):
@@ -13,6 +14,8 @@ class PlanForm(forms.Form):
     warmups = forms.IntegerField(min_value=0, max_value=1000, initial=5)
     repeats = forms.IntegerField(min_value=1, max_value=50, initial=3)
     tool = forms.ChoiceField(choices=BenchmarkPlan.Tool.choices, initial=BenchmarkPlan.Tool.VLLM)
+    node = forms.ModelChoiceField(queryset=Node.objects.all(), required=False, to_field_name="name",
+                                  empty_label="this host's node", help_text="Whose GPUs the servers start on.")
 
 
 class WorkloadForm(forms.ModelForm):

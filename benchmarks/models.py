@@ -99,6 +99,9 @@ class BenchmarkPlan(models.Model):
     schedule = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="+")
     schedule_jitter_minutes = models.PositiveIntegerField(default=30)
+    # PROTECT: a plan silently falling back to another host would give numbers of another machine.
+    node = models.ForeignKey("servers.Node", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                             help_text="Where the plan's servers start; empty: this host's node.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -132,6 +135,8 @@ class BenchmarkRun(models.Model):
 
     Status: queued -> running -> succeeded | failed | cancelled; queued -> cancelled;
     queued -> skipped (a scheduled run found the box busy). See TRANSITIONS.
+    While running, `runner` names the worker and `heartbeat_at` is renewed every few seconds; a run
+    whose heartbeat is older than the lease lost its worker and is failed by the reconcile.
     """
 
     class Status(models.TextChoices):
@@ -162,6 +167,9 @@ class BenchmarkRun(models.Model):
     progress = models.JSONField(default=dict, blank=True)
     message = models.TextField(blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    runner = models.CharField(max_length=200, blank=True, help_text="The worker running it (name and pid).")
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="Renewed by the runner while it lives; the run's lease.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

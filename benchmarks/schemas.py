@@ -39,16 +39,22 @@ class PlanIn(Schema):
     keep_results: int = 20
     only_if_idle: bool = True
     idle_minutes: int = 30
+    node: str = Field("", description="Node whose GPUs the servers start on; empty: this host's node.")
 
 
 class PlanOut(ModelSchema):
     profiles: list[str]
     schedule: str | None
+    node: str | None
 
     class Meta:
         model = BenchmarkPlan
         fields = ["id", "name", "description", "workload", "warmups", "repeats", "statistic", "tool", "keep_results",
                   "only_if_idle", "idle_minutes", "schedule_jitter_minutes", "created_at"]
+
+    @staticmethod
+    def resolve_node(obj: BenchmarkPlan) -> str | None:
+        return obj.node.name if obj.node_id else None
 
     @staticmethod
     def resolve_profiles(obj: BenchmarkPlan) -> list[str]:
@@ -110,7 +116,7 @@ class RunOut(ModelSchema):
     class Meta:
         model = BenchmarkRun
         fields = ["id", "plan", "plan_name", "status", "trigger", "config", "progress", "message", "created_at",
-                  "started_at", "finished_at", "cancel_requested_at"]
+                  "started_at", "finished_at", "cancel_requested_at", "runner", "heartbeat_at"]
 
     @staticmethod
     def resolve_summaries(obj: BenchmarkRun) -> list[dict]:

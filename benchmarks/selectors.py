@@ -20,7 +20,8 @@ def workload_list() -> QuerySet[Workload]:
 
 
 def plan_list() -> QuerySet[BenchmarkPlan]:
-    return BenchmarkPlan.objects.select_related("workload", "schedule__crontab").prefetch_related("entries__profile")
+    return (BenchmarkPlan.objects.select_related("workload", "schedule__crontab", "node")
+            .prefetch_related("entries__profile"))
 
 
 def plan_get(*, plan_id: int) -> BenchmarkPlan:

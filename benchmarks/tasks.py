@@ -1,12 +1,12 @@
 from celery import shared_task
 
 
-@shared_task(ignore_result=True, acks_late=True)
-def benchmark_run_execute_task(run_id: int) -> None:
+@shared_task(bind=True, ignore_result=True, acks_late=True)
+def benchmark_run_execute_task(self, run_id: int) -> None:
     """Runs on `default`; claims the run (queued -> running), so a redelivery does nothing."""
     from benchmarks import services
 
-    services.run_execute(run_id=run_id)
+    services.run_execute(run_id=run_id, worker=self.request.hostname or "")
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -32,3 +32,11 @@ def benchmark_plan_fire_task(plan_id: int) -> None:
     from benchmarks import selectors, services
 
     services.run_scheduled(plan=selectors.plan_get(plan_id=plan_id))
+
+
+@shared_task(ignore_result=True, time_limit=120)
+def benchmark_runs_reconcile_task() -> None:
+    """Fired by beat: fail runs whose worker stopped renewing their lease; safe to run twice."""
+    from benchmarks import services
+
+    services.runs_reconcile()

@@ -27,7 +27,8 @@ def index(request):
                 workload = data["workload"] or services.workload_default(actor=request.user)
                 plan = services.plan_save(actor=request.user, name=data["name"], workload=workload,
                                           profiles=list(data["profiles"].order_by("name")), warmups=data["warmups"],
-                                          repeats=data["repeats"], tool=data["tool"], ip=client_ip(request))
+                                          repeats=data["repeats"], tool=data["tool"],
+                                          node=data["node"].name if data["node"] else "", ip=client_ip(request))
                 messages.success(request, f"Plan {plan.name} saved.")
                 return redirect("benchmarks-index")
             except ApplicationError as exc:

@@ -266,6 +266,20 @@ PORTAL_WORKER_CONCURRENCY = env_int("PORTAL_WORKER_CONCURRENCY", 4)
 # --- Benchmarks ---------------------------------------------------------------------------
 BENCHMARK_REPEAT_TIMEOUT_S = env_int("PORTAL_BENCHMARK_REPEAT_TIMEOUT_S", 3600)
 BENCHMARK_SERVER_READY_TIMEOUT_S = env_int("PORTAL_BENCHMARK_SERVER_READY_TIMEOUT_S", 1800)
+# A running benchmark renews its heartbeat this often; one silent for the lease lost its worker and is failed.
+BENCHMARK_HEARTBEAT_S = env_float("PORTAL_BENCHMARK_HEARTBEAT_S", 10.0)
+BENCHMARK_LEASE_S = env_float("PORTAL_BENCHMARK_LEASE_S", 120.0)
+if BENCHMARK_LEASE_S < 3 * BENCHMARK_HEARTBEAT_S:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"PORTAL_BENCHMARK_LEASE_S={BENCHMARK_LEASE_S:g} must be at least three heartbeats "
+                               f"(PORTAL_BENCHMARK_HEARTBEAT_S={BENCHMARK_HEARTBEAT_S:g}), or a busy worker loses "
+                               "its running benchmark.")
+CELERY_BEAT_SCHEDULE["benchmarks-runs-reconcile"] = {
+    "task": "benchmarks.tasks.benchmark_runs_reconcile_task",
+    "schedule": env_float("PORTAL_BENCHMARK_RECONCILE_SECONDS", 30.0),
+    "options": {"expires": 30},
+}
 # --- Classifier ------------------------------------------------------------------------------
 # Archive folders that classification jobs may read (colon- or comma-separated); nothing outside them.
 PORTAL_CLASSIFIER_ROOTS = [p for p in env_str("PORTAL_CLASSIFIER_ROOTS", "").replace(":", ",").split(",") if p.strip()]

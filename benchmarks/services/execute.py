@@ -9,7 +9,9 @@ from django.utils import timezone
 from benchmarks import clients, events
 from benchmarks.models import BenchmarkResult, BenchmarkRun, BenchmarkSummary
 from benchmarks.services import repeats, sessions
-from benchmarks.services.runs import cancel_requested, run_claim, run_finish
+from benchmarks.services.lease import Lease, runner_name
+from benchmarks.services.runs import acting_user, cancel_requested, run_claim, run_finish, run_should_stop
+from sparkportal.exceptions import InvalidTransition
 
 log = logging.getLogger(__name__)
 FINISHED_RESULT = (BenchmarkResult.Status.OK, BenchmarkResult.Status.FAILED, BenchmarkResult.Status.CANCELLED)
@@ -44,24 +46,38 @@ class _Progress:
         events.send_run_progress(payload, force=force)
 
 
-def run_execute(*, run_id: int) -> BenchmarkRun | None:
+def run_execute(*, run_id: int, worker: str = "") -> BenchmarkRun | None:
     """Execute a queued run.
 
-    1. Claim it (queued -> running); a redelivered task or a cancelled run does nothing.
-    2. For each profile: get a server (reuse a ready one or start one), wait for ready, run the
+    1. Claim it (queued -> running) with this process as its runner; a redelivered task, a
+       cancelled run or one the reconcile failed does nothing (see services/lease.py).
+    2. While it works, a lease thread renews the run's heartbeat.
+    3. For each profile: get a server (reuse a ready one or start one), wait for ready, run the
        repeats (warm-ups inside the first), summarise, stop the server if the run started it.
-    3. Finish: cancelled if asked, failed if no profile produced a result, else succeeded.
+    4. Finish: cancelled if asked, failed if no profile produced a result, else succeeded.
     Whatever happens, every server this run started is stopped before it returns.
     """
-    if not run_claim(run_id=run_id):
+    runner = runner_name(worker)
+    if not run_claim(run_id=run_id, runner=runner):
         return None
     run = BenchmarkRun.objects.select_related("requested_by", "plan__created_by").get(pk=run_id)
+    with Lease(run_id=run.pk, runner=runner):
+        try:
+            return _execute(run)
+        except InvalidTransition:
+            # The reconcile failed the run while this worker was cut off for longer than the lease.
+            log.warning("benchmark run %s was ended by the reconcile while its runner still worked", run.pk)
+            run.refresh_from_db()
+            return run
+
+
+def _execute(run: BenchmarkRun) -> BenchmarkRun:
     summaries = list(run.summaries.select_related("profile").order_by("position", "pk"))
     progress = _Progress(run, len(summaries))
     events.send_run_status(run_id=run.pk, status=run.status, message="running")
     try:
         for index, summary in enumerate(summaries, start=1):
-            if cancel_requested(run_id=run.pk):
+            if run_should_stop(run_id=run.pk):
                 break
             progress.profile, progress.index = summary.profile_name, index
             _bench_profile(run, summary, progress)
@@ -85,15 +101,17 @@ def run_execute(*, run_id: int) -> BenchmarkRun | None:
     return run_finish(run=run, status=BenchmarkRun.Status.SUCCEEDED, message=message)
 
 
-def _acting_user(run: BenchmarkRun):
-    """Servers are started on behalf of whoever asked; scheduled and CLI runs act for the plan's owner."""
-    return run.requested_by or (run.plan.created_by if run.plan_id else None)
-
-
 def _set(summary: BenchmarkSummary, **fields) -> None:
     for key, value in fields.items():
         setattr(summary, key, value)
     BenchmarkSummary.objects.filter(pk=summary.pk).update(**fields)
+
+
+def _end(summary: BenchmarkSummary, **fields) -> None:
+    """A profile's final state, unless the reconcile already failed it (its run lost the lease)."""
+    BenchmarkSummary.objects.filter(pk=summary.pk, status__in=("pending", "starting", "running")).update(
+        finished_at=timezone.now(), **fields)
+    summary.refresh_from_db()
 
 
 def _facts(summary: BenchmarkSummary) -> dict:
@@ -108,19 +126,20 @@ def _facts(summary: BenchmarkSummary) -> dict:
 
 
 def _bench_profile(run: BenchmarkRun, summary: BenchmarkSummary, progress: _Progress) -> None:
-    stop = lambda: cancel_requested(run_id=run.pk)  # noqa: E731
+    stop = lambda: run_should_stop(run_id=run.pk)  # noqa: E731
     _set(summary, status=BenchmarkSummary.Status.STARTING, started_at=timezone.now())
     progress.send(phase="starting server", force=True)
     begin = time.monotonic()
     try:
-        server, started = sessions.acquire(profile=summary.profile, actor=_acting_user(run))
+        server, started = sessions.acquire(profile=summary.profile, actor=acting_user(run),
+                                           node_name=run.config.get("node", ""))
         _set(summary, server=server, started_server=started, node_name=server.node.name)
         server = sessions.wait_ready(server=server, should_stop=stop,
                                      on_wait=lambda s: progress.send(phase="starting server",
                                                                      message=f"waiting for ready, {s:.0f} s"))
     except Exception as exc:  # noqa: BLE001 - a profile that cannot start fails alone; the plan goes on
-        _set(summary, status=BenchmarkSummary.Status.CANCELLED if stop() else BenchmarkSummary.Status.FAILED,
-             message=str(exc), finished_at=timezone.now())
+        _end(summary, status=BenchmarkSummary.Status.CANCELLED if stop() else BenchmarkSummary.Status.FAILED,
+             message=str(exc))
         _stop_started(run)
         return
     if started:
@@ -144,12 +163,12 @@ def _bench_profile(run: BenchmarkRun, summary: BenchmarkSummary, progress: _Prog
             status, message = BenchmarkSummary.Status.DONE, _failed_repeats_note(summary)
         else:
             status, message = BenchmarkSummary.Status.FAILED, _failed_repeats_note(summary) or "no repeat succeeded"
-        _set(summary, status=status, message=message, finished_at=timezone.now())
+        _end(summary, status=status, message=message)
         events.send_summary(run_id=run.pk, summary=summary_row(summary))
     finally:
         if started:
             progress.send(phase="stopping server", force=True)
-            sessions.release(server=server, actor=_acting_user(run))
+            sessions.release(server=server, actor=acting_user(run))
         repeats.results_prune(profile_id=summary.profile_id, keep=run.config["keep_results"])
 
 
@@ -181,7 +200,7 @@ def _stop_started(run: BenchmarkRun) -> None:
     for summary in run.summaries.filter(started_server=True, server__isnull=False).select_related("server__node"):
         if summary.server.status not in ("stopped", "failed"):
             try:
-                sessions.release(server=summary.server, actor=_acting_user(run))
+                sessions.release(server=summary.server, actor=acting_user(run))
             except Exception:  # noqa: BLE001 - keep stopping the others
                 log.exception("could not stop server %s of run %s", summary.server_id, run.pk)
 

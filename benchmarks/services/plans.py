@@ -11,6 +11,7 @@ from accounts.services import audit_record
 from benchmarks import bench_cli
 from benchmarks.models import BenchmarkPlan, PlanEntry, Workload
 from models_registry.models import ModelProfile
+from servers.models import Node
 from sparkportal.exceptions import ValidationFailed
 
 SCHEDULED_TASK = "benchmarks.tasks.benchmark_plan_scheduled_task"
@@ -61,10 +62,34 @@ def workload_default(*, actor: User | None = None) -> Workload:
     return workload
 
 
+def _plan_node(name: str) -> Node | None:
+    """The node a plan names, or None for the default (this host's node); a clear error otherwise."""
+    from django.conf import settings
+
+    name = (name or "").strip()
+    if not name:
+        return None
+    node = Node.objects.filter(name=name).first()
+    if node is None:
+        known = ", ".join(Node.objects.order_by("name").values_list("name", flat=True))
+        raise ValidationFailed(
+            f"Node {name!r} is not registered: "
+            + (f"pick one of {known}" if known else "no node is registered yet (a node registers when its "
+               "worker starts)")
+            + f", or leave the node empty to start the servers on this host's node ({settings.NODE_NAME}).",
+            code="unknown_node")
+    return node
+
+
 @transaction.atomic
 def plan_save(*, actor: User, name: str, workload: Workload, profiles: list[ModelProfile],
-              plan: BenchmarkPlan | None = None, ip: str | None = None, **fields) -> BenchmarkPlan:
-    """Create or update a plan; `profiles` are benchmarked in the given order."""
+              plan: BenchmarkPlan | None = None, node: str | None = None, ip: str | None = None,
+              **fields) -> BenchmarkPlan:
+    """Create or update a plan; `profiles` are benchmarked in the given order.
+
+    `node` names the node whose GPUs the plan's servers start on ("" = this host's node, the
+    default; None keeps what an existing plan has).
+    """
     if not profiles:
         raise ValidationFailed("A plan needs at least one profile to benchmark.")
     if len({p.pk for p in profiles}) != len(profiles):
@@ -73,6 +98,8 @@ def plan_save(*, actor: User, name: str, workload: Workload, profiles: list[Mode
     plan = plan or BenchmarkPlan(created_by=actor)
     plan.name = name
     plan.workload = workload
+    if node is not None:
+        plan.node = _plan_node(node)
     for key, value in fields.items():
         if key not in {"description", "warmups", "repeats", "statistic", "tool", "keep_results", "only_if_idle",
                        "idle_minutes", "schedule_jitter_minutes"}:
@@ -84,7 +111,8 @@ def plan_save(*, actor: User, name: str, workload: Workload, profiles: list[Mode
     PlanEntry.objects.bulk_create([PlanEntry(plan=plan, profile=p, position=i) for i, p in enumerate(profiles)])
     audit_record(actor=actor, action="benchmarks.plan.created" if created else "benchmarks.plan.updated",
                  target=plan, ip=ip, details={"name": name, "workload": workload.name,
-                                              "profiles": [p.name for p in profiles], **fields})
+                                              "profiles": [p.name for p in profiles],
+                                              "node": plan.node.name if plan.node_id else "", **fields})
     return plan
 
 
@@ -110,8 +138,10 @@ def plan_schedule_set(*, plan: BenchmarkPlan, actor: User, minute: str = "0", ho
     """Run the plan on a crontab (default Sunday 04:00) in the portal's time zone.
 
     Missed runs catch up once: beat compares with the task's last run, so a run due while beat
-    was down fires when it comes back (systemd's Persistent=true). The random delay is applied
-    by the scheduled task itself (RandomizedDelaySec).
+    was down fires when it comes back (systemd's Persistent=true). django-celery-beat loads a
+    crontab with a plain hour only while its clock is within two hours of that hour (hour 4 always),
+    so a missed 10:00 run fires when beat next nears 10:00, at the latest a day later. The random
+    delay is applied by the scheduled task itself (RandomizedDelaySec).
     """
     from django.conf import settings
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from benchmarks import bench_cli, loadgen, metrics, parsing
 from benchmarks.models import SUMMARY_KEYS, BenchmarkPlan, BenchmarkResult, BenchmarkSummary
-from benchmarks.services.runs import cancel_requested
+from benchmarks.services.runs import run_should_stop
 from servers import processes
 
 RESULTS_DIR = "benchmarks"
@@ -40,9 +40,10 @@ def _claim(result_id: int) -> BenchmarkResult | None:
 
 def _finish(result: BenchmarkResult, *, status: str, message: str = "", raw: dict | None = None,
             stdout_tail: str = "", argv: list | None = None) -> BenchmarkResult:
-    BenchmarkResult.objects.filter(pk=result.pk).update(status=status, message=message, raw=raw,
-                                                        stdout_tail=stdout_tail, argv=argv or result.argv,
-                                                        finished_at=timezone.now())
+    # Only a running repeat: the reconcile may have failed it already (its run lost its runner).
+    BenchmarkResult.objects.filter(pk=result.pk, status=BenchmarkResult.Status.RUNNING).update(
+        status=status, message=message, raw=raw, stdout_tail=stdout_tail, argv=argv or result.argv,
+        finished_at=timezone.now())
     result.refresh_from_db()
     return result
 
@@ -61,7 +62,7 @@ def repeat_execute(*, result_id: int) -> BenchmarkResult | None:
     summary = result.summary
     run = summary.run
     config = run.config
-    stop = lambda: cancel_requested(run_id=run.pk)  # noqa: E731
+    stop = lambda: run_should_stop(run_id=run.pk)  # noqa: E731
     label = f"sparkportal-run{run.pk}-{summary.profile_name}"
     if config["tool"] == BenchmarkPlan.Tool.BUILTIN:
         return _builtin(result, config, label, stop)

@@ -16,7 +16,8 @@ from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 def _config(plan: BenchmarkPlan) -> dict:
     return {"workload": plan.workload.as_config(), "warmups": plan.warmups, "repeats": plan.repeats,
-            "statistic": plan.statistic, "tool": plan.tool, "keep_results": plan.keep_results}
+            "statistic": plan.statistic, "tool": plan.tool, "keep_results": plan.keep_results,
+            "node": plan.node.name if plan.node_id else ""}
 
 
 def _create(*, plan: BenchmarkPlan, actor: User | None, trigger: str, status: str = BenchmarkRun.Status.QUEUED,
@@ -125,10 +126,16 @@ def run_cancel(*, run: BenchmarkRun, actor: User, ip: str | None = None) -> Benc
     return run
 
 
-def run_claim(*, run_id: int) -> bool:
-    """queued -> running; False when another worker (or a cancel) got there first."""
+def run_claim(*, run_id: int, runner: str) -> bool:
+    """queued -> running, taking the lease; False when another worker (or a cancel) got there first."""
+    now = timezone.now()
     return bool(BenchmarkRun.objects.filter(pk=run_id, status=BenchmarkRun.Status.QUEUED).update(
-        status=BenchmarkRun.Status.RUNNING, started_at=timezone.now()))
+        status=BenchmarkRun.Status.RUNNING, started_at=now, runner=runner[:200], heartbeat_at=now))
+
+
+def acting_user(run: BenchmarkRun) -> User | None:
+    """Servers are started on behalf of whoever asked; scheduled and CLI runs act for the plan's owner."""
+    return run.requested_by or (run.plan.created_by if run.plan_id else None)
 
 
 def run_finish(*, run: BenchmarkRun, status: str, message: str) -> BenchmarkRun:
@@ -147,3 +154,10 @@ def run_finish(*, run: BenchmarkRun, status: str, message: str) -> BenchmarkRun:
 
 def cancel_requested(*, run_id: int) -> bool:
     return BenchmarkRun.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
+
+
+def run_should_stop(*, run_id: int) -> bool:
+    """Stop the work of a run: cancel asked, or the run is no longer running (the reconcile failed it
+    after its runner fell silent, so whatever of it still runs on a node must end too)."""
+    return BenchmarkRun.objects.filter(pk=run_id).filter(
+        Q(cancel_requested_at__isnull=False) | ~Q(status=BenchmarkRun.Status.RUNNING)).exists()

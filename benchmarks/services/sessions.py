@@ -17,23 +17,35 @@ class SessionError(Exception):
     """The server could not be had; the message says why in words."""
 
 
-def _node() -> Node:
-    """This host's node when it has one (the portal's own box), else the first registered node."""
+def _node(name: str = "") -> Node:
+    """The node the plan names; by default this host's node (the portal's own box), else the first one."""
+    if name:
+        node = Node.objects.filter(name=name).first()
+        if node is None:
+            raise SessionError(f"Node {name!r} named by the plan is not registered any more: edit the plan.")
+        return node
     node = Node.objects.filter(name=settings.NODE_NAME).first() or Node.objects.order_by("name").first()
     if node is None:
         raise SessionError("No node is registered yet: start a worker on a GPU host (see the README).")
     return node
 
 
-def acquire(*, profile: ModelProfile, actor: User | None) -> tuple[Server, bool]:
-    """(server, started_by_us): a ready server of the profile if there is one, else a new start."""
-    running = Server.objects.filter(profile=profile, status="ready").order_by("pk").first()
+def acquire(*, profile: ModelProfile, actor: User | None, node_name: str = "") -> tuple[Server, bool]:
+    """(server, started_by_us): a ready server of the profile if there is one, else a new start.
+
+    A plan that names a node uses only servers on that node: numbers from another box would not be
+    the ones asked for.
+    """
+    ready = Server.objects.filter(profile=profile, status="ready")
+    if node_name:
+        ready = ready.filter(node__name=node_name)
+    running = ready.order_by("pk").first()
     if running is not None:
         return running, False
     if actor is None:
         raise SessionError(f"Nobody to start profile {profile.name} on behalf of: the plan has no owner left. "
                            "Save the plan again as an operator.")
-    server = server_services.server_start(user=actor, profile=profile, node=_node())
+    server = server_services.server_start(user=actor, profile=profile, node=_node(node_name))
     return server, True
 
 

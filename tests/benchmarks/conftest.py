@@ -147,3 +147,20 @@ def engine_ports(settings):
     """Engine ports of this test run apart from other runs on the same host (parallel checkouts)."""
     base = 20000 + (os.getpid() % 400) * 50
     settings.PORTAL_ENGINE_PORT_FIRST, settings.PORTAL_ENGINE_PORT_LAST = base, base + 49
+
+
+def start_worker_process(log: Path, **env: str) -> subprocess.Popen:
+    """A real worker in its own process (default + this node's queue), to be killed like a crashed host.
+    Its output goes to `log` (a pipe nobody reads would block it)."""
+    from django.conf import settings
+
+    from tests.conftest import subprocess_env
+
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "sparkportal", "worker", "-Q",
+             f"default,node.{settings.NODE_NAME}", "-c", "2", "--loglevel", "WARNING", "--without-heartbeat",
+             "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=subprocess_env(PORTAL_ENGINE_PORT_FIRST=str(settings.PORTAL_ENGINE_PORT_FIRST),
+                                         PORTAL_ENGINE_PORT_LAST=str(settings.PORTAL_ENGINE_PORT_LAST), **env),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

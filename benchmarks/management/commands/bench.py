@@ -77,8 +77,9 @@ class Command(BaseCommand):
         self.stdout.write("plans:")
         for plan in selectors.plan_list():
             profiles = ", ".join(e.profile.name for e in plan.entries.all())
+            node = plan.node.name if plan.node_id else "this host"
             self.stdout.write(f"  {plan.pk:>4} {plan.name:<30} {plan.warmups} warm-ups, {plan.repeats} repeats, "
-                              f"{plan.tool}: {profiles}")
+                              f"{plan.tool} on {node}: {profiles}")
         self.stdout.write("runs:")
         for run in selectors.run_list()[:20]:
             self.stdout.write(f"  {run.pk:>4} {run.plan_name:<30} {run.status:<10} {run.trigger:<8} "
