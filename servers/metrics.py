@@ -57,6 +57,9 @@ TEI_FAMILIES: tuple[Family, ...] = (
 )
 
 FAMILIES_BY_ENGINE = {"vllm": VLLM_FAMILIES, "tei": TEI_FAMILIES}
+# TEI's exporter registers a metric at its first use: a router that has served nothing yet answers an
+# empty /metrics, and a family missing from the body has counted nothing so far.
+LAZY_ENGINES = {"tei"}
 HISTOGRAM_FIGURES = ("ttft", "tpot", "itl", "e2e")
 
 
@@ -141,7 +144,8 @@ def snapshot(text: str, *, at: float, engine: str = "vllm") -> Snapshot:
         parsed = {m.name: m for m in text_string_to_metric_families(select_families(text, families))}
     except ValueError as exc:
         raise MetricsError(f"The /metrics body is not in Prometheus text format: {exc}") from exc
-    if not parsed:
+    lazy = engine in LAZY_ENGINES and (not text.strip() or "# TYPE te_" in text)
+    if not parsed and not lazy:
         names = ", ".join(family.names[0] for family in families[:3])
         raise MetricsError(f"The /metrics body has none of the {engine} engine's metrics ({names}, ...). "
                            "Is this the engine's port, and was it started without --disable-log-stats?")
@@ -149,6 +153,13 @@ def snapshot(text: str, *, at: float, engine: str = "vllm") -> Snapshot:
     for family in families:
         metric = next((parsed[n] for n in (_parser_name(x, family.kind) for x in family.names) if n in parsed), None)
         if metric is None:
+            if lazy:  # not used yet: it has counted nothing
+                if family.kind == "counter":
+                    snap["counters"][family.key] = 0.0
+                elif family.kind == "gauge":
+                    snap["gauges"][family.key] = 0.0
+                else:
+                    snap["histograms"][family.key] = {"sum": 0.0, "count": 0.0, "buckets": []}
             continue
         if family.kind == "counter":
             snap["counters"][family.key] = sum(s.value for s in metric.samples if s.name.endswith("_total"))
@@ -199,6 +210,8 @@ def histogram_quantile(q: float, buckets: list[list[float]]) -> float | None:
 
 
 def _delta_buckets(prev: Histogram, cur: Histogram) -> list[list[float]] | None:
+    if not prev["buckets"] and not prev["count"]:
+        return cur["buckets"]  # nothing observed before (a lazily registered TEI histogram): all of it is new
     before = dict((le, c) for le, c in prev["buckets"])
     out = []
     for le, c in cur["buckets"]:

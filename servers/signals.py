@@ -4,6 +4,7 @@ follow their logs (a worker bootstep, so every worker has it: the CLI one and an
 from celery import bootsteps
 from celery.signals import worker_ready
 from django.conf import settings
+from django.db import connection
 
 from sparkportal.celery import app, node_queue
 
@@ -18,6 +19,9 @@ def _register_node(sender=None, **kwargs) -> None:
         return  # a worker for portal-wide queues only is not a node
     node = services.node_register(name=settings.NODE_NAME)
     node_heartbeat_task.apply_async(args=[node.name], queue=node.queue)
+    # The worker's own thread does no more database work: an idle connection kept for the worker's
+    # lifetime would block dropping the database and count against max_connections.
+    connection.close()
 
 
 class NodeSupervisorStep(bootsteps.StartStopStep):
@@ -35,6 +39,7 @@ class NodeSupervisorStep(bootsteps.StartStopStep):
 
         node = services.node_register(name=settings.NODE_NAME)
         server_reconcile_task.apply_async(args=[node.name, True], queue=node.queue)
+        connection.close()  # this thread's last query until shutdown (see _register_node)
         logs.pump_start(node.name)
 
     def stop(self, worker) -> None:

@@ -53,8 +53,8 @@ def engine_version(node: Node, engine: str = "vllm") -> str:
     if cached and time.monotonic() - cached[0] < 300:
         return cached[1]
     version = ""
-    if engine == "tei":
-        code, out, _err = processes.run_capture([executable, "--version"], timeout=10)
+    if engine == "tei":  # the router is one static binary: `--version` needs no GPU
+        code, out, _err = processes.run_capture([executable, "--version"], timeout=10, env=probe_env(node))
         version = out.split()[-1] if code == 0 and out.split() else ""
     else:
         python = processes.interpreter_of(executable)
@@ -73,7 +73,7 @@ def engine_facts(node: Node) -> dict:
     for engine, executable in (("vllm", node.vllm_executable), ("tei", node.tei_executable)):
         found = processes.executable_found(executable)
         facts[engine] = {"executable": executable, "found": found,
-                         "version": engine_version(node, engine) if found and engine == "vllm" else ""}
+                         "version": engine_version(node, engine) if found else ""}
     return facts
 
 
@@ -112,7 +112,7 @@ def _spawn(server: Server) -> processes.Spawned:
     env = launch.engine_env(base=dict(os.environ), node=node, profile=server.profile, server_id=server.pk,
                             instance=instance_id(), cuda_visible_devices=server.cuda_visible_devices,
                             hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine=server.engine)
-    version = engine_version(node, server.engine) if server.engine == "vllm" else ""
+    version = engine_version(node, server.engine)
     path = logs.log_path(server.pk)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as fh:
@@ -145,8 +145,9 @@ def _watch(server_id: int) -> str:
                 return "ready"
         if timezone.now() > deadline:
             stop_processes(server)
-            _fail(server_id, code="health_timeout", reason=f"The engine did not answer /health within "
-                  f"{settings.PORTAL_SERVER_START_TIMEOUT_S} s; it was stopped.")
+            _fail(server_id, code="health_timeout", reason=f"The engine did not become ready (answer /health) "
+                  f"within {settings.PORTAL_SERVER_START_TIMEOUT_S} s, so it was stopped. The last log lines show "
+                  "how far it got; if the model only loads slowly, raise PORTAL_SERVER_START_TIMEOUT_S.")
             return "failed"
         time.sleep(settings.PORTAL_HEALTH_POLL_S)
 

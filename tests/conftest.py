@@ -131,6 +131,12 @@ def browser():
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
         yield chromium
+        # While Playwright's event loop runs on this thread, Django keys its connection by async context,
+        # not by thread: the ORM calls of the test body used a connection of their own. Close it here,
+        # or it stays open until the end of the run and the test database cannot be dropped.
+        from django.db import connections
+
+        connections.close_all()
         chromium.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 

@@ -34,7 +34,9 @@ TEI_FLAGS = {
 TEI_PORTAL_OWNED = {"--model-id", "--port", "-p", "--hostname", "--served-model-name", "--uds-path"}
 # TEI reads every flag from an env var of the same name (PORT, HOSTNAME, MODEL_ID, ...): never let the
 # worker's environment leak those in.
-TEI_ENV_SCRUB = {flag.lstrip("-").replace("-", "_").upper() for flag in TEI_FLAGS if flag.startswith("--")}
+TEI_ENV_SCRUB = {flag.lstrip("-").replace("-", "_").upper() for flag in TEI_FLAGS if flag.startswith("--")} | {
+    "AIP_HTTP_PORT",  # TEI's Vertex AI build takes its port from here, over --port
+}
 
 
 def split_flags(text: str) -> list[str]:

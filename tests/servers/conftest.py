@@ -14,6 +14,7 @@ from sparkportal.celery import node_queue
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 FAKE_VLLM = str(FAKES / "bin" / "vllm")
+FAKE_TEI = str(FAKES / "bin" / "text-embeddings-router")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,7 +33,8 @@ def engine_log_dir(tmp_path_factory):
 @pytest.fixture
 def node(db):
     node, _ = Node.objects.update_or_create(name=settings.NODE_NAME, defaults={
-        "queue": node_queue(settings.NODE_NAME), "vllm_executable": FAKE_VLLM, "memory_budget": 0.85,
+        "queue": node_queue(settings.NODE_NAME), "vllm_executable": FAKE_VLLM, "tei_executable": FAKE_TEI,
+        "memory_budget": 0.85,
         "stop_timeout_s": 5, "extra_env": {"PYTHONPATH": str(FAKES / "site")},
         "ld_library_path_prefix": "/opt/cuda/lib64"})
     return node

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 
 from servers import metric_services, services
@@ -18,8 +19,15 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "vllm"
 def record(server, name: str, at) -> None:
     """Record a scrape as the node's worker does, off this thread (Playwright's event loop runs on it)."""
     text = (FIXTURES / name).read_text()
+
+    def run():
+        try:
+            metric_services.server_metrics_record(server=server, text=text, received_at=at)
+        finally:
+            connection.close()  # the thread's own connection; left open it would outlive the test database
+
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(metric_services.server_metrics_record, server=server, text=text, received_at=at).result()
+        pool.submit(run).result()
 
 
 def test_the_charts_start_from_stored_samples_and_follow_live_ones(asgi_server, page, member_user):

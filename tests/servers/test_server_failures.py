@@ -1,6 +1,7 @@
 """A start that fails says why, in plain words, and keeps the last log lines."""
 import socket
 
+import psutil
 import pytest
 
 from servers import services
@@ -36,6 +37,19 @@ def test_a_missing_cuda_library_points_at_the_library_path(celery_worker, node, 
     server = _fail_with(celery_worker, node, make_profile, operator_user, {"FAKE_VLLM_FAIL": "missing-library"})
     assert server.failure_code == "missing_library"
     assert "(libcusparseLt.so.0)" in server.status_reason and "LD_LIBRARY_PATH prefix" in server.status_reason
+
+
+def test_an_engine_that_never_becomes_healthy_is_stopped_and_failed(celery_worker, node, make_profile,
+                                                                    operator_user, settings):
+    settings.PORTAL_SERVER_START_TIMEOUT_S = 2
+    server = _fail_with(celery_worker, node, make_profile, operator_user, {"FAKE_VLLM_STARTUP_DELAY_S": "600"})
+    assert server.failure_code == "health_timeout"
+    assert server.status_reason == ("The engine did not become ready (answer /health) within 2 s, so it was "
+                                    "stopped. The last log lines show how far it got; if the model only loads "
+                                    "slowly, raise PORTAL_SERVER_START_TIMEOUT_S.")
+    assert "Starting to load model Qwen/Qwen3-0.6B..." in server.last_log_lines  # where it hung
+    assert "Application startup complete." not in server.last_log_lines
+    assert not psutil.pid_exists(server.pid) or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_a_port_taken_after_admission_fails_the_launch(node, make_profile, operator_user, transactional_db,
