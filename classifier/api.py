@@ -5,10 +5,11 @@ from ninja import Router, Status
 from ninja.pagination import paginate
 
 from accounts.services import client_ip
-from classifier import embedders, evaluation, selectors, services, tasks
+from classifier import embedders, evaluation, exports, selectors, services, tasks
 from classifier import lint as lint_mod
 from classifier.models import ClassificationJob, TaxonomyNode, TaxonomyVersion
 from classifier.schemas import (
+    ApplyIn,
     CalibrateIn,
     CorrectionIn,
     ErrorOut,
@@ -162,3 +163,17 @@ def task_state(request, task_id: str):
     if result.failed():
         return {"task_id": task_id, "state": result.state, "error": str(result.result)}
     return {"task_id": task_id, "state": result.state, "result": result.result if result.successful() else None}
+
+
+@router.get("/jobs/{job_id}/plan/", response={200: list[dict], **ERRORS})
+def job_plan(request, job_id: int, target: str, mode: str = "copy"):
+    """The dry run: what would be copied (or symlinked) where."""
+    job = selectors.job_get_visible(user=request.user, job_id=job_id)
+    return exports.apply_plan(job, target=target, mode=mode)
+
+
+@router.post("/jobs/{job_id}/apply/", response={200: dict, **ERRORS})
+def job_apply(request, job_id: int, body: ApplyIn):
+    job = selectors.job_get_own(user=request.user, job_id=job_id)
+    return services.job_plan_apply(actor=request.user, job=job, target=body.target, mode=body.mode,
+                                   ip=client_ip(request))

@@ -30,3 +30,25 @@ def apply_plan(job: ClassificationJob, *, target: str, mode: str = "copy") -> li
         destination = PurePosixPath(target) / _folder(r.code, r.label_path) / PurePosixPath(r.path).name
         plan.append({"action": mode, "source": r.path, "destination": str(destination), "code": r.code})
     return plan
+
+
+def apply(plan: list[dict]) -> dict:
+    """Carry out a plan: copy (or symlink) each source to its destination. Sources are only read;
+    an existing destination is never overwritten."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    done, kept = 0, []
+    for step in plan:
+        destination = Path(step["destination"])
+        if destination.exists() or destination.is_symlink():
+            kept.append(f"{destination} exists")
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if step["action"] == "symlink":
+            os.symlink(step["source"], destination)
+        else:
+            shutil.copy2(step["source"], destination)
+        done += 1
+    return {"placed": done, "skipped": kept}

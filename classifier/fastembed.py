@@ -5,9 +5,10 @@ every batch to the longest text of an unsorted batch, and leaves the GPU idle wh
 1. each text is cut to what the window can hold (embedders.cut_chars), then tokenized by the Rust
    tokenizer in parallel (encode_batch), truncated to `max_tokens`;
 2. texts are sorted by token length so each batch pads little;
-3. on CPU the encoder runs as an int8 ONNX Runtime graph for files (dynamic quantization, exported once
-   and cached) and as the fp32 graph for taxonomy labels (few, embedded once per version); on a GPU as
-   torch fp16, with the next chunk tokenized in a thread while the GPU works.
+3. backend `torch`: on a GPU torch fp16, with the next chunk tokenized in a thread while the GPU works;
+   on a CPU with bf16 instructions (AVX512-BF16 / AMX) torch bf16, else fp32. Backend `onnx` (CPUs
+   without bf16): an int8 ONNX Runtime graph for files (dynamic quantization, exported once and
+   cached) and the fp32 graph for taxonomy labels (few, embedded once per version).
 Pooling (mean or CLS) and normalization follow the folder's sentence-transformers config.
 """
 import hashlib
@@ -61,11 +62,25 @@ class FastEmbedder(Embedder):
         except ImportError:
             return "cpu"
 
+    @staticmethod
+    def cpu_has_bf16() -> bool:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
     def _load_torch(self) -> None:
         import torch
         from transformers import AutoModel
 
-        dtype = torch.float16 if self.device == "cuda" else torch.float32
+        if self.device == "cuda":
+            dtype = torch.float16
+        else:
+            wanted = self.spec.extra.get("cpu_dtype", "auto")
+            bf16 = wanted == "bfloat16" or (wanted == "auto" and self.cpu_has_bf16())
+            dtype = torch.bfloat16 if bf16 else torch.float32
+        self.dtype = dtype
         self.torch_model = AutoModel.from_pretrained(str(self.model_dir), dtype=dtype,
                                                      attn_implementation="sdpa").to(self.device).eval()
         self.session = None
@@ -158,12 +173,13 @@ class FastEmbedder(Embedder):
             att = torch.from_numpy(mask).to(self.device, non_blocking=True)
             hidden = self.torch_model(input_ids=ids, attention_mask=att,
                                       token_type_ids=torch.zeros_like(ids)).last_hidden_state
+            hidden = hidden.float()  # pool in fp32: sums of 256 half-precision values lose digits
             if self.pooling == "cls":
                 pooled = hidden[:, 0]
             else:
                 m = att.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-3)
-            pooled = torch.nn.functional.normalize(pooled.float(), dim=1)
+            pooled = torch.nn.functional.normalize(pooled, dim=1)
             return pooled.cpu().numpy()
 
     def embed(self, texts: list[str], *, kind: str) -> np.ndarray:

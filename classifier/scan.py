@@ -85,3 +85,17 @@ def walk(source: Path, *, include: list[str], exclude: list[str], max_bytes: int
             yield Found(path, size=stat.st_size, skip_reason="cannot read: permission denied")
             continue
         yield Found(path, size=stat.st_size, mtime=stat.st_mtime)
+
+
+def check_target(path_text: str) -> Path:
+    """Where an apply plan may write: a folder inside the roots (created if missing), never a source."""
+    path = Path(path_text.strip())
+    if not path.is_absolute():
+        raise ValidationFailed(f"{path_text!r} is not an absolute path.", code="path_not_absolute")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not inside_roots(existing) or not inside_roots(path.parent if not path.exists() else path):
+        raise PermissionDenied(f"{path_text} is outside the archive roots ({', '.join(map(str, roots()))}); "
+                               "the plan writes only there.", code="path_outside_roots")
+    return Path(os.path.realpath(path))

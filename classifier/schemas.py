@@ -134,3 +134,8 @@ class TaskOut(Schema):
     state: str
     result: dict | list | None = None
     error: str | None = None
+
+
+class ApplyIn(Schema):
+    target: str
+    mode: str = "copy"

@@ -194,3 +194,21 @@ def result_correct(*, actor: User, result: ClassificationResult, code: str, ip: 
     audit_record(actor=actor, action="classifier.result.corrected", target=result, ip=ip,
                  details={"job": result.job_id, "path": result.path, "from": before, "to": node.code})
     return result
+
+
+def job_plan_apply(*, actor: User, job: ClassificationJob, target: str, mode: str = "copy",
+                   ip: str | None = None) -> dict:
+    """Copy or symlink a finished job's files into a Johnny-Decimal tree under `target` (inside the roots)."""
+    from classifier import exports
+
+    if mode not in ("copy", "symlink"):
+        raise ValidationFailed("mode is copy or symlink.", code="invalid_mode")
+    if job.status != ClassificationJob.Status.DONE:
+        raise InvalidTransition(f"Job {job.pk} is {job.status}: apply the plan of a finished job.")
+    target_path = scan.check_target(target)
+    plan = exports.apply_plan(job, target=str(target_path), mode=mode)
+    outcome = exports.apply(plan)
+    audit_record(actor=actor, action="classifier.job.applied", target=job, ip=ip,
+                 details={"target": str(target_path), "mode": mode, "placed": outcome["placed"],
+                          "skipped": len(outcome["skipped"])})
+    return outcome

