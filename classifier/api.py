@@ -1,7 +1,7 @@
 """REST API of the classifier (mounted at /api/classifier/)."""
 from celery.result import AsyncResult
 from django.conf import settings
-from ninja import Router, Status
+from ninja import File, Router, Status, UploadedFile
 from ninja.pagination import paginate
 
 from accounts.services import client_ip
@@ -177,3 +177,10 @@ def job_apply(request, job_id: int, body: ApplyIn):
     job = selectors.job_get_own(user=request.user, job_id=job_id)
     return services.job_plan_apply(actor=request.user, job=job, target=body.target, mode=body.mode,
                                    ip=client_ip(request))
+
+
+@router.post("/uploads/", response={201: dict, **ERRORS})
+def upload(request, files: list[UploadedFile] = File(...)):  # noqa: B008 - ninja's declaration style
+    """Upload files or a .zip; start a job on the returned path."""
+    path = services.upload_store(owner=request.user, files=[(f.name, f) for f in files], ip=client_ip(request))
+    return Status(201, {"path": path})

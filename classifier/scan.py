@@ -18,8 +18,13 @@ class Found:
     skip_reason: str = ""
 
 
+def uploads_root() -> Path:
+    return (Path(settings.VAR_DIR) / "classifier" / "uploads").resolve()
+
+
 def roots() -> list[Path]:
-    return [Path(r).resolve() for r in settings.PORTAL_CLASSIFIER_ROOTS]
+    """The configured archive roots, plus the folder uploaded files are unpacked into."""
+    return [Path(r).resolve() for r in settings.PORTAL_CLASSIFIER_ROOTS] + [uploads_root()]
 
 
 def inside_roots(path: Path) -> bool:
@@ -29,7 +34,7 @@ def inside_roots(path: Path) -> bool:
 
 def check_source(path_text: str) -> Path:
     """The folder (or file) a job may read, or an error saying which roots are allowed."""
-    if not roots():
+    if not settings.PORTAL_CLASSIFIER_ROOTS and not Path(path_text.strip() or "/").is_relative_to(uploads_root()):
         raise ValidationFailed("No archive roots are configured: an admin sets PORTAL_CLASSIFIER_ROOTS "
                                "(colon- or comma-separated folders) before jobs can read files.", code="no_roots")
     path = Path(path_text.strip() or ".").expanduser()

@@ -118,6 +118,9 @@ def job_create(*, owner: User, version: TaxonomyVersion, source_path: str, depth
                include=None, exclude=None, max_bytes: int | None = None, shared: bool = False,
                ip: str | None = None, enqueue: bool = True) -> ClassificationJob:
     source = scan.check_source(source_path)
+    uploads = scan.uploads_root()
+    if source.is_relative_to(uploads) and not source.is_relative_to(uploads / owner.get_username()):
+        raise ValidationFailed("That upload folder belongs to someone else.", code="path_not_yours")
     max_depth = max(version.nodes.values_list("depth", flat=True), default=1)
     if not 1 <= depth <= max_depth:
         raise ValidationFailed(f"Depth {depth} is not in this taxonomy: choose 1 to {max_depth} (start at 2).",
@@ -212,3 +215,53 @@ def job_plan_apply(*, actor: User, job: ClassificationJob, target: str, mode: st
                  details={"target": str(target_path), "mode": mode, "placed": outcome["placed"],
                           "skipped": len(outcome["skipped"])})
     return outcome
+
+
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024
+
+
+def upload_store(*, owner: User, files: list[tuple[str, object]], ip: str | None = None) -> str:
+    """Unpack uploaded files (a .zip is extracted) into a fresh folder a job can then read.
+
+    Names are reduced to their safe relative parts (no absolute paths, no '..'), and the unpacked size
+    is capped, so an archive cannot write outside its folder or fill the disk."""
+    import uuid
+    import zipfile
+    from pathlib import Path, PurePosixPath
+
+    folder = scan.uploads_root() / owner.get_username() / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    total = 0
+
+    def safe(name: str) -> Path | None:
+        parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+        return folder.joinpath(*parts) if parts else None
+
+    def write(target: Path | None, chunks) -> None:
+        nonlocal total
+        if target is None:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for chunk in chunks:
+                total += len(chunk)
+                if total > MAX_UPLOAD_BYTES:
+                    raise ValidationFailed(f"The upload unpacks to more than {MAX_UPLOAD_BYTES // 2**30} GB: "
+                                           "put the files under an archive root instead.", code="upload_too_large")
+                out.write(chunk)
+
+    for name, fh in files:
+        if name.lower().endswith(".zip"):
+            try:
+                archive = zipfile.ZipFile(fh)
+            except zipfile.BadZipFile:
+                raise ValidationFailed(f"{name} is not a readable zip file.", code="bad_zip") from None
+            for info in archive.infolist():
+                if not info.is_dir():
+                    with archive.open(info) as member:
+                        write(safe(info.filename), iter(lambda m=member: m.read(1 << 20), b""))
+        else:
+            write(safe(Path(name).name), fh.chunks() if hasattr(fh, "chunks") else [fh.read()])
+    audit_record(actor=owner, action="classifier.upload.stored", target_type="classifier.upload",
+                 target_id=folder.name, ip=ip, details={"files": [n for n, _ in files], "bytes": total})
+    return str(folder)

@@ -185,3 +185,27 @@ def test_apply_plan_copies_into_a_johnny_decimal_tree_and_never_touches_sources(
     import shutil
 
     shutil.rmtree(target)
+
+
+def test_a_zip_upload_becomes_a_job_folder_without_escaping_it(api, settings, tmp_path, jd_version):
+    import zipfile
+
+    settings.VAR_DIR = tmp_path
+    settings.PORTAL_CLASSIFIER_ROOTS = []
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("receipts/grocery.txt", "Supermarket receipt: milk, bread. Total 5 EUR.")
+        archive.writestr("../../evil.txt", "should land inside the upload folder")
+    buffer.seek(0)
+    buffer.name = "scans.zip"
+    response = api.post("/api/classifier/uploads/", {"files": [buffer]})
+    assert response.status_code == 201
+    folder = Path(response.json()["path"])
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.txt")) == ["evil.txt", "receipts/grocery.txt"]
+    assert not (tmp_path / "evil.txt").exists()
+    job = post(api, "/api/classifier/jobs/", {"taxonomy": "jd", "path": str(folder), "rerank_model": ""})
+    assert job.status_code == 201, job.json()
+    bad = io.BytesIO(b"not a zip")
+    bad.name = "broken.zip"
+    assert api.post("/api/classifier/uploads/", {"files": [bad]}).json()["detail"] == (
+        "broken.zip is not a readable zip file.")
