@@ -49,7 +49,7 @@ def test_spreadsheets_and_broken_documents(tmp_path):
 
 def test_paths_outside_the_roots_are_refused_with_the_roots_named(archive, tmp_path_factory):
     root, _ = archive
-    with pytest.raises(PermissionDenied, match=f"/etc is outside the archive roots \\({root}\\)"):
+    with pytest.raises(PermissionDenied, match=f"/etc is outside the archive roots \\({root}, "):
         scan.check_source("/etc")
     with pytest.raises(ValidationFailed, match="is not an absolute path"):
         scan.check_source("docs")
