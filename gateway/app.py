@@ -18,7 +18,7 @@ import orjson
 from django.conf import settings
 
 from accounts import limits
-from gateway import clients, db, errors, loading, proxy, selectors
+from gateway import clients, db, errors, loading, proxy, routing, selectors
 from gateway.errors import GatewayError
 from gateway.ledger import Ledger
 from gateway.routing import RoutingTable
@@ -59,6 +59,7 @@ class Gateway:
         self.ledger = Ledger()
         self.loader = loading.Loader(self.table)
         self.keys: dict[str, selectors.Principal] = {}
+        self.follower = asyncio.ensure_future(routing.follow_server_status(self.table))
         self.started = True
         _register_shutdown(self)
 
@@ -305,6 +306,7 @@ class Gateway:
     async def shutdown(self) -> None:
         if not self.started:
             return
+        self.follower.cancel()
         try:
             await self.ledger.flush()
         finally:

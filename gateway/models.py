@@ -1,5 +1,11 @@
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
+
+# The message a form or the service shows for a negative price, cost or wattage.
+NOT_NEGATIVE = MinValueValidator(Decimal(0), message="Enter 0 or more.")
 
 
 class Conversation(models.Model):
@@ -34,3 +40,44 @@ class ChatMessage(models.Model):
         ordering = ["created_at", "id"]
         constraints = [models.CheckConstraint(condition=models.Q(role__in=["user", "assistant"]),
                                               name="gateway_chatmessage_role_valid")]
+
+
+class ApiPrice(models.Model):
+    """A paid API the Cost view compares the ledger against, in USD per 1M input and output tokens."""
+
+    name = models.CharField(max_length=100, unique=True,
+                            error_messages={"unique": "There is already a price with this name: edit that row."})
+    input_per_million = models.DecimalField(max_digits=10, decimal_places=4,
+                                            validators=[NOT_NEGATIVE])
+    output_per_million = models.DecimalField(max_digits=10, decimal_places=4,
+                                             validators=[NOT_NEGATIVE])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]  # the defaults in the field notes' order, new rows after them
+        constraints = [models.CheckConstraint(
+            condition=models.Q(input_per_million__gte=0, output_per_million__gte=0),
+            name="gateway_apiprice_not_negative")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CostSettings(models.Model):
+    """The one row (pk 1) of the Cost view's assumptions; defaults from the field notes (April 2026)."""
+
+    electricity_per_kwh = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("0.10"),
+                                              validators=[NOT_NEGATIVE],
+                                              help_text="USD per kWh.")
+    hardware_cost = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("4500"),
+                                        validators=[NOT_NEGATIVE],
+                                        help_text="USD paid up front for the nodes, for the break-even.")
+    load_watts = models.PositiveIntegerField(default=240, help_text="A node under load with no power reading.")
+    idle_watts = models.PositiveIntegerField(default=60, help_text="An idle node with no power reading.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="gateway_costsettings_single_row")]
+
+    def __str__(self) -> str:
+        return "cost settings"

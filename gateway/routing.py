@@ -1,19 +1,28 @@
 """The in-process routing table: model name -> servers, refreshed from the database.
 
-A request never waits for the database when the model is already known: a snapshot older than
-PORTAL_GATEWAY_ROUTES_TTL_S is refreshed in the background, and a refresh is forced (and waited
-for) only when the model is missing or its server just refused a connection. Route objects keep
-their identity across refreshes so that the in-flight counts used for least-outstanding
-balancing survive them.
+A request never waits for the database when the model is already known. The table is reloaded
+as soon as a server changes status (`follow_server_status` listens to the servers' `server.status`
+events on the channel layer), so a server that just became ready takes requests at once; as a
+fallback for a lost event, a snapshot older than PORTAL_GATEWAY_ROUTES_TTL_S is refreshed in the
+background, and a refresh is forced (and waited for) when the model is missing or its server just
+refused a connection. Route objects keep their identity across refreshes so that the in-flight
+counts used for least-outstanding balancing survive them.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 
 from django.conf import settings
 
 from gateway import db, selectors
+
+log = logging.getLogger(__name__)
+
+# channels_redis drops group members after a day (group_expiry); join again well before that.
+GROUP_RENEW_S = 3600.0
 
 
 class Route:
@@ -57,6 +66,14 @@ class RoutingTable:
         self.models, self.routes, self._by_server = snapshot, routes, by_server
         self.loaded_at = time.monotonic()
 
+    async def reload(self) -> None:
+        """A refresh that starts now: one already running may have read the rows before a change."""
+        running = self._refreshing
+        if running is not None and not running.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(running)
+        await self.refresh()
+
     def maybe_refresh(self) -> None:
         if time.monotonic() - self.loaded_at > self.ttl and (self._refreshing is None or self._refreshing.done()):
             self._refreshing = asyncio.ensure_future(self._load())
@@ -81,6 +98,11 @@ class RoutingTable:
                 best = route
         return best
 
+    def clear_down(self, server_id) -> None:
+        route = self._by_server.get(server_id)
+        if route is not None:
+            route.down_until = 0.0
+
     def mark_down(self, route: Route) -> None:
         """A refused connection: skip this replica until the next snapshot says otherwise."""
         route.down_until = time.monotonic() + self.ttl
@@ -90,3 +112,50 @@ class RoutingTable:
 def _consume(fut: asyncio.Future) -> None:
     if not fut.cancelled():
         fut.exception()  # a failed background refresh is retried on the next request
+
+
+async def follow_server_status(table: RoutingTable) -> None:
+    """Reload `table` on every `server.status` event, for the life of the process.
+
+    1. Join the servers' group on the channel layer with a channel of this process.
+    2. Reload once: an event sent before the join would otherwise be missed.
+    3. Per event, reload; a server that became ready is no longer skipped for an earlier refusal.
+    A broken connection to Redis is retried every second; the TTL refresh covers the meantime.
+    """
+    from channels.layers import get_channel_layer
+
+    from servers.events import SERVERS_GROUP
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    while True:
+        renew = None
+        try:
+            channel = await layer.new_channel("gateway.routes.")
+            await layer.group_add(SERVERS_GROUP, channel)
+            renew = asyncio.ensure_future(_stay_in_group(layer, SERVERS_GROUP, channel))
+            await table.reload()
+            while True:
+                message = await layer.receive(channel)
+                if message.get("event") != "server.status":
+                    continue
+                await table.reload()
+                data = message.get("data") or {}
+                if data.get("status") in selectors.READY:
+                    table.clear_down(data.get("server_id"))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - Redis or the database away: the TTL refresh still runs
+            log.warning("routing table: lost the server status events; retrying", exc_info=True)
+            await asyncio.sleep(1.0)
+        finally:
+            if renew is not None:
+                renew.cancel()
+
+
+async def _stay_in_group(layer, group: str, channel: str) -> None:
+    while True:
+        await asyncio.sleep(GROUP_RENEW_S)
+        with contextlib.suppress(Exception):
+            await layer.group_add(group, channel)

@@ -314,6 +314,8 @@ PORTAL_GATEWAY_LOAD_TIMEOUT_S = env_int("PORTAL_GATEWAY_LOAD_TIMEOUT_S", 900)
 PORTAL_GATEWAY_KEEPALIVE_S = env_float("PORTAL_GATEWAY_KEEPALIVE_S", 5.0)
 PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN = env_int("PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN", 32768)
 PORTAL_USAGE_FLUSH_S = env_float("PORTAL_USAGE_FLUSH_S", 1.0)
+# Cost view: GPU power samples further apart than this leave a gap, filled with the fallback wattages.
+PORTAL_COST_SAMPLE_MAX_GAP_S = env_float("PORTAL_COST_SAMPLE_MAX_GAP_S", 60.0)
 CELERY_BEAT_SCHEDULE["gateway-unload-idle"] = {
     "task": "gateway.tasks.servers_unload_idle_task",
     "schedule": 60.0,

@@ -18,4 +18,5 @@ urlpatterns = [
     path("servers/", include("servers.urls")),
     path("chat/", include("gateway.urls")),
     path("usage/", include("accounts.usage_urls")),
+    path("usage/cost/", include("gateway.cost_urls")),
 ]

@@ -5,6 +5,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -20,7 +21,8 @@ from tests.fakes.vllm_stats import EngineStats, Tokenizer
 UNINSTRUMENTED = {"/metrics", "/health", "/load", "/ping", "/version", "/server_info"}
 ROUTES = [("/health", "GET"), ("/ping", "GET, POST"), ("/version", "GET"), ("/load", "GET"), ("/metrics", "GET"),
           ("/v1/models", "GET"), ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"),
-          ("/tokenize", "POST"), ("/detokenize", "POST"), ("/v1/embeddings", "POST")]
+          ("/tokenize", "POST"), ("/detokenize", "POST"), ("/v1/embeddings", "POST"), ("/rerank", "POST"),
+          ("/v1/rerank", "POST"), ("/v2/rerank", "POST")]
 
 
 def dumps(obj) -> str:
@@ -171,6 +173,37 @@ class App:
                                   "model": body.get("model") or self.cfg.served[0], "data": data, "usage": usage},
                                  dumps=dumps)
 
+    async def rerank(self, request):
+        """vLLM's rerank (pooling models): {"model", "query", "documents", "top_n"} -> results by relevance.
+
+        The fake's relevance is the word overlap of query and document (Jaccard), enough to rank."""
+        if not self.cfg.pooling:
+            raise web.HTTPNotFound()
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        query, documents = body.get("query"), body.get("documents")
+        if not isinstance(query, str):
+            return error(400, "query: Field required (a string)", "BadRequestError", "query")
+        if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
+            return error(400, "documents: Field required (a list of strings)", "BadRequestError", "documents")
+        words = set(re.findall(r"\w+", query.lower()))
+        results, total = [], 0
+        for index, text in enumerate(documents):
+            total += len(self.tok.encode(query)) + len(self.tok.encode(text))
+            other = set(re.findall(r"\w+", text.lower()))
+            score = len(words & other) / len(words | other) if words | other else 0.0
+            results.append({"index": index, "document": {"text": text, "multi_modal": None},
+                            "relevance_score": round(score, 6)})
+        results.sort(key=lambda r: -r["relevance_score"])
+        top_n = body.get("top_n") or 0
+        if isinstance(top_n, int) and top_n > 0:
+            results = results[:top_n]
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        return web.json_response({"id": f"rerank-{request_id}", "model": body.get("model") or self.cfg.served[0],
+                                  "usage": {"prompt_tokens": total, "total_tokens": total}, "results": results},
+                                 dumps=dumps)
+
     # --- generation --------------------------------------------------------------------------------------
     async def chat(self, request):
         return await self._generate(request, chat=True)
@@ -315,6 +348,8 @@ class App:
         r.add_post("/tokenize", self.tokenize)
         r.add_post("/detokenize", self.detokenize)
         r.add_post("/v1/embeddings", self.embeddings)
+        for path in ("/rerank", "/v1/rerank", "/v2/rerank"):
+            r.add_post(path, self.rerank)
         return app
 
 
