@@ -104,9 +104,16 @@ class Gateway:
         _check_allowed(principal, model)
         entry = await self.table.lookup(model)
         if entry is None:
-            raise errors.not_found(f"The model `{model}` does not exist on this portal: GET /v1/models lists the "
-                                   "models you can use.")
+            raise _unknown_model(model)
         route = self.table.pick(model)
+        if route is None and not (entry.starting or entry.loadable):
+            # About to refuse on a snapshot: make it current first (an operator may have just marked the
+            # server "load on demand", which sends no status event). Only refusals pay this query.
+            await self.table.reload()
+            entry = self.table.models.get(model)
+            if entry is None:
+                raise _unknown_model(model)
+            route = self.table.pick(model)
         server_id = route.server_id if route is not None else self.loader.server_for(entry)
         call.server_id = server_id
         call.stream = stream = generates and req.get("stream") is True
@@ -423,6 +430,11 @@ def _quota_error(verdict: limits.Verdict, principal: selectors.Principal, reserv
                            f"reserved and this request could need {reserve} more. Set a lower max_tokens, or retry "
                            f"after midnight UTC (in {verdict.retry_after} s).", code="tokens_per_day_exceeded",
                            retry_after=verdict.retry_after)
+
+
+def _unknown_model(model: str) -> GatewayError:
+    return errors.not_found(f"The model `{model}` does not exist on this portal: GET /v1/models lists the models "
+                            "you can use.")
 
 
 def _lost(call: proxy.Call, route, exc: Exception) -> GatewayError:
