@@ -146,6 +146,11 @@ async def fetch_json(session, url: str, body: bytes, call: Call, *, usage: bool)
             call.take_usage(parsed.get("usage") if isinstance(parsed, dict) else None)
         except orjson.JSONDecodeError:
             pass
+        if not call.usage_known:
+            # TEI's native routes (/rerank, /embed) answer bare lists: the tokens are in a header.
+            tokens = resp.headers.get("x-compute-tokens")
+            if tokens is not None and tokens.isdigit():
+                call.take_usage({"prompt_tokens": int(tokens)})
     return resp.status, ctype, data
 
 

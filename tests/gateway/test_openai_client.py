@@ -82,31 +82,6 @@ def test_embeddings_tokenize_and_detokenize_pass_through(portal, client):
     assert rows[0].prompt_tokens == result.usage.prompt_tokens
 
 
-def test_rerank_passes_through_to_the_engine_with_its_usage_in_the_ledger(portal, client):
-    user, oa = client
-    headers = portal.headers(oa.api_key)
-    docs = ["Cats sleep all day.", "Paris is the capital of France.", "The capital of Spain is Madrid."]
-    ranked = httpx.post(f"{portal.url}/rerank", headers=headers,
-                        json={"model": "embed-model", "query": "the capital of France", "documents": docs})
-    assert ranked.status_code == 200, ranked.text
-    body = ranked.json()
-    assert body["id"].startswith("rerank-") and body["model"] == "embed-model"
-    assert [r["index"] for r in body["results"]] == [1, 2, 0]
-    assert body["results"][0]["document"]["text"] == docs[1] and body["results"][0]["relevance_score"] > 0
-    top = httpx.post(f"{portal.url}/v1/rerank", headers=headers,
-                     json={"model": "embed-model", "query": "Madrid", "documents": docs, "top_n": 1})
-    assert [r["index"] for r in top.json()["results"]] == [2]
-    # The engine's own refusal comes back as it is.
-    bad = httpx.post(f"{portal.url}/rerank", headers=headers, json={"model": "embed-model", "query": "x"})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "documents"
-
-    rows = portal.usage_rows(user, count=3)
-    assert [(r.endpoint, r.status, r.server_id) for r in rows] == [
-        ("rerank", 200, portal.servers["embed-model"].pk)] * 2 + [("rerank", 400, portal.servers["embed-model"].pk)]
-    assert (rows[0].prompt_tokens, rows[0].completion_tokens) == (body["usage"]["prompt_tokens"], 0)
-    assert rows[1].prompt_tokens == top.json()["usage"]["total_tokens"] > 0
-
-
 def test_models_lists_only_what_the_key_and_the_user_may_use(portal):
     _user, raw = portal.member()
     listed = openai.OpenAI(base_url=f"{portal.url}/v1", api_key=raw, max_retries=0).models.list()
