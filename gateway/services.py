@@ -48,7 +48,8 @@ def server_load_on_demand(*, server_id: int, user_id: int) -> None:
     from sparkportal.celery import app
 
     with transaction.atomic():
-        locked = Server.objects.select_for_update().select_related("node", "profile").get(pk=server_id)
+        # of=self: PostgreSQL cannot lock the nullable side (profile) of the outer join.
+        locked = Server.objects.select_for_update(of=("self",)).select_related("node", "profile").get(pk=server_id)
         if locked.status in (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY):
             return
         if not locked.load_on_demand:

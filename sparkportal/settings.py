@@ -156,6 +156,9 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
     }
 }
+# redis-py 8 reads with a 5 s socket timeout by default, no longer than channels_redis's 5 s BZPOPMIN:
+# an idle receive then fails with TimeoutError (ending a websocket consumer or a listener with it).
+CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": 15}]
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- Celery -----------------------------------------------------------------------------
