@@ -24,7 +24,9 @@ import tempfile
 from pathlib import Path
 
 BASE = Path(__file__).resolve().parent.parent
-HARNESS = Path(os.environ.get("PERF_PEERS_DIR", BASE.parent.parent / "shared" / "perf-peers"))
+HARNESS = Path(os.environ.get("PERF_PEERS_DIR") or next(
+    (p for p in (BASE.parent / "shared" / "perf-peers", BASE.parent.parent / "shared" / "perf-peers") if p.exists()),
+    BASE.parent / "shared" / "perf-peers"))
 UPSTREAM_PORT = 18000
 
 
