@@ -1,6 +1,7 @@
 """Group names and payloads of the servers app's live events."""
 from typing import TypedDict
 
+from servers import metrics
 from sparkportal.events import publish
 
 NODES_GROUP = "servers.nodes"
@@ -28,33 +29,19 @@ def metrics_group(server_id: int) -> str:
     return f"servers.metrics.{server_id}"
 
 
-class MetricsSamplePayload(TypedDict):
+class MetricsSamplePayload(metrics.Figures):
+    """One scrape's figures (the fields of servers.metrics.Figures) for one server at one time."""
+
     server_id: int
     at: str
-    interval_s: float | None
-    generation_tps: float | None
-    prompt_tps: float | None
-    requests_per_s: float | None
-    prefix_cache_hit_rate: float | None
-    running: float | None
-    waiting: float | None
-    kv_cache_usage: float | None
-    ttft_mean_s: float | None
-    ttft_p50_s: float | None
-    ttft_p95_s: float | None
-    tpot_mean_s: float | None
-    itl_mean_s: float | None
-    itl_p50_s: float | None
-    itl_p95_s: float | None
-    e2e_mean_s: float | None
-    e2e_p50_s: float | None
-    e2e_p95_s: float | None
+
+
+PAYLOAD_FIELDS: tuple[str, ...] = ("interval_s", *metrics.FIGURE_FIELDS)
 
 
 def metrics_payload(sample) -> MetricsSamplePayload:
     """A ServerMetricSample as the browser and the REST API see it."""
-    payload = {field: getattr(sample, field) for field in MetricsSamplePayload.__annotations__
-               if field not in ("server_id", "at")}
+    payload = {field: getattr(sample, field) for field in PAYLOAD_FIELDS}
     return {"server_id": sample.server_id, "at": sample.at.isoformat(), **payload}  # type: ignore[typeddict-item]
 
 
