@@ -11,7 +11,10 @@ pytestmark = [pytest.mark.browser]
 def test_run_a_plan_and_watch_progress_and_results(celery_worker, asgi_server, bench_node, bench_profile,
                                                    operator_user, page):
     slow = {"FAKE_VLLM_STARTUP_DELAY_S": "0.5", "FAKE_VLLM_TOKEN_DELAY_S": "0.02"}
-    profiles = [bench_profile("glm47-flash", extra_env=slow), bench_profile("gemma4-31b-it", extra_env=slow)]
+    # The first server starts slowly enough that its "starting server" progress (re-sent about once a second
+    # while waiting for ready) reaches the page after it has subscribed, however long the page takes to load.
+    first = {**slow, "FAKE_VLLM_STARTUP_DELAY_S": "3"}
+    profiles = [bench_profile("glm47-flash", extra_env=first), bench_profile("gemma4-31b-it", extra_env=slow)]
     workload = services.workload_save(actor=operator_user, name="tiny", input_len=8, output_len=16, num_prompts=4)
     services.plan_save(actor=operator_user, name="weekly", workload=workload, profiles=profiles, warmups=1,
                        repeats=2)
