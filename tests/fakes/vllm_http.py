@@ -14,8 +14,9 @@ import uuid
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tests.fakes import vllm_structured
 from tests.fakes.vllm_serve import VERSION, _env_float, log, uvicorn
-from tests.fakes.vllm_stats import EngineStats, Tokenizer
+from tests.fakes.vllm_stats import EngineStats, Tokenizer, split_pieces
 
 # prometheus-fastapi-instrumentator leaves these out of its http_* metrics.
 UNINSTRUMENTED = {"/metrics", "/health", "/load", "/ping", "/version", "/server_info"}
@@ -238,11 +239,16 @@ class App:
                          "completion). Please reduce the length of the messages or completion.",
                          "BadRequestError")
         max_tokens = limit if limit is not None else room
-        n_out = max_tokens if body.get("ignore_eos") else min(self.natural, max_tokens)
+        schema = vllm_structured.schema_of(body) if chat else None
+        forced = split_pieces(vllm_structured.answer(schema)) if schema is not None else None
+        if forced is not None:
+            n_out = min(len(forced), max_tokens)
+        else:
+            n_out = max_tokens if body.get("ignore_eos") else min(self.natural, max_tokens)
         reason = "length" if n_out >= max_tokens else "stop"
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{request_id}"
-        job = _Job(self, rid, prompt, n_out, max_tokens, reason)
+        job = _Job(self, rid, prompt, n_out, max_tokens, reason, pieces=forced)
         self.in_flight += 1
         try:
             if body.get("stream"):
@@ -356,8 +362,10 @@ class App:
 class _Job:
     """One request going through the simulated engine, feeding its statistics."""
 
-    def __init__(self, app: App, rid: str, prompt: list[int], n_out: int, max_tokens: int, reason: str):
+    def __init__(self, app: App, rid: str, prompt: list[int], n_out: int, max_tokens: int, reason: str,
+                 pieces: list[str] | None = None):
         self.app, self.rid, self.prompt = app, rid, prompt
+        self.pieces = pieces  # a structured answer's tokens; None: the stock answer
         self.n_out, self.max_tokens, self.reason = n_out, max_tokens, reason
         self.created = int(time.time())
         self.arrival = time.monotonic()
@@ -371,7 +379,8 @@ class _Job:
 
     async def tokens(self):
         stats, last = self.app.stats, self.arrival
-        for piece in self.app.tok.answer(self.n_out):
+        pieces = self.pieces[:self.n_out] if self.pieces is not None else self.app.tok.answer(self.n_out)
+        for piece in pieces:
             delay = self.app.ttft if self.first is None else self.app.token_delay
             if delay:
                 await asyncio.sleep(delay)

@@ -13,7 +13,8 @@ reference (README, openai_api_samples.json, metrics_t0/t1.txt):
 - forks a child titled `VLLM::EngineCore` (setproctitle), which inherits the environment;
 - serves GET /health, /ping, /version, /load, /v1/models, /metrics; POST /v1/chat/completions,
   /v1/completions (stream and not, `usage`, `stream_options.include_usage`,
-  `continuous_usage_stats`, OpenAI chunk format), /tokenize, /detokenize, and /v1/embeddings and
+  `continuous_usage_stats`, OpenAI chunk format, chat answers that follow `response_format`'s JSON
+  schema as structured outputs do), /tokenize, /detokenize, and /v1/embeddings and
   /rerank (/v1/rerank, /v2/rerank) with `--runner pooling` or `--convert embed`; `--api-key` guards the
   /v1 paths;
 - exposes vLLM's real metric names, labels and histogram buckets through prometheus_client, and

@@ -15,6 +15,11 @@ ANSWER = ("Hello! This is the stand-in engine answering one token at a time, the
           "streams its output to the client that asked for it.")
 
 
+def split_pieces(text: str) -> list[str]:
+    """The toy tokenizer's pieces of a text (one token each)."""
+    return _PIECE.findall(text or "")
+
+
 class Tokenizer:
     """Deterministic and reversible within one process: a word piece gets a stable id."""
 
@@ -23,7 +28,7 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         ids = []
-        for piece in _PIECE.findall(text or ""):
+        for piece in split_pieces(text):
             token = zlib.crc32(piece.encode()) % 151_000 + 100
             self.by_id.setdefault(token, piece)
             ids.append(token)

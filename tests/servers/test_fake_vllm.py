@@ -112,6 +112,23 @@ def test_it_serves_openai_endpoints_and_moves_its_metrics(fake):
     assert text == {"prompt": "Hello, world"}
 
 
+def test_chat_answers_follow_the_requested_json_schema(fake):
+    server = fake("--served-model-name", "qwen")
+    server.wait_ready()
+    schema = {"type": "object", "properties": {"code": {"type": "string", "enum": ["10.02", "20.02"]},
+                                               "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                                               "reason": {"type": "string", "maxLength": 20}},
+              "required": ["code", "confidence", "reason"], "additionalProperties": False}
+    body = {"model": "qwen", "messages": [{"role": "user", "content": "Pick one"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "pick", "schema": schema}}}
+    answer = httpx.post(f"{server.url}/v1/chat/completions", json=body).json()
+    content = json.loads(answer["choices"][0]["message"]["content"])
+    assert content == {"code": "10.02", "confidence": 0.5, "reason": "The stand-in engine"}
+    assert answer["choices"][0]["finish_reason"] == "stop" and answer["usage"]["completion_tokens"] > 5
+    cut = httpx.post(f"{server.url}/v1/chat/completions", json={**body, "max_tokens": 3}).json()
+    assert cut["choices"][0]["finish_reason"] == "length" and cut["choices"][0]["message"]["content"] == '{"code'
+
+
 def test_it_logs_startup_like_vllm_and_stops_on_sigterm(fake):
     server = fake()
     server.wait_ready()
