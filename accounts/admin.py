@@ -30,9 +30,10 @@ class UserAdmin(BaseUserAdmin):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("prefix", "name", "owner", "expires_at", "last_used_at", "revoked_at", "created_at")
-    list_filter = ("revoked_at",)
+    list_filter = ("revoked_at", "gateway_only")
     search_fields = ("prefix", "name", "owner__username")
-    readonly_fields = ("owner", "name", "prefix", "hashed_key", "last_used_at", "revoked_at", "created_at")
+    readonly_fields = ("owner", "name", "prefix", "hashed_key", "gateway_only", "last_used_at", "revoked_at",
+                       "created_at")
     actions = ["revoke"]
 
     def has_add_permission(self, request):

@@ -3,10 +3,14 @@ from ninja.security import APIKeyHeader, HttpBearer, SessionAuth
 
 from accounts import services
 from accounts.models import ApiKey
+from sparkportal.exceptions import AuthenticationFailed
 
 
 def _key_login(request, raw: str) -> ApiKey:
     key = services.api_key_authenticate(raw=raw)  # raises AuthenticationFailed with the reason
+    if key.gateway_only:
+        raise AuthenticationFailed(f"API key {key.display} ({key.name}) works only on the /v1 gateway, not on the "
+                                   "REST API: use a key from the Keys page.", code="gateway_only_api_key")
     request.user = key.owner
     request.api_key = key
     return key

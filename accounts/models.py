@@ -42,6 +42,9 @@ class ApiKey(models.Model):
     scopes = models.JSONField(default=list, blank=True,
                               help_text="Model names this key may use; empty means all the owner may use.")
     expires_at = models.DateTimeField(null=True, blank=True)
+    gateway_only = models.BooleanField(
+        default=False, help_text="Refused by the REST API (/api): only the /v1 gateway takes it. The portal makes "
+                                 "such keys for its own work, e.g. a classifier job's LLM calls.")
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

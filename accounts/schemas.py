@@ -28,6 +28,7 @@ class ApiKeyOut(Schema):
     owner: str
     scopes: list[str]
     expires_at: datetime | None
+    gateway_only: bool
     last_used_at: datetime | None
     revoked_at: datetime | None
     created_at: datetime

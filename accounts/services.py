@@ -52,8 +52,11 @@ def hash_key(raw: str) -> str:
 
 @transaction.atomic
 def api_key_create(*, owner: User, name: str, actor: User | None = None, scopes: list[str] | None = None,
-                   expires_at: datetime | None = None, ip: str | None = None) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the secret, which is never stored and never shown again."""
+                   expires_at: datetime | None = None, gateway_only: bool = False,
+                   ip: str | None = None) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the secret, which is never stored and never shown again.
+
+    `gateway_only` keys work on /v1 but not on the REST API (see accounts.auth)."""
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("Give the key a name, e.g. the tool or machine that will use it.")
@@ -65,7 +68,7 @@ def api_key_create(*, owner: User, name: str, actor: User | None = None, scopes:
     for _attempt in range(5):
         raw = KEY_MARK + secrets.token_urlsafe(30)
         key = ApiKey(owner=owner, name=name, prefix=raw[:PREFIX_LEN], hashed_key=hash_key(raw),
-                     scopes=clean_scopes, expires_at=expires_at)
+                     scopes=clean_scopes, expires_at=expires_at, gateway_only=gateway_only)
         try:
             with transaction.atomic():
                 key.save()
@@ -76,7 +79,8 @@ def api_key_create(*, owner: User, name: str, actor: User | None = None, scopes:
         raise RuntimeError("could not draw a unique API key prefix")
     audit_record(actor=actor or owner, action="accounts.apikey.created", target=key, ip=ip,
                  details={"name": name, "owner": owner.get_username(), "prefix": key.prefix,
-                          "scopes": clean_scopes, "expires_at": expires_at.isoformat() if expires_at else None})
+                          "scopes": clean_scopes, "expires_at": expires_at.isoformat() if expires_at else None,
+                          "gateway_only": gateway_only})
     return key, raw
 
 
@@ -93,14 +97,16 @@ def api_key_find(*, key_or_prefix: str) -> ApiKey:
 
 
 @transaction.atomic
-def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) -> ApiKey:
+def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None, reason: str = "") -> ApiKey:
     updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
     if updated:
         transaction.on_commit(lambda: keycache.publish_invalidation(key.hashed_key))
         transaction.on_commit(limits.auth_generation_bump)  # gateways drop the key on their next request
-        audit_record(actor=actor, action="accounts.apikey.revoked", target=key, ip=ip,
-                     details={"name": key.name, "owner": key.owner.get_username(), "prefix": key.prefix})
+        details = {"name": key.name, "owner": key.owner.get_username(), "prefix": key.prefix}
+        if reason:
+            details["reason"] = reason
+        audit_record(actor=actor, action="accounts.apikey.revoked", target=key, ip=ip, details=details)
     return key
 
 

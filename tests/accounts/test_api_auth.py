@@ -49,6 +49,15 @@ def test_bad_keys_are_401_json_with_the_reason(member_user, case, expected):
     assert body["code"] in {"invalid_api_key", "revoked_api_key", "expired_api_key"}
 
 
+def test_a_gateway_only_key_is_refused_by_the_rest_api(member_user):
+    _key, raw = services.api_key_create(owner=member_user, name="classifier job #7", gateway_only=True)
+    for headers in ({"Authorization": f"Bearer {raw}"}, {"X-API-Key": raw}):
+        response = Client().get("/api/accounts/me", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["code"] == "gateway_only_api_key"
+        assert "(classifier job #7) works only on the /v1 gateway" in response.json()["detail"]
+
+
 def test_member_calling_an_admin_endpoint_gets_403_with_message(member_user):
     _key, raw = services.api_key_create(owner=member_user, name="k")
     response = Client().get("/api/accounts/audit", headers={"X-API-Key": raw})
