@@ -153,7 +153,7 @@ def evaluate(request, body: EvaluateIn):
         embedders.get_spec(s.embedder_key)
     task = tasks.evaluation_run_task.apply_async(kwargs={
         "version_id": v.pk, "rows": rows, "settings_list": [s.model_dump() for s in body.settings],
-        "user": request.user.get_username()}, queue="default")
+        "user": request.user.get_username(), "user_id": request.user.pk}, queue="default")
     return Status(202, {"task_id": task.id, "state": "PENDING"})
 
 

@@ -6,11 +6,13 @@ kept is the smallest at which the files accepted without rerank are still at lea
 """
 import csv
 import io
+import uuid
 from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
 
+from accounts.models import User
 from classifier import embedders, extract, index, rerank, scan
 from classifier.models import TaxonomyVersion
 from sparkportal.exceptions import ValidationFailed
@@ -75,21 +77,25 @@ def calibrate(scored: list[dict], *, target: float = 0.95) -> dict:
 
 
 def evaluate(*, version: TaxonomyVersion, embedder_key: str, depth: int, rows: list[tuple[str, str]],
-             margin: float | None = None, rerank_model: str = "", user: str = "") -> dict:
+             margin: float | None = None, rerank_model: str = "", user: str = "",
+             access: rerank.Access | None = None) -> dict:
+    """`access`: where the rerank goes and with which key (services.rerank_access); default: the settings."""
     scored = score(version=version, embedder_key=embedder_key, depth=depth, rows=rows)
     if margin is None:
         from classifier.services import default_margin
 
         margin = default_margin(version, embedder_key, depth)
-    final, reranked = [], 0
+    access = access or rerank.Access(url=settings.PORTAL_CLASSIFIER_LLM_URL,
+                                     api_key=settings.PORTAL_CLASSIFIER_LLM_API_KEY)
+    reranker = rerank.Reranker(access, model=rerank_model, user=user)
+    final, reranked, fallbacks = [], 0, 0
     for s in scored:
         pick = s["top"][0]
         if rerank_model and s["margin"] <= margin:
             reranked += 1
-            choice, _problems = rerank.choose(url=settings.PORTAL_CLASSIFIER_LLM_URL,
-                                              api_key=settings.PORTAL_CLASSIFIER_LLM_API_KEY, model=rerank_model,
-                                              excerpt=s["text"], candidates=s["hits"], user=user)
-            pick = choice.code if choice else pick
+            answer = reranker.choose(excerpt=s["text"], candidates=s["hits"])
+            fallbacks += answer.choice is None
+            pick = answer.choice.code if answer.choice else pick
         final.append(pick)
     n = len(scored)
     confused = Counter((s["expected"], got) for s, got in zip(scored, final, strict=True) if got != s["expected"])
@@ -99,7 +105,21 @@ def evaluate(*, version: TaxonomyVersion, embedder_key: str, depth: int, rows: l
         "top5_recall": round(sum(s["expected"] in s["top"] for s in scored) / n, 4),
         "accuracy_final": round(sum(got == s["expected"] for s, got in zip(scored, final, strict=True)) / n, 4),
         "rerank_share": round(reranked / n, 4),
+        "rerank_fallbacks": fallbacks,
+        "rerank_refused": reranker.refusal.reason if reranker.refusal is not None else "",
         "confused": [{"expected": e, "got": g, "count": c} for (e, g), c in confused.most_common(5)],
     }
 
 
+
+
+def evaluate_side_by_side(*, version: TaxonomyVersion, rows: list[tuple[str, str]], settings_list: list[dict],
+                          user: str, owner: User | None = None) -> list[dict]:
+    """Several settings on the same rows; on the portal's gateway the reranks are charged to `owner`."""
+    from classifier import services
+
+    # Two evaluations of one user may run at once: each gets a key of its own name.
+    name = f"classifier evaluation {uuid.uuid4().hex[:8]}"
+    with services.rerank_access(owner=owner, models=[s.get("rerank_model") or "" for s in settings_list],
+                                name=name, lifetime=services.EVALUATION_KEY_LIFETIME) as access:
+        return [evaluate(version=version, rows=rows, user=user, access=access, **s) for s in settings_list]

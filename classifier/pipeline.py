@@ -4,7 +4,9 @@
 2. List the files under the source (confined to the roots); files already classified with the same
    content hash are kept (resume), problems become `skipped` results with their reason.
 3. In batches: extract name + first 4 KB, embed, search the top 5; take top-1 when its lead over top-2
-   exceeds the job's margin, else ask the LLM (retry once, then fall back to top-1).
+   exceeds the job's margin, else ask the LLM (retry once, then fall back to top-1). On the portal's
+   gateway the LLM is asked with a temporary key of the job's owner, made for this run and revoked when
+   it ends (services.rerank_access), so the owner's quotas apply and the usage is theirs.
 4. Between batches, stop if the job was cancelled; publish progress about once a second.
 """
 import hashlib
@@ -17,7 +19,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from classifier import embedders, events, extract, index, rerank, scan
+from classifier import embedders, events, extract, index, rerank, scan, services
 from classifier.models import ClassificationJob, ClassificationResult
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def decide(*, job: ClassificationJob, excerpt: str, hits: list) -> Scored:
+def decide(*, job: ClassificationJob, excerpt: str, hits: list, reranker: rerank.Reranker) -> Scored:
     """Stage 2 for one file: take top-1 on a clear lead, else the LLM's pick among the candidates."""
     top_node, top_score = hits[0]
     margin = top_score - hits[1][1] if len(hits) > 1 else 1.0
@@ -51,12 +53,10 @@ def decide(*, job: ClassificationJob, excerpt: str, hits: list) -> Scored:
     if margin > job.margin or not job.rerank_model:
         return Scored(top_node, top_score, margin, candidates, Method.EMBEDDING, None,
                       f"embedding lead {margin:.3f} over the next class")
-    choice, problems = rerank.choose(url=settings.PORTAL_CLASSIFIER_LLM_URL,
-                                     api_key=settings.PORTAL_CLASSIFIER_LLM_API_KEY, model=job.rerank_model,
-                                     excerpt=excerpt, candidates=hits, user=job.owner.get_username())
+    answer = reranker.choose(excerpt=excerpt, candidates=hits)
+    choice = answer.choice
     if choice is None:
-        return Scored(top_node, top_score, margin, candidates, Method.FALLBACK, None,
-                      "LLM answer invalid twice (" + "; ".join(problems)[:400] + "): embedding top-1 taken")
+        return Scored(top_node, top_score, margin, candidates, Method.FALLBACK, None, answer.fallback_reason())
     node, score = next((n, s) for n, s in hits if n.code == choice.code)
     return Scored(node, score, margin, candidates, Method.RERANK, choice.confidence, choice.reason)
 
@@ -89,7 +89,8 @@ def _skip(job: ClassificationJob, found: scan.Found) -> ClassificationResult:
                                 reason=found.skip_reason)
 
 
-def _classify_batch(job: ClassificationJob, label_index: index.LabelIndex, embedder, batch: list) -> dict:
+def _classify_batch(job: ClassificationJob, label_index: index.LabelIndex, embedder, batch: list,
+                    reranker: rerank.Reranker) -> dict:
     """batch: [(found, hash)]. Returns timings and counts; saves the results."""
     t0 = time.monotonic()
     texts = []
@@ -102,7 +103,7 @@ def _classify_batch(job: ClassificationJob, label_index: index.LabelIndex, embed
     t2 = time.monotonic()
     results, reranked = [], 0
     for (found, digest), text, hits in zip(batch, texts, all_hits, strict=True):
-        scored = decide(job=job, excerpt=text, hits=hits)
+        scored = decide(job=job, excerpt=text, hits=hits, reranker=reranker)
         reranked += scored.method in (Method.RERANK, Method.FALLBACK)
         results.append(ClassificationResult(
             job=job, path=str(found.path), content_hash=digest, size=found.size, node=scored.node,
@@ -122,7 +123,9 @@ def job_run(*, job_id: int) -> ClassificationJob | None:
     job = ClassificationJob.objects.select_related("version", "owner").get(pk=job_id)
     progress = Progress(job)
     try:
-        _run(job, progress)
+        with services.rerank_access(owner=job.owner, models=[job.rerank_model], name=f"classifier job #{job.pk}",
+                                    lifetime=services.JOB_KEY_LIFETIME) as access:
+            _run(job, progress, rerank.Reranker(access, model=job.rerank_model, user=job.owner.get_username()))
     except Exception as exc:
         log.exception("classification job %s failed", job_id)
         ClassificationJob.objects.filter(pk=job_id, status=ClassificationJob.Status.RUNNING).update(
@@ -137,7 +140,7 @@ def _still_running(job: ClassificationJob) -> bool:
     return ClassificationJob.objects.filter(pk=job.pk, status=ClassificationJob.Status.RUNNING).exists()
 
 
-def _run(job: ClassificationJob, progress: Progress) -> None:
+def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) -> None:
     source = Path(job.source_path)
     if not scan.inside_roots(source):
         raise PermissionError(f"{source} is no longer inside the archive roots")
@@ -172,7 +175,7 @@ def _run(job: ClassificationJob, progress: Progress) -> None:
     for start in range(0, len(todo), size):
         if not _still_running(job):
             return
-        stats = _classify_batch(job, label_index, embedder, todo[start:start + size])
+        stats = _classify_batch(job, label_index, embedder, todo[start:start + size], reranker)
         ClassificationJob.objects.filter(pk=job.pk).update(
             files_done=F("files_done") + len(todo[start:start + size]),
             files_reranked=F("files_reranked") + stats["reranked"],

@@ -3,11 +3,14 @@
 The model gets the file excerpt and the candidates with their descriptions, and must answer JSON
 constrained by a schema (`response_format` json_schema): the chosen code (one of the candidates), a
 confidence 0-1 and a one-sentence reason. An invalid or failed answer is retried once; after that the
-embedding top-1 is taken and marked `fallback`.
+embedding top-1 is taken and marked `fallback`. A refusal (the caller's quota, key or allowed models,
+see clients.Refused) is failed the same way, and the fallback's reason says what refused.
 """
 import json
 import logging
-from dataclasses import dataclass
+import math
+import time
+from dataclasses import dataclass, field
 
 from classifier import clients
 from classifier.models import TaxonomyNode
@@ -15,6 +18,20 @@ from classifier.models import TaxonomyNode
 log = logging.getLogger(__name__)
 EXCERPT_CHARS = 2000
 ATTEMPTS = 2
+# A refusal asking to wait at most this long (requests per minute, concurrency) is waited out before the
+# retry, so a job paces itself to its owner's limits instead of falling back for a minute's worth of files.
+WAIT_MAX_S = 60
+REFUSALS = {
+    "tokens_per_day_exceeded": "tokens/day quota reached",
+    "requests_per_minute_exceeded": "requests/min quota reached",
+    "concurrent_requests_exceeded": "concurrent requests quota reached",
+    "model_not_allowed": "model not allowed",
+    "invalid_api_key": "API key refused",
+    "revoked_api_key": "API key revoked",
+    "expired_api_key": "API key expired",
+    "missing_api_key": "no API key",
+    "inactive_user": "owner deactivated",
+}
 
 SYSTEM = ("You sort documents into a Johnny-Decimal taxonomy. Pick exactly one of the candidate classes "
           "for the document. Answer only with JSON matching the schema.")
@@ -25,6 +42,20 @@ class Choice:
     code: str
     confidence: float
     reason: str
+
+
+@dataclass
+class Answer:
+    choice: Choice | None
+    problems: list[str] = field(default_factory=list)
+    refusal: clients.Refused | None = None  # set when the last attempt was refused
+
+    def fallback_reason(self) -> str:
+        """Why the embedding's top-1 was taken instead, for the results table."""
+        if self.refusal is not None:
+            what = REFUSALS.get(self.refusal.error_code) or f"HTTP {self.refusal.status}"
+            return f"rerank refused: {what} ({self.refusal.reason[:300]}): embedding top-1 taken"
+        return "LLM answer invalid twice (" + "; ".join(self.problems)[:400] + "): embedding top-1 taken"
 
 
 def schema(codes: list[str]) -> dict:
@@ -87,18 +118,61 @@ def parse_answer(content: str, codes: list[str]) -> Choice:
 
 
 def choose(*, url: str, api_key: str, model: str, excerpt: str, candidates: list[tuple[TaxonomyNode, float]],
-           user: str) -> tuple[Choice | None, list[str]]:
-    """Ask the LLM, retrying once. Returns (choice or None, the problems met along the way)."""
+           user: str) -> Answer:
+    """Ask the LLM, retrying once (after the wait a short refusal asks for). Never raises for the answer."""
     codes = [node.code for node, _ in candidates]
     body = request_body(model=model, excerpt=excerpt, candidates=candidates, user=user)
-    problems: list[str] = []
-    for _attempt in range(ATTEMPTS):
+    answer = Answer(choice=None)
+    for attempt in range(ATTEMPTS):
         try:
-            answer = clients.chat_completion(url=url, api_key=api_key, body=body)
-            content = answer["choices"][0]["message"]["content"]
-            return parse_answer(content, codes), problems
+            reply = clients.chat_completion(url=url, api_key=api_key, body=body)
+            content = reply["choices"][0]["message"]["content"]
+            answer.choice, answer.refusal = parse_answer(content, codes), None
+            return answer
+        except clients.Refused as exc:
+            answer.refusal = exc
+            answer.problems.append(exc.reason)
+            log.info("rerank refused: %s", exc.reason)
+            if attempt + 1 < ATTEMPTS and exc.retry_after is not None and exc.retry_after <= WAIT_MAX_S:
+                time.sleep(exc.retry_after)
         except (ValueError, KeyError, IndexError, TypeError, clients.UpstreamError) as exc:
             message = getattr(exc, "message", None) or str(exc)
-            problems.append(message)
+            answer.refusal = None
+            answer.problems.append(message)
             log.info("rerank answer rejected: %s", message)
-    return None, problems
+    return answer
+
+
+@dataclass
+class Access:
+    """Where a run's rerank requests go, and the key they carry (empty: none)."""
+
+    url: str
+    api_key: str = ""
+
+
+class Reranker:
+    """One run's way to the LLM.
+
+    After a refusal that the retry's short wait did not cure (tokens per day, a revoked key, a model not
+    allowed), later files fall back at once with the same reason until the refusal's Retry-After has
+    passed, instead of each being refused twice more.
+    """
+
+    def __init__(self, access: Access, *, model: str, user: str):
+        self.access = access
+        self.model = model
+        self.user = user
+        self.refusal: clients.Refused | None = None
+        self.refused_until = 0.0
+
+    def choose(self, *, excerpt: str, candidates: list[tuple[TaxonomyNode, float]]) -> Answer:
+        if self.refusal is not None and time.monotonic() < self.refused_until:
+            return Answer(choice=None, refusal=self.refusal)
+        answer = choose(url=self.access.url, api_key=self.access.api_key, model=self.model, excerpt=excerpt,
+                        candidates=candidates, user=self.user)
+        if answer.refusal is not None:
+            wait = answer.refusal.retry_after
+            self.refusal = answer.refusal
+            self.refused_until = time.monotonic() + (wait if wait is not None else math.inf)
+        return answer

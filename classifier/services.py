@@ -1,18 +1,29 @@
-"""Classifier writes: taxonomies and their versions, jobs (create, cancel, resume), corrections."""
+"""Classifier writes: taxonomies and their versions, jobs (create, cancel, resume), corrections, the rerank's
+temporary API keys."""
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from accounts.models import User
+from accounts import services as account_services
+from accounts.models import ApiKey, User
 from accounts.services import audit_record
-from classifier import embedders, scan, taxonomy_yaml
+from classifier import embedders, rerank, scan, taxonomy_yaml
 from classifier.models import ClassificationJob, ClassificationResult, Taxonomy, TaxonomyNode, TaxonomyVersion
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
+log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+# As long as the task that holds the key may run (its Celery time limit): a worker killed mid-run leaves a
+# key that is useless soon after, and a live run never outlives its key.
+JOB_KEY_LIFETIME = timedelta(hours=24)
+EVALUATION_KEY_LIFETIME = timedelta(hours=1, minutes=5)
 
 
 def _create_nodes(version: TaxonomyVersion, parsed: list[taxonomy_yaml.ParsedNode]) -> None:
@@ -265,3 +276,43 @@ def upload_store(*, owner: User, files: list[tuple[str, object]], ip: str | None
     audit_record(actor=owner, action="classifier.upload.stored", target_type="classifier.upload",
                  target_id=folder.name, ip=ip, details={"files": [n for n, _ in files], "bytes": total})
     return str(folder)
+
+
+def is_portal_gateway(url: str) -> bool:
+    return url.rstrip("/") == settings.PORTAL_GATEWAY_URL.rstrip("/")
+
+
+@contextmanager
+def rerank_access(*, owner: User | None, models: list[str], name: str,
+                  lifetime: timedelta = JOB_KEY_LIFETIME) -> Iterator[rerank.Access]:
+    """Where a run's rerank requests go and which key they carry, for the length of the `with` block.
+
+    1. When the URL is the portal's own gateway (PORTAL_GATEWAY_URL) and the run reranks, the owner gets a
+       temporary key named `name` (audited like any key): gateway-only, limited to the rerank models,
+       expiring after `lifetime`. Its secret lives only in this block; the key is revoked when the block
+       ends, however it ends. The gateway then counts the requests against the owner's quotas and writes
+       them to the owner's usage.
+    2. Else the operator's PORTAL_CLASSIFIER_LLM_API_KEY (or none) is sent to the external URL, where the
+       portal's quotas cannot apply.
+    """
+    url = settings.PORTAL_CLASSIFIER_LLM_URL
+    models = sorted({m for m in models if m})
+    if not models or owner is None or not is_portal_gateway(url):
+        yield rerank.Access(url=url, api_key=settings.PORTAL_CLASSIFIER_LLM_API_KEY)
+        return
+    _stale_keys_revoke(owner=owner, name=name)
+    key, raw = account_services.api_key_create(owner=owner, name=name, actor=owner, scopes=models,
+                                               expires_at=timezone.now() + lifetime, gateway_only=True)
+    try:
+        yield rerank.Access(url=url, api_key=raw)
+    finally:
+        try:
+            account_services.api_key_revoke(key=key, actor=owner, reason=f"{name} ended")
+        except Exception:  # noqa: BLE001 - the run's own outcome matters more; the key expires anyway
+            log.exception("could not revoke API key %s of %s; it expires at %s", key.display, name, key.expires_at)
+
+
+def _stale_keys_revoke(*, owner: User, name: str) -> None:
+    """An active key of the same name was left by a run whose worker died: it goes before a new one is made."""
+    for stale in ApiKey.objects.filter(owner=owner, name=name, revoked_at__isnull=True, gateway_only=True):
+        account_services.api_key_revoke(key=stale, actor=owner, reason=f"left by an interrupted run of {name}")

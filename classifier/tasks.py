@@ -11,13 +11,17 @@ def classification_job_run_task(job_id: int) -> str:
 
 
 @app.task(time_limit=3600)
-def evaluation_run_task(*, version_id: int, rows: list, settings_list: list, user: str) -> list:
-    """Evaluate one or more settings on the same labeled rows (side by side)."""
+def evaluation_run_task(*, version_id: int, rows: list, settings_list: list, user: str,
+                        user_id: int | None = None) -> list:
+    """Evaluate one or more settings on the same labeled rows (side by side); reranks are charged to `user_id`."""
+    from accounts.models import User
     from classifier import evaluation
     from classifier.models import TaxonomyVersion
 
     version = TaxonomyVersion.objects.get(pk=version_id)
-    return [evaluation.evaluate(version=version, rows=[tuple(r) for r in rows], user=user, **s) for s in settings_list]
+    owner = User.objects.filter(pk=user_id).first() if user_id is not None else None
+    return evaluation.evaluate_side_by_side(version=version, rows=[tuple(r) for r in rows],
+                                            settings_list=settings_list, user=user, owner=owner)
 
 
 @app.task(time_limit=3600)

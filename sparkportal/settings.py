@@ -264,6 +264,8 @@ LOGGING = {
 # --- make run -----------------------------------------------------------------------------
 PORTAL_BIND = env_str("PORTAL_BIND", "127.0.0.1")
 PORTAL_PORT = env_int("PORTAL_PORT", 8000)
+# Where the portal's own workers reach its /v1 gateway (another host's worker: the web host's address).
+PORTAL_GATEWAY_URL = env_str("PORTAL_GATEWAY_URL", f"http://127.0.0.1:{PORTAL_PORT}/v1")
 PORTAL_WORKER_CONCURRENCY = env_int("PORTAL_WORKER_CONCURRENCY", 4)
 
 # --- Benchmarks ---------------------------------------------------------------------------
@@ -304,7 +306,9 @@ PORTAL_CLASSIFIER_DEFAULT_MARGIN = env_float("PORTAL_CLASSIFIER_MARGIN", 0.03)
 PORTAL_CLASSIFIER_MAX_BYTES = env_int("PORTAL_CLASSIFIER_MAX_BYTES", 50 * 1024 * 1024)
 PORTAL_CLASSIFIER_BATCH = env_int("PORTAL_CLASSIFIER_BATCH", 64)
 # The rerank LLM: an OpenAI-compatible base URL (the portal's own /v1 gateway by default), model, key.
-PORTAL_CLASSIFIER_LLM_URL = env_str("PORTAL_CLASSIFIER_LLM_URL", f"http://127.0.0.1:{PORTAL_PORT}/v1")
+# On the gateway each job is charged to its owner (a temporary key per run); the key below is only sent
+# to an external URL.
+PORTAL_CLASSIFIER_LLM_URL = env_str("PORTAL_CLASSIFIER_LLM_URL", PORTAL_GATEWAY_URL)
 PORTAL_CLASSIFIER_LLM_MODEL = env_str("PORTAL_CLASSIFIER_LLM_MODEL", "")
 PORTAL_CLASSIFIER_LLM_API_KEY = env_secret("PORTAL_CLASSIFIER_LLM_API_KEY") or ""
 

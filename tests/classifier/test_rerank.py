@@ -23,10 +23,11 @@ def test_parse_answer_accepts_only_schema_valid_json():
 
 
 def test_the_request_carries_candidates_and_a_json_schema(fake_llm, candidates):
-    choice, problems = rerank.choose(url=fake_llm.url + "/v1", api_key="", model=fake_llm.model, user="mia",
-                                     excerpt="plumber_report.docx Repairs by a contractor: fixed the leaking pipe",
-                                     candidates=candidates)
-    assert problems == [] and choice.code == "20.02" and 0 <= choice.confidence <= 1 and choice.reason
+    answer = rerank.choose(url=fake_llm.url + "/v1", api_key="", model=fake_llm.model, user="mia",
+                           excerpt="plumber_report.docx Repairs by a contractor: fixed the leaking pipe",
+                           candidates=candidates)
+    choice = answer.choice
+    assert answer.problems == [] and choice.code == "20.02" and 0 <= choice.confidence <= 1 and choice.reason
     body = fake_llm.requests[-1]["body"]
     fmt = body["response_format"]
     assert fmt["type"] == "json_schema"
@@ -38,14 +39,15 @@ def test_the_request_carries_candidates_and_a_json_schema(fake_llm, candidates):
 @pytest.mark.parametrize("script", [["invalid"], ["wrong_code"], ["error"]])
 def test_an_invalid_answer_is_retried_once(fake_llm, candidates, script):
     fake_llm.script[:] = script
-    choice, problems = rerank.choose(url=fake_llm.url + "/v1", api_key="", model=fake_llm.model, user="mia",
-                                     excerpt="grocery receipt milk bread", candidates=candidates)
-    assert choice is not None and len(problems) == 1 and len(fake_llm.requests) == 2
+    answer = rerank.choose(url=fake_llm.url + "/v1", api_key="", model=fake_llm.model, user="mia",
+                           excerpt="grocery receipt milk bread", candidates=candidates)
+    assert answer.choice is not None and len(answer.problems) == 1 and len(fake_llm.requests) == 2
 
 
 def test_two_invalid_answers_give_up(fake_llm, candidates):
     fake_llm.script[:] = ["invalid", "wrong_code"]
-    choice, problems = rerank.choose(url=fake_llm.url + "/v1", api_key="", model=fake_llm.model, user="mia",
-                                     excerpt="grocery receipt", candidates=candidates)
-    assert choice is None
-    assert problems[0].startswith("not JSON") and "'99.99' is not one of the candidates" in problems[1]
+    answer = rerank.choose(url=fake_llm.url + "/v1", api_key="", model=fake_llm.model, user="mia",
+                           excerpt="grocery receipt", candidates=candidates)
+    assert answer.choice is None and answer.refusal is None
+    assert answer.problems[0].startswith("not JSON") and "'99.99' is not one of the candidates" in answer.problems[1]
+    assert answer.fallback_reason().startswith("LLM answer invalid twice (not JSON")
