@@ -1,11 +1,9 @@
 """REST API of the classifier (mounted at /api/classifier/)."""
-from celery.result import AsyncResult
-from django.conf import settings
 from ninja import File, Router, Status, UploadedFile
 from ninja.pagination import paginate
 
 from accounts.services import client_ip
-from classifier import embedders, evaluation, exports, selectors, services, tasks
+from classifier import exports, selectors, services
 from classifier import lint as lint_mod
 from classifier.models import ClassificationJob, TaxonomyNode, TaxonomyVersion
 from classifier.schemas import (
@@ -17,6 +15,7 @@ from classifier.schemas import (
     FindingOut,
     JobIn,
     JobOut,
+    MarginIn,
     NodeOut,
     NodePatch,
     ResultOut,
@@ -24,8 +23,6 @@ from classifier.schemas import (
     TaxonomyIn,
     VersionOut,
 )
-from sparkportal.celery import app as celery_app
-from sparkportal.exceptions import ValidationFailed
 
 router = Router()
 ERRORS = {400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
@@ -134,35 +131,35 @@ def result_correct(request, result_id: int, body: CorrectionIn):
 def margin_calibrate(request, name: str, body: CalibrateIn, version: int | None = None):
     """Runs on a worker (models never load in the web process); poll /tasks/{task_id}/."""
     v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=name), number=version)
-    rows = evaluation.parse_labeled_csv(body.labeled_csv)
-    embedder = body.embedder or settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
-    embedders.get_spec(embedder)
-    if not 0 < body.target <= 1:
-        raise ValidationFailed("target precision is a fraction between 0 and 1, e.g. 0.95.")
-    task = tasks.margin_calibrate_task.apply_async(kwargs={
-        "version_id": v.pk, "rows": rows, "embedder_key": embedder, "depth": body.depth, "target": body.target,
-        "actor_id": request.user.pk}, queue="default")
-    return Status(202, {"task_id": task.id, "state": "PENDING"})
+    task_id = services.margin_calibration_start(actor=request.user, version=v, labeled_csv=body.labeled_csv,
+                                                embedder=body.embedder, depth=body.depth, target=body.target)
+    return Status(202, {"task_id": task_id, "state": "PENDING"})
+
+
+@router.post("/taxonomies/{name}/margin/", response={200: VersionOut, **ERRORS})
+def margin_override(request, name: str, body: MarginIn, version: int | None = None):
+    """Jobs use this margin instead of the calibrated one; the calibration's curve is kept."""
+    v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=name), number=version)
+    v = services.version_margin_override(actor=request.user, version=v, embedder_key=body.embedder,
+                                         depth=body.depth, margin=body.margin, ip=client_ip(request))
+    return version_out(v)
 
 
 @router.post("/evaluate/", response={202: TaskOut, **ERRORS})
 def evaluate(request, body: EvaluateIn):
-    v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=body.taxonomy), number=body.version)
-    rows = evaluation.parse_labeled_csv(body.labeled_csv)
-    for s in body.settings:
-        embedders.get_spec(s.embedder_key)
-    task = tasks.evaluation_run_task.apply_async(kwargs={
-        "version_id": v.pk, "rows": rows, "settings_list": [s.model_dump() for s in body.settings],
-        "user": request.user.get_username(), "user_id": request.user.pk}, queue="default")
-    return Status(202, {"task_id": task.id, "state": "PENDING"})
+    """Each setting may name its taxonomy version (its label text); poll /tasks/{task_id}/."""
+    taxonomy = selectors.taxonomy_get(name=body.taxonomy)
+    sides = [{"version": s.version or body.version, "embedder": s.embedder_key, "depth": s.depth, "margin": s.margin,
+              "rerank_model": s.rerank_model} for s in body.settings]
+    task_id = services.evaluation_start(actor=request.user, taxonomy=taxonomy, labeled_csv=body.labeled_csv,
+                                        sides=sides)
+    return Status(202, {"task_id": task_id, "state": "PENDING"})
 
 
-@router.get("/tasks/{task_id}/", response=TaskOut)
+@router.get("/tasks/{task_id}/", response={200: TaskOut, **ERRORS})
 def task_state(request, task_id: str):
-    result = AsyncResult(task_id, app=celery_app)
-    if result.failed():
-        return {"task_id": task_id, "state": result.state, "error": str(result.result)}
-    return {"task_id": task_id, "state": result.state, "result": result.result if result.successful() else None}
+    """A calibration or evaluation you started."""
+    return selectors.task_state(selectors.task_get_own(user=request.user, task_id=task_id))
 
 
 @router.get("/jobs/{job_id}/plan/", response={200: list[dict], **ERRORS})

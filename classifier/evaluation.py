@@ -35,6 +35,19 @@ def parse_labeled_csv(text: str) -> list[tuple[str, str]]:
     return rows
 
 
+def rows_check(*, version: TaxonomyVersion, rows: list[tuple[str, str]]) -> None:
+    """Before any model loads: every expected code is in the version, every file path inside the roots."""
+    codes = set(version.nodes.values_list("code", flat=True))
+    for n, (source, code) in enumerate(rows, start=1):
+        if code not in codes:
+            raise ValidationFailed(f"Labeled row {n}: expected code {code!r} is not in {version}.",
+                                   code="unknown_code")
+        path = Path(source)
+        if path.is_absolute() and path.is_file() and not scan.inside_roots(path):
+            raise ValidationFailed(f"Labeled row {n}: {source} is outside the archive roots.",
+                                   code="path_outside_roots")
+
+
 def _text_of(source: str) -> str:
     path = Path(source)
     if path.is_absolute() and path.is_file():
@@ -46,10 +59,7 @@ def _text_of(source: str) -> str:
 
 
 def score(*, version: TaxonomyVersion, embedder_key: str, depth: int, rows: list[tuple[str, str]]) -> list[dict]:
-    codes = set(version.nodes.values_list("code", flat=True))
-    for _source, code in rows:
-        if code not in codes:
-            raise ValidationFailed(f"Expected code {code!r} is not in {version}.", code="unknown_code")
+    rows_check(version=version, rows=rows)
     texts = [_text_of(source) for source, _ in rows]
     label_index = index.LabelIndex(version, embedder_key, depth)
     hits = label_index.search(embedders.load(embedder_key).embed(texts, kind="query"))
@@ -74,6 +84,12 @@ def calibrate(scored: list[dict], *, target: float = 0.95) -> dict:
     chosen = next((p for p in curve if p["precision"] >= target), curve[-1])
     return {"margin": chosen["margin"], "precision": chosen["precision"], "rerank_share": chosen["rerank_share"],
             "target": target, "samples": len(scored), "curve": curve}
+
+
+def curve_point(curve: list[dict], margin: float) -> dict | None:
+    """The curve's figures at any margin: files above it are those above the largest curve margin <= it."""
+    below = [p for p in curve if p["margin"] <= margin]
+    return max(below, key=lambda p: p["margin"]) if below else None
 
 
 def evaluate(*, version: TaxonomyVersion, embedder_key: str, depth: int, rows: list[tuple[str, str]],
@@ -122,4 +138,12 @@ def evaluate_side_by_side(*, version: TaxonomyVersion, rows: list[tuple[str, str
     name = f"classifier evaluation {uuid.uuid4().hex[:8]}"
     with services.rerank_access(owner=owner, models=[s.get("rerank_model") or "" for s in settings_list],
                                 name=name, lifetime=services.EVALUATION_KEY_LIFETIME) as access:
-        return [evaluate(version=version, rows=rows, user=user, access=access, **s) for s in settings_list]
+        reports = []
+        for setting in settings_list:
+            setting = dict(setting)
+            # A setting may name its own version: the label text it is evaluated with.
+            side_version = TaxonomyVersion.objects.get(pk=setting.pop("version_id")) \
+                if setting.get("version_id") else version
+            report = evaluate(version=side_version, rows=rows, user=user, access=access, **setting)
+            reports.append({**report, "version": side_version.number})
+        return reports

@@ -115,8 +115,15 @@ class CalibrateIn(Schema):
     target: float = 0.95
 
 
+class MarginIn(Schema):
+    embedder: str
+    depth: int = 2
+    margin: float
+
+
 class EvalSetting(Schema):
     embedder_key: str
+    version: int | None = None
     depth: int = 2
     margin: float | None = None
     rerank_model: str = ""

@@ -1,9 +1,12 @@
 """Classifier reads. Jobs are private to their owner unless shared; admins see all."""
+from celery.result import AsyncResult
+from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from accounts.models import User
 from classifier.models import ClassificationJob, ClassificationResult, Taxonomy, TaxonomyNode, TaxonomyVersion
+from sparkportal.celery import app as celery_app
 
 
 def taxonomy_list(*, user: User) -> QuerySet[Taxonomy]:
@@ -97,3 +100,54 @@ def result_get_own(*, user: User, result_id: int) -> ClassificationResult:
 
 def rerank_share(job: ClassificationJob) -> float:
     return job.rerank_share
+
+
+# Who started a calibration or evaluation task: only they (or an admin) may read its result.
+TASK_OWNER_TTL_S = 7 * 24 * 3600
+
+
+def task_owner_key(task_id: str) -> str:
+    return f"classifier.task.{task_id}"
+
+
+def task_get_own(*, user: User, task_id: str) -> AsyncResult:
+    owner = cache.get(task_owner_key(task_id))
+    if owner is None or (owner != user.pk and not user.is_portal_admin):
+        raise Http404("No such task among yours.")
+    return AsyncResult(task_id, app=celery_app)
+
+
+def task_state(task: AsyncResult) -> dict:
+    """{task_id, state, result, error}: the result once it succeeded, the error's message once it failed."""
+    if task.failed():
+        return {"task_id": task.id, "state": task.state, "result": None, "error": str(task.result)}
+    return {"task_id": task.id, "state": task.state, "result": task.result if task.successful() else None,
+            "error": None}
+
+
+def version_margins(*, version: TaxonomyVersion) -> list[dict]:
+    """The calibrated margins of a version, one per embedder and depth, in key order."""
+    items = []
+    for n, (key, calibration) in enumerate(sorted(version.margins.items()), start=1):
+        embedder, _, depth = key.rpartition("@")
+        items.append({**calibration, "key": key, "embedder": embedder, "depth": int(depth or 0),
+                      "dom_id": f"margin-curve-{n}"})
+    return items
+
+
+def node_labels(*, version: TaxonomyVersion) -> dict[str, str]:
+    return dict(version.nodes.values_list("code", "label_path"))
+
+
+def evaluation_reports(*, taxonomy: Taxonomy, reports: list[dict]) -> list[dict]:
+    """The reports of an evaluation, with the label of each code in its most confused pairs."""
+    labels: dict[int, dict[str, str]] = {}
+    shown = []
+    for report in reports:
+        number = report.get("version")
+        if number not in labels:
+            labels[number] = node_labels(version=version_get(taxonomy=taxonomy, number=number))
+        confused = [{**pair, "expected_label": labels[number].get(pair["expected"], ""),
+                     "got_label": labels[number].get(pair["got"], "")} for pair in report.get("confused", [])]
+        shown.append({**report, "confused": confused})
+    return shown

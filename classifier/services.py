@@ -1,12 +1,17 @@
-"""Classifier writes: taxonomies and their versions, jobs (create, cancel, resume), corrections, the rerank's
-temporary API keys."""
+"""Classifier writes: taxonomies and their versions, jobs (create, cancel, resume), corrections, uploads,
+margin calibration (started, overridden), evaluations (started), the rerank's temporary API keys."""
 import logging
 import re
+import shutil
+import uuid
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -14,7 +19,7 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.models import ApiKey, User
 from accounts.services import audit_record
-from classifier import embedders, rerank, scan, taxonomy_yaml
+from classifier import embedders, evaluation, rerank, scan, selectors, taxonomy_yaml
 from classifier.models import ClassificationJob, ClassificationResult, Taxonomy, TaxonomyNode, TaxonomyVersion
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
@@ -117,6 +122,23 @@ def default_margin(version: TaxonomyVersion, embedder_key: str, depth: int) -> f
     return settings.PORTAL_CLASSIFIER_DEFAULT_MARGIN
 
 
+def _depth_check(version: TaxonomyVersion, depth: int) -> None:
+    max_depth = max(version.nodes.values_list("depth", flat=True), default=1)
+    if not 1 <= depth <= max_depth:
+        raise ValidationFailed(f"Depth {depth} is not in this taxonomy: choose 1 to {max_depth} (start at 2).",
+                               code="invalid_depth")
+
+
+def _settings_check(*, version: TaxonomyVersion, depth: int, embedder: str | None, margin: float | None) -> str:
+    """The classification settings that jobs, calibrations and evaluations share; returns the embedder."""
+    _depth_check(version, depth)
+    embedder = embedder or settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
+    embedders.get_spec(embedder)
+    if margin is not None and not 0 <= margin <= 1:
+        raise ValidationFailed("The margin is a cosine difference between 0 and 1.", code="invalid_margin")
+    return embedder
+
+
 def _globs(value) -> list[str]:
     if isinstance(value, str):
         value = re.split(r"[,\n]", value)
@@ -132,14 +154,7 @@ def job_create(*, owner: User, version: TaxonomyVersion, source_path: str, depth
     uploads = scan.uploads_root()
     if source.is_relative_to(uploads) and not source.is_relative_to(uploads / owner.get_username()):
         raise ValidationFailed("That upload folder belongs to someone else.", code="path_not_yours")
-    max_depth = max(version.nodes.values_list("depth", flat=True), default=1)
-    if not 1 <= depth <= max_depth:
-        raise ValidationFailed(f"Depth {depth} is not in this taxonomy: choose 1 to {max_depth} (start at 2).",
-                               code="invalid_depth")
-    embedder = embedder or settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
-    embedders.get_spec(embedder)
-    if margin is not None and not 0 <= margin <= 1:
-        raise ValidationFailed("The margin is a cosine difference between 0 and 1.", code="invalid_margin")
+    embedder = _settings_check(version=version, depth=depth, embedder=embedder, margin=margin)
     job = ClassificationJob(
         owner=owner, version=version, source_path=str(source), depth=depth, embedder=embedder,
         margin=margin if margin is not None else default_margin(version, embedder, depth),
@@ -228,54 +243,111 @@ def job_plan_apply(*, actor: User, job: ClassificationJob, target: str, mode: st
     return outcome
 
 
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024
+def _size_text(n: int) -> str:
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} bytes"
+
+
+class _UploadFolder:
+    """Writes an upload into its folder, refusing names that leave it and stopping at the size limit."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.limit = settings.PORTAL_CLASSIFIER_UPLOAD_MAX_BYTES
+        self.total = 0
+        self.files = 0
+
+    def too_large(self) -> ValidationFailed:
+        return ValidationFailed(f"The upload unpacks to more than {_size_text(self.limit)}: upload fewer files, or "
+                                "put them in a folder under an archive root and start the job on that folder.",
+                                code="upload_too_large")
+
+    def target(self, parts: list[str]) -> Path:
+        """Two uploaded files of the same name both stay: the second becomes 'name (2).ext'."""
+        target = self.folder.joinpath(*parts)
+        n = 1
+        while target.exists():
+            n += 1
+            target = target.with_name(f"{Path(parts[-1]).stem} ({n}){Path(parts[-1]).suffix}")
+        return target
+
+    def write(self, parts: list[str], chunks) -> None:
+        target = self.target(parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for chunk in chunks:
+                self.total += len(chunk)
+                if self.total > self.limit:
+                    raise self.too_large()
+                out.write(chunk)
+        self.files += 1
+
+    def add_zip(self, name: str, fh) -> None:
+        try:
+            archive = zipfile.ZipFile(fh)
+        except zipfile.BadZipFile:
+            raise ValidationFailed(f"{name} is not a readable zip file.", code="bad_zip") from None
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if not members:
+            raise ValidationFailed(f"{name} holds no files.", code="empty_upload")
+        parts = [_zip_member_parts(name, info.filename) for info in members]
+        # Checked before unpacking: the sizes a zip declares (the writes check again as they go).
+        if self.total + sum(info.file_size for info in members) > self.limit:
+            raise self.too_large()
+        for info, member_parts in zip(members, parts, strict=True):
+            try:
+                with archive.open(info) as member:
+                    self.write(member_parts, iter(lambda m=member: m.read(1 << 20), b""))
+            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as exc:
+                raise ValidationFailed(f"{name}: {info.filename} could not be unpacked ({exc}).",
+                                       code="bad_zip") from None
+
+    def add_file(self, name: str, fh) -> None:
+        base = PurePosixPath(name.replace("\\", "/")).name
+        if base in ("", ".", ".."):
+            raise ValidationFailed(f"{name!r} is not a file name.", code="bad_file_name")
+        self.write([base], fh.chunks() if hasattr(fh, "chunks") else [fh.read()])
+
+
+def _zip_member_parts(archive_name: str, member: str) -> list[str]:
+    """The member's path inside the upload folder; one that would leave it (zip slip) is refused."""
+    pure = PurePosixPath(member.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or re.match(r"^[A-Za-z]:", member):
+        raise ValidationFailed(f"{archive_name}: {member!r} points outside the archive (an absolute path or '..'). "
+                               "Zip the folder from inside it and upload again.", code="zip_path_escapes")
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if not parts:
+        raise ValidationFailed(f"{archive_name}: {member!r} is not a file name.", code="bad_zip")
+    return parts
 
 
 def upload_store(*, owner: User, files: list[tuple[str, object]], ip: str | None = None) -> str:
     """Unpack uploaded files (a .zip is extracted) into a fresh folder a job can then read.
 
-    Names are reduced to their safe relative parts (no absolute paths, no '..'), and the unpacked size
-    is capped, so an archive cannot write outside its folder or fill the disk."""
-    import uuid
-    import zipfile
-    from pathlib import Path, PurePosixPath
-
-    folder = scan.uploads_root() / owner.get_username() / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    total = 0
-
-    def safe(name: str) -> Path | None:
-        parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
-        return folder.joinpath(*parts) if parts else None
-
-    def write(target: Path | None, chunks) -> None:
-        nonlocal total
-        if target is None:
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
-            for chunk in chunks:
-                total += len(chunk)
-                if total > MAX_UPLOAD_BYTES:
-                    raise ValidationFailed(f"The upload unpacks to more than {MAX_UPLOAD_BYTES // 2**30} GB: "
-                                           "put the files under an archive root instead.", code="upload_too_large")
-                out.write(chunk)
-
-    for name, fh in files:
-        if name.lower().endswith(".zip"):
-            try:
-                archive = zipfile.ZipFile(fh)
-            except zipfile.BadZipFile:
-                raise ValidationFailed(f"{name} is not a readable zip file.", code="bad_zip") from None
-            for info in archive.infolist():
-                if not info.is_dir():
-                    with archive.open(info) as member:
-                        write(safe(info.filename), iter(lambda m=member: m.read(1 << 20), b""))
-        else:
-            write(safe(Path(name).name), fh.chunks() if hasattr(fh, "chunks") else [fh.read()])
+    Refused, leaving nothing behind: no files, nothing but empty files, a zip member named outside the
+    folder (absolute or '..'), more than PORTAL_CLASSIFIER_UPLOAD_MAX_BYTES unpacked."""
+    if not files:
+        raise ValidationFailed("Choose at least one file or a .zip to upload.", code="empty_upload")
+    upload = _UploadFolder(scan.uploads_root() / owner.get_username() / uuid.uuid4().hex)
+    upload.folder.mkdir(parents=True)
+    try:
+        for name, fh in files:
+            if name.lower().endswith(".zip"):
+                upload.add_zip(name, fh)
+            else:
+                upload.add_file(name, fh)
+        if upload.total == 0:
+            raise ValidationFailed("The upload is empty (0 bytes): choose the files to classify.",
+                                   code="empty_upload")
+    except BaseException:
+        shutil.rmtree(upload.folder, ignore_errors=True)
+        raise
     audit_record(actor=owner, action="classifier.upload.stored", target_type="classifier.upload",
-                 target_id=folder.name, ip=ip, details={"files": [n for n, _ in files], "bytes": total})
-    return str(folder)
+                 target_id=upload.folder.name, ip=ip,
+                 details={"files": [n for n, _ in files], "unpacked": upload.files, "bytes": upload.total})
+    return str(upload.folder)
 
 
 def is_portal_gateway(url: str) -> bool:
@@ -316,3 +388,90 @@ def _stale_keys_revoke(*, owner: User, name: str) -> None:
     """An active key of the same name was left by a run whose worker died: it goes before a new one is made."""
     for stale in ApiKey.objects.filter(owner=owner, name=name, revoked_at__isnull=True, gateway_only=True):
         account_services.api_key_revoke(key=stale, actor=owner, reason=f"left by an interrupted run of {name}")
+
+
+@transaction.atomic
+def job_create_from_upload(*, owner: User, version: TaxonomyVersion, files: list[tuple[str, object]],
+                           depth: int = 2, embedder: str | None = None, margin: float | None = None,
+                           ip: str | None = None, **options) -> ClassificationJob:
+    """Start a job on uploaded files. Settings are checked before the upload is unpacked, and a job that
+    cannot start takes its upload folder with it."""
+    _settings_check(version=version, depth=depth, embedder=embedder, margin=margin)
+    folder = upload_store(owner=owner, files=files, ip=ip)
+    try:
+        return job_create(owner=owner, version=version, source_path=folder, depth=depth, embedder=embedder,
+                          margin=margin, ip=ip, **options)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _task_owned_by(task_id: str, user: User) -> None:
+    cache.set(selectors.task_owner_key(task_id), user.pk, selectors.TASK_OWNER_TTL_S)
+
+
+def margin_calibration_start(*, actor: User, version: TaxonomyVersion, labeled_csv: str, embedder: str | None = None,
+                             depth: int = 2, target: float = 0.95) -> str:
+    """Check the labeled rows and settings here, calibrate on a worker (models never load in the web
+    process); returns the task id, whose result is also stored with the version."""
+    from classifier import tasks
+
+    rows = evaluation.parse_labeled_csv(labeled_csv)
+    embedder = _settings_check(version=version, depth=depth, embedder=embedder, margin=None)
+    if not 0 < target <= 1:
+        raise ValidationFailed("The target precision is a fraction between 0 and 1, e.g. 0.95.",
+                               code="invalid_target")
+    evaluation.rows_check(version=version, rows=rows)
+    task = tasks.margin_calibrate_task.apply_async(kwargs={
+        "version_id": version.pk, "rows": rows, "embedder_key": embedder, "depth": depth, "target": target,
+        "actor_id": actor.pk}, queue="default")
+    _task_owned_by(task.id, actor)
+    return task.id
+
+
+@transaction.atomic
+def version_margin_override(*, actor: User, version: TaxonomyVersion, embedder_key: str, depth: int, margin: float,
+                            ip: str | None = None) -> TaxonomyVersion:
+    """Jobs then use `margin`; the curve stays, and says what precision and rerank share it gives."""
+    version = TaxonomyVersion.objects.select_for_update().get(pk=version.pk)
+    key = f"{embedder_key}@{depth}"
+    calibration = version.margins.get(key)
+    if calibration is None:
+        raise ValidationFailed(f"{version} has no calibrated margin for {embedder_key} at depth {depth}: "
+                               "calibrate first.", code="not_calibrated")
+    if not 0 <= margin <= 1:
+        raise ValidationFailed("The margin is a cosine difference between 0 and 1, e.g. 0.02.",
+                               code="invalid_margin")
+    calibrated = calibration.get("calibrated_margin", calibration["margin"])
+    point = evaluation.curve_point(calibration.get("curve") or [], margin)
+    version.margins = {**version.margins, key: {
+        **calibration, "margin": margin, "calibrated_margin": calibrated,
+        "precision": point["precision"] if point else None, "rerank_share": point["rerank_share"] if point else None,
+        "overridden_by": actor.get_username() if margin != calibrated else ""}}
+    version.save(update_fields=["margins"])
+    audit_record(actor=actor, action="classifier.margin.overridden", target=version, ip=ip,
+                 details={"embedder": embedder_key, "depth": depth, "margin": margin, "calibrated": calibrated})
+    return version
+
+
+def evaluation_start(*, actor: User, taxonomy: Taxonomy, labeled_csv: str, sides: list[dict]) -> str:
+    """Evaluate settings side by side on a worker. Each side: version (number; None = latest: its label
+    text), embedder, depth, margin (None = calibrated or default), rerank_model ("" = no rerank)."""
+    from classifier import tasks
+
+    rows = evaluation.parse_labeled_csv(labeled_csv)
+    if not sides:
+        raise ValidationFailed("Give at least one setting to evaluate.", code="no_settings")
+    settings_list = []
+    for side in sides:
+        version = selectors.version_get(taxonomy=taxonomy, number=side.get("version"))
+        embedder = _settings_check(version=version, depth=side.get("depth", 2), embedder=side.get("embedder"),
+                                   margin=side.get("margin"))
+        evaluation.rows_check(version=version, rows=rows)
+        settings_list.append({"version_id": version.pk, "embedder_key": embedder, "depth": side.get("depth", 2),
+                              "margin": side.get("margin"), "rerank_model": (side.get("rerank_model") or "").strip()})
+    task = tasks.evaluation_run_task.apply_async(kwargs={
+        "version_id": settings_list[0]["version_id"], "rows": rows, "settings_list": settings_list,
+        "user": actor.get_username(), "user_id": actor.pk}, queue="default")
+    _task_owned_by(task.id, actor)
+    return task.id

@@ -13,7 +13,8 @@ def classification_job_run_task(job_id: int) -> str:
 @app.task(time_limit=3600)
 def evaluation_run_task(*, version_id: int, rows: list, settings_list: list, user: str,
                         user_id: int | None = None) -> list:
-    """Evaluate one or more settings on the same labeled rows (side by side); reranks are charged to `user_id`."""
+    """Evaluate one or more settings on the same labeled rows (side by side); reranks are charged to `user_id`.
+    A setting may name its own version_id (the label text it is evaluated with); the others use `version_id`."""
     from accounts.models import User
     from classifier import evaluation
     from classifier.models import TaxonomyVersion

@@ -304,6 +304,8 @@ import json as _json  # noqa: E402
 PORTAL_CLASSIFIER_EMBEDDERS.update(_json.loads(env_str("PORTAL_CLASSIFIER_EMBEDDERS_JSON", "{}")))
 PORTAL_CLASSIFIER_DEFAULT_MARGIN = env_float("PORTAL_CLASSIFIER_MARGIN", 0.03)
 PORTAL_CLASSIFIER_MAX_BYTES = env_int("PORTAL_CLASSIFIER_MAX_BYTES", 50 * 1024 * 1024)
+# Uploaded files or a zip, unpacked, at most this many bytes per upload (the rest belongs under a root).
+PORTAL_CLASSIFIER_UPLOAD_MAX_BYTES = env_int("PORTAL_CLASSIFIER_UPLOAD_MAX_BYTES", 2 * 1024 * 1024 * 1024)
 PORTAL_CLASSIFIER_BATCH = env_int("PORTAL_CLASSIFIER_BATCH", 64)
 # The rerank LLM: an OpenAI-compatible base URL (the portal's own /v1 gateway by default), model, key.
 # On the gateway each job is charged to its owner (a temporary key per run); the key below is only sent

@@ -123,6 +123,10 @@ def test_calibration_and_side_by_side_evaluation_run_on_a_worker(celery_worker, 
     assert version["margins"]["multilingual-e5-small@2"]["margin"] == result["margin"]
     job = post(client, "/api/classifier/jobs/", {"taxonomy": "jd", "path": str(root / "docs")}).json()
     assert job["margin"] == result["margin"]  # the calibrated margin is the job's default
+    override = post(client, "/api/classifier/taxonomies/jd/margin/",
+                    {"embedder": "multilingual-e5-small", "depth": 2, "margin": 0.2}).json()
+    assert override["margins"]["multilingual-e5-small@2"]["margin"] == 0.2
+    assert post(client, "/api/classifier/jobs/", {"taxonomy": "jd", "path": str(root / "docs")}).json()["margin"] == 0.2
 
     task = post(client, "/api/classifier/evaluate/", {"taxonomy": "jd", "labeled_csv": labeled, "settings": [
         {"embedder_key": "multilingual-e5-small", "depth": 2}, {"embedder_key": "all-minilm-l6-v2", "depth": 2}]})
@@ -187,24 +191,39 @@ def test_apply_plan_copies_into_a_johnny_decimal_tree_and_never_touches_sources(
     shutil.rmtree(target)
 
 
-def test_a_zip_upload_becomes_a_job_folder_without_escaping_it(api, settings, tmp_path, jd_version):
+def test_a_zip_upload_becomes_a_job_folder_and_one_naming_paths_outside_it_is_refused(api, settings, tmp_path,
+                                                                                     jd_version):
     import zipfile
 
     settings.VAR_DIR = tmp_path
     settings.PORTAL_CLASSIFIER_ROOTS = []
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("receipts/grocery.txt", "Supermarket receipt: milk, bread. Total 5 EUR.")
-        archive.writestr("../../evil.txt", "should land inside the upload folder")
-    buffer.seek(0)
-    buffer.name = "scans.zip"
-    response = api.post("/api/classifier/uploads/", {"files": [buffer]})
+
+    def zipped(name: str, members: dict) -> io.BytesIO:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for member, text in members.items():
+                archive.writestr(member, text)
+        buffer.seek(0)
+        buffer.name = name
+        return buffer
+
+    response = api.post("/api/classifier/uploads/", {"files": [zipped("scans.zip", {
+        "receipts/grocery.txt": "Supermarket receipt: milk, bread. Total 5 EUR.", "notes.md": "# Notes"})]})
     assert response.status_code == 201
     folder = Path(response.json()["path"])
-    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.txt")) == ["evil.txt", "receipts/grocery.txt"]
-    assert not (tmp_path / "evil.txt").exists()
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.*")) == ["notes.md", "receipts/grocery.txt"]
     job = post(api, "/api/classifier/jobs/", {"taxonomy": "jd", "path": str(folder), "rerank_model": ""})
     assert job.status_code == 201, job.json()
+
+    uploads = tmp_path / "classifier" / "uploads" / "mia"
+    before = set(uploads.iterdir())
+    response = api.post("/api/classifier/uploads/", {"files": [zipped("evil.zip", {
+        "ok.txt": "fine", "../../evil.txt": "would land outside the upload folder"})]})
+    assert response.status_code == 400
+    assert response.json() == {"code": "zip_path_escapes", "detail": (
+        "evil.zip: '../../evil.txt' points outside the archive (an absolute path or '..'). "
+        "Zip the folder from inside it and upload again.")}
+    assert set(uploads.iterdir()) == before and not (tmp_path / "evil.txt").exists()  # nothing left behind
     bad = io.BytesIO(b"not a zip")
     bad.name = "broken.zip"
     assert api.post("/api/classifier/uploads/", {"files": [bad]}).json()["detail"] == (
