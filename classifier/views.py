@@ -1,29 +1,42 @@
-"""Pages under /classifier/: taxonomies (import, tree, edit, lint), jobs (start, live progress, results)."""
+"""Pages under /classifier/: taxonomies (import, tree, edit, lint, margin calibration), evaluation side by side,
+jobs (start from a folder or an upload, live progress, results)."""
 import csv
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.services import client_ip
-from classifier import embedders, events, exports, selectors, services
+from classifier import events, exports, forms, selectors, services
 from classifier import lint as lint_mod
 from classifier.models import ClassificationResult
 from sparkportal.exceptions import ApplicationError
 
 
-@login_required
-def home(request):
-    return render(request, "classifier/home.html", {
+def _home_context(request, job_form=None) -> dict:
+    return {
         "taxonomies": selectors.taxonomy_list(user=request.user),
         "jobs": selectors.job_list_visible(user=request.user)[:50],
-        "embedders": sorted(embedders.available()),
-        "default_embedder": services.settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER,
+        "job_form": job_form or forms.JobForm(user=request.user),
         "roots": services.scan.roots(),
-    })
+        "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
+    }
+
+
+@login_required
+def home(request):
+    return render(request, "classifier/home.html", _home_context(request))
+
+
+def _redirect(request, url: str):
+    """After an htmx form, the browser itself goes to the new page."""
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 @login_required
@@ -41,17 +54,103 @@ def taxonomy_import(request):
     return redirect("classifier-taxonomy", name=version.taxonomy.name)
 
 
+def _version(request, taxonomy):
+    number = request.POST.get("version") or request.GET.get("version")
+    return selectors.version_get(taxonomy=taxonomy, number=int(number) if number and number.isdigit() else None)
+
+
+def _margins_context(version, **extra) -> dict:
+    return {"taxonomy": version.taxonomy, "version": version, "margins": selectors.version_margins(version=version),
+            **extra}
+
+
 @login_required
 def taxonomy_detail(request, name: str):
     taxonomy = selectors.taxonomy_get(name=name)
-    number = request.GET.get("version")
-    version = selectors.version_get(taxonomy=taxonomy, number=int(number) if number and number.isdigit() else None)
-    embedder = request.GET.get("embedder") or services.settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
+    version = _version(request, taxonomy)
+    embedder = request.GET.get("embedder") or settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
     return render(request, "classifier/taxonomy.html", {
-        "taxonomy": taxonomy, "version": version, "versions": taxonomy.versions.all(),
+        **_margins_context(version), "versions": taxonomy.versions.all(),
         "tree": selectors.tree(version=version), "findings": lint_mod.lint(version, embedder_key=embedder),
-        "embedder": embedder,
+        "embedder": embedder, "calibration_form": forms.CalibrationForm(),
     })
+
+
+@login_required
+@require_POST
+def margin_calibrate(request, name: str):
+    """Starts the calibration on a worker; the form then polls its state (calibration_status)."""
+    version = _version(request, selectors.taxonomy_get(name=name))
+    form = forms.CalibrationForm(request.POST, request.FILES)
+    task = None
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            task_id = services.margin_calibration_start(actor=request.user, version=version,
+                                                        labeled_csv=data["labeled_csv"], embedder=data["embedder"],
+                                                        depth=data["depth"], target=data["target"] / 100)
+            task = {"task_id": task_id, "state": "PENDING"}
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+    return render(request, "classifier/taxonomy.html#calibrate",
+                  _margins_context(version, calibration_form=form, task=task))
+
+
+@login_required
+def calibration_status(request, name: str, task_id: str):
+    """Polled while the calibration runs; once done, it also refreshes the stored margins."""
+    task = selectors.task_state(selectors.task_get_own(user=request.user, task_id=task_id))
+    version = _version(request, selectors.taxonomy_get(name=name))
+    return render(request, "classifier/taxonomy.html#calibration-status", _margins_context(version, task=task))
+
+
+@login_required
+@require_POST
+def margin_override(request, name: str):
+    version = _version(request, selectors.taxonomy_get(name=name))
+    form = forms.MarginOverrideForm(request.POST)
+    error = ""
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            version = services.version_margin_override(actor=request.user, version=version,
+                                                       embedder_key=data["embedder"], depth=data["depth"],
+                                                       margin=data["margin"], ip=client_ip(request))
+        except ApplicationError as exc:
+            error = exc.message
+    else:
+        error = " ".join(e for errors in form.errors.values() for e in errors)
+    return render(request, "classifier/taxonomy.html#margin-list", _margins_context(
+        version, override_error=error, override_key=f"{request.POST.get('embedder')}@{request.POST.get('depth')}"))
+
+
+@login_required
+def evaluate(request, name: str):
+    """Two settings side by side on one labeled sample; runs on a worker, the page polls its state."""
+    taxonomy = selectors.taxonomy_get(name=name)
+    post = (request.POST, request.FILES) if request.method == "POST" else ()
+    form = forms.LabeledCsvFields(*post)
+    sides = [forms.EvaluationSideForm(*post[:1], prefix=p, taxonomy=taxonomy) for p in ("a", "b")]
+    task = None
+    if request.method == "POST" and all([form.is_valid(), *(s.is_valid() for s in sides)]):
+        try:
+            task_id = services.evaluation_start(actor=request.user, taxonomy=taxonomy,
+                                                labeled_csv=form.cleaned_data["labeled_csv"],
+                                                sides=[s.cleaned_data for s in sides])
+            task = {"task_id": task_id, "state": "PENDING"}
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+    template = "classifier/evaluate.html#evaluate" if request.htmx else "classifier/evaluate.html"
+    return render(request, template, {"taxonomy": taxonomy, "form": form, "sides": sides, "task": task})
+
+
+@login_required
+def evaluation_status(request, name: str, task_id: str):
+    taxonomy = selectors.taxonomy_get(name=name)
+    task = selectors.task_state(selectors.task_get_own(user=request.user, task_id=task_id))
+    reports = selectors.evaluation_reports(taxonomy=taxonomy, reports=task["result"] or [])
+    return render(request, "classifier/evaluate.html#evaluation-status",
+                  {"taxonomy": taxonomy, "task": task, "reports": reports})
 
 
 @login_required
@@ -71,23 +170,24 @@ def node_edit(request, node_id: int):
 @login_required
 @require_POST
 def job_create(request):
-    try:
-        taxonomy = selectors.taxonomy_get(name=request.POST.get("taxonomy", ""))
-        version = selectors.version_get(taxonomy=taxonomy)
-        margin = request.POST.get("margin", "").strip()
-        job = services.job_create(
-            owner=request.user, version=version, source_path=request.POST.get("path", ""),
-            depth=int(request.POST.get("depth") or 2), embedder=request.POST.get("embedder") or None,
-            margin=float(margin) if margin else None, rerank_model=request.POST.get("rerank_model"),
-            include=request.POST.get("include", ""), exclude=request.POST.get("exclude", ""),
-            shared=bool(request.POST.get("shared")), ip=client_ip(request))
-    except ApplicationError as exc:
-        messages.error(request, f"Could not start the job: {exc.message}")
-        return redirect("classifier-home")
-    except ValueError:
-        messages.error(request, "Depth must be a whole number and the margin a decimal number such as 0.03.")
-        return redirect("classifier-home")
-    return redirect("classifier-job", job_id=job.pk)
+    """From a folder under the roots or from uploaded files / a zip; errors come back in the form."""
+    form = forms.JobForm(request.POST, request.FILES, user=request.user)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            version = selectors.version_get(taxonomy=selectors.taxonomy_get(name=data["taxonomy"]))
+            if data["source"] == "upload":
+                job = services.job_create_from_upload(owner=request.user, version=version, ip=client_ip(request),
+                                                      files=[(f.name, f) for f in data["files"]], **form.options())
+            else:
+                job = services.job_create(owner=request.user, version=version, source_path=data["path"],
+                                          ip=client_ip(request), **form.options())
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return _redirect(request, reverse("classifier-job", args=[job.pk]))
+    template = "classifier/home.html#job-form" if request.htmx else "classifier/home.html"
+    return render(request, template, _home_context(request, job_form=form))
 
 
 def _results_context(request, job):

@@ -43,9 +43,11 @@ def fake_llm(settings, fake_llm_server):
     fake_llm_server.script.clear()
     fake_llm_server.requests.clear()
     fake_llm_server.embed_fail_from, fake_llm_server.embed_count = None, 0
+    fake_llm_server.release()
     settings.PORTAL_CLASSIFIER_LLM_URL = fake_llm_server.url + "/v1"
     settings.PORTAL_CLASSIFIER_LLM_MODEL = fake_llm_server.model
-    return fake_llm_server
+    yield fake_llm_server
+    fake_llm_server.release()  # a test that failed while holding answers must not stall the next one
 
 
 @pytest.fixture

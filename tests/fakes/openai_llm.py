@@ -7,6 +7,8 @@ a json_schema whose `code` is an enum of candidates), POST /v1/embeddings (OpenA
 The chat answer picks the candidate whose line in the prompt shares the most words with the document,
 like a small instruction model would on an easy case. `script` makes the next answers misbehave:
 "invalid" (not JSON), "wrong_code" (a code outside the candidates), "error" (HTTP 500), "valid".
+`hold()` makes chat answers wait until `release(n)` lets n of them through (`release()`: all), so a test
+can hold a job in the middle of its run.
 """
 import json
 import re
@@ -45,6 +47,8 @@ class FakeOpenAI:
         self.requests: list[dict] = []
         self.embed_fail_from: int | None = None  # the n-th embedding request (1-based) and later fail
         self.embed_count = 0
+        self._allowance: int | None = None  # None: answer at once; else how many answers may go before holding
+        self._answers = threading.Condition()
         self._lock = threading.Lock()
         self._e5 = None
         fake = self
@@ -69,6 +73,19 @@ class FakeOpenAI:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
+
+    def hold(self) -> None:
+        with self._answers:
+            self._allowance = 0
+
+    def release(self, n: int | None = None) -> None:
+        with self._answers:
+            self._allowance = None if n is None else (self._allowance or 0) + n
+            self._answers.notify_all()
+
+    def chats(self) -> int:
+        with self._lock:
+            return sum(r["path"] == "/v1/chat/completions" for r in self.requests)
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -107,6 +124,10 @@ class FakeOpenAI:
         if body.get("model") != self.model:
             return 404, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
                                    "type": "NotFoundError", "param": "model", "code": 404}}
+        with self._answers:
+            self._answers.wait_for(lambda: self._allowance is None or self._allowance > 0, timeout=300)
+            if self._allowance:
+                self._allowance -= 1
         with self._lock:
             mode = self.script.pop(0) if self.script else "valid"
         if mode == "error":
