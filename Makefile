@@ -14,6 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps nncf==3.4.0  # see requirements.txt
 	touch $(STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json

