@@ -81,7 +81,9 @@ class Progress:
             "job_id": job.pk, "status": job.status, "files_total": job.files_total, "files_done": job.files_done,
             "files_skipped": job.files_skipped, "files_reranked": job.files_reranked,
             "rerank_share": round(job.rerank_share, 4), "files_per_s": round(rate, 2),
-            "eta_s": round(left / rate, 1) if rate > 0 and left > 0 else None, "message": message})
+            "eta_s": round(left / rate, 1) if rate > 0 and left > 0 else None, "message": message,
+            "seconds_extract": round(job.seconds_extract, 2), "seconds_embed": round(job.seconds_embed, 2),
+            "seconds_rerank": round(job.seconds_rerank, 2)})
 
 
 def _skip(job: ClassificationJob, found: scan.Found) -> ClassificationResult:

@@ -1,9 +1,9 @@
 // Live progress of a classification job: Alpine state fed by "classifier.progress" events (files done,
-// files/s, rerank share, ETA); when the job stops, the results table is fetched again (htmx) so it
+// files/s, rerank share, ETA, seconds spent per stage); when the job stops, the results table is fetched again (htmx) so it
 // shows every file.
-function jobProgress(jobId, status, done, total, skipped, share) {
+function jobProgress(jobId, status, done, total, skipped, share, seconds) {
   return {
-    status, done, total, skipped, share, rate: "–", eta: "–",
+    status, done, total, skipped, share, seconds, rate: "–", eta: "–",
     init() {
       // The job may have moved on before the socket opened: read its state once on (re)connect. The
       // socket can open before Alpine starts this component, so an open socket counts as well.
@@ -20,6 +20,9 @@ function jobProgress(jobId, status, done, total, skipped, share) {
       const wasActive = this.status === "running" || this.status === "queued";
       this.status = d.status; this.done = d.files_done; this.total = d.files_total;
       this.skipped = d.files_skipped; this.share = d.rerank_share;
+      if (d.seconds_embed !== undefined) {
+        this.seconds = { extract: d.seconds_extract, embed: d.seconds_embed, rerank: d.seconds_rerank };
+      }
       const active = d.status === "running" || d.status === "queued";
       if (!keepRate) {
         this.rate = d.files_per_s ? d.files_per_s.toFixed(1) : "–";

@@ -107,6 +107,8 @@ def test_a_person_runs_a_job_on_an_upload_live_and_calibrates_the_margin(portal,
     assert page.locator("#job-files").inner_text().replace(" ", "") == f"{len(docs)}/{len(docs)}"
     assert page.locator("#job-rerank").inner_text() == "100%"
     assert float(page.locator("#job-rate").inner_text()) > 0
+    # the page was served before any file was done; the stage timings came with the same events
+    assert float(page.locator("#job-times span").nth(1).inner_text()) > 0
     page.locator("#results td.method", has_text="rerank").first.wait_for()
     assert page.locator("#results tbody tr[id^=result-]").count() == len(docs)
     shutil.rmtree(ClassificationJob.objects.get(owner=member_user).source_path)  # the upload, under VAR_DIR

@@ -68,7 +68,8 @@ def test_a_job_sorts_the_multilingual_archive_with_live_progress(celery_worker, 
         progress.append(async_to_sync(receive)(layer, channel)["data"])
     assert progress[-1]["files_done"] == len(labels)
     assert progress[-1]["rerank_share"] == round(job.rerank_share, 4)
-    assert {"files_per_s", "eta_s", "files_total", "files_skipped"} <= set(progress[0])
+    assert {"files_per_s", "eta_s", "files_total", "files_skipped", "seconds_embed"} <= set(progress[0])
+    assert progress[-1]["seconds_embed"] == round(job.seconds_embed, 2) > 0
 
 
 def _small_root(root: Path, outside: Path) -> Path:
