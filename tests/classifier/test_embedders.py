@@ -74,6 +74,13 @@ def test_the_default_int8_path_agrees_with_the_same_model_in_fp32(settings):
     assert len(list(cache.glob("*-ov-int8-static.xml"))) == 1 and not list(cache.glob("*.tmp*"))
 
 
+def test_an_unknown_openvino_precision_is_named(settings):
+    settings.PORTAL_CLASSIFIER_EMBEDDERS = {**settings.PORTAL_CLASSIFIER_EMBEDDERS, "minilm-int4": {
+        **settings.PORTAL_CLASSIFIER_EMBEDDERS["all-minilm-l6-v2"], "precision": "int4"}}
+    with pytest.raises(ValueError, match="'minilm-int4': precision 'int4' is not int8, bf16 or fp32"):
+        embedders.load("minilm-int4")
+
+
 def test_a_file_that_is_not_a_packed_model_is_refused(tmp_path):
     from classifier import e5pack
 
@@ -102,7 +109,7 @@ def test_a_pruned_pack_embeds_its_corpus_exactly_like_the_full_model(tmp_path):
     assert np.allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_the_light_english_embedder_fast_paths_agree_with_the_plain_model(settings, tmp_path, backend):
     from sentence_transformers import SentenceTransformer
 
