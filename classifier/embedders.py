@@ -86,6 +86,10 @@ _cache: dict[str, Embedder] = {}
 _lock = threading.Lock()
 
 
+def is_loaded(key: str) -> bool:
+    return key in _cache
+
+
 def load(key: str) -> Embedder:
     """The process-wide embedder for a key (models load once per worker process)."""
     spec = get_spec(key)

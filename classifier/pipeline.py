@@ -170,8 +170,11 @@ def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) 
     ClassificationJob.objects.filter(pk=job.pk).update(
         files_total=len(found), files_skipped=len(skipped), files_done=kept + len(skipped),
         files_reranked=reranked_before)
-    progress.send(force=True, message="indexing labels")
+    if not embedders.is_loaded(job.embedder):
+        progress.send(force=True, message=f"Loading the embedder {job.embedder} (its first use on a node converts "
+                                          "and quantizes it once: about a minute).")
     embedder = embedders.load(job.embedder)
+    progress.send(force=True, message="Embedding the taxonomy labels.")
     label_index = index.LabelIndex(job.version, job.embedder, job.depth)
     size = settings.PORTAL_CLASSIFIER_BATCH
     for start in range(0, len(todo), size):

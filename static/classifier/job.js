@@ -3,7 +3,7 @@
 // shows every file.
 function jobProgress(jobId, status, done, total, skipped, share, seconds) {
   return {
-    status, done, total, skipped, share, seconds, rate: "–", eta: "–",
+    status, done, total, skipped, share, seconds, rate: "–", eta: "–", message: "",
     init() {
       // The job may have moved on before the socket opened: read its state once on (re)connect. The
       // socket can open before Alpine starts this component, so an open socket counts as well.
@@ -20,6 +20,7 @@ function jobProgress(jobId, status, done, total, skipped, share, seconds) {
       const wasActive = this.status === "running" || this.status === "queued";
       this.status = d.status; this.done = d.files_done; this.total = d.files_total;
       this.skipped = d.files_skipped; this.share = d.rerank_share;
+      if (d.message !== undefined) this.message = d.message;
       if (d.seconds_embed !== undefined) {
         this.seconds = { extract: d.seconds_extract, embed: d.seconds_embed, rerank: d.seconds_rerank };
       }

@@ -70,6 +70,8 @@ def test_a_job_sorts_the_multilingual_archive_with_live_progress(celery_worker, 
     assert progress[-1]["rerank_share"] == round(job.rerank_share, 4)
     assert {"files_per_s", "eta_s", "files_total", "files_skipped", "seconds_embed"} <= set(progress[0])
     assert progress[-1]["seconds_embed"] == round(job.seconds_embed, 2) > 0
+    # the page says what a job waits for before its first file is done
+    assert "Embedding the taxonomy labels." in [p["message"] for p in progress]
 
 
 def _small_root(root: Path, outside: Path) -> Path:
