@@ -39,6 +39,17 @@ class Embedder:
         return [prefix + cut_chars(t, self.spec.max_tokens) for t in texts]
 
 
+def padded(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id rows as one (ids, attention mask) pair, padded to the longest row."""
+    width = max(len(row) for row in rows)
+    matrix = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for r, row in enumerate(rows):
+        matrix[r, : len(row)] = row
+        mask[r, : len(row)] = 1
+    return matrix, mask
+
+
 def _normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)

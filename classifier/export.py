@@ -10,7 +10,7 @@ import os
 import random
 from pathlib import Path
 
-import numpy as np
+from classifier.embedcore import padded
 
 CALIBRATION_TEXTS = Path(__file__).resolve().parent / "data" / "calibration.txt"
 CALIBRATION_SAMPLES = 96
@@ -74,13 +74,7 @@ def calibration_texts(n: int = CALIBRATION_SAMPLES, seed: int = 5) -> list[str]:
 def calibration_batches(tokenize, pad_id: int, texts: list[str]) -> list[dict]:
     batches = []
     for start in range(0, len(texts), CALIBRATION_BATCH):
-        ids = tokenize(texts[start:start + CALIBRATION_BATCH])
-        width = max(len(row) for row in ids)
-        matrix = np.full((len(ids), width), pad_id, dtype=np.int64)
-        mask = np.zeros_like(matrix)
-        for r, row in enumerate(ids):
-            matrix[r, : len(row)] = row
-            mask[r, : len(row)] = 1
+        matrix, mask = padded(tokenize(texts[start:start + CALIBRATION_BATCH]), pad_id)
         batches.append({"input_ids": matrix, "attention_mask": mask})
     return batches
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier import e5pack, export
-from classifier.embedcore import Embedder, EmbedderSpec, _normalize
+from classifier.embedcore import Embedder, EmbedderSpec, _normalize, padded
 
 CHUNK = 4096
 GPU_BATCH = 1024
@@ -163,13 +163,7 @@ class FastEmbedder(Embedder):
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), self.batch_size):
             picked = order[start:start + self.batch_size]
-            width = max(len(ids[i]) for i in picked)
-            matrix = np.full((len(picked), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(picked), width), dtype=np.int64)
-            for row, i in enumerate(picked):
-                matrix[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1
-            yield picked, matrix, mask
+            yield picked, *padded([ids[i] for i in picked], self.pad_id)
 
     def _run_openvino(self, batches, kind: str):
         import openvino as ov
