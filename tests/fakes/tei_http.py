@@ -223,19 +223,23 @@ class Router:
     async def metrics_text(self, request: web.Request) -> web.Response:
         return web.Response(text=self.metrics.render(), content_type="text/plain")
 
-    async def embed(self, request: web.Request) -> web.Response:
-        start = time.perf_counter()
-        body = await request.json()
-        inputs = body.get("inputs")
+    def embedding_inputs(self, body: dict, field: str) -> tuple[list, str]:
+        """One text or a list, counted and checked as TEI does for /embed and /v1/embeddings."""
+        inputs = body.get(field)
         batch = isinstance(inputs, list)
         method = "batch" if batch else "single"
         self.metrics.inc("te_request_count", method=method)
-        inputs = inputs if batch else [inputs]
         if batch:
-            self.check_batch(inputs, "inputs")
+            self.check_batch(inputs, field)
         if self.kind != "embedding":
             self.metrics.inc("te_request_failure", err="model_type")
             raise Failure("Backend", "Backend error: Model is not an embedding model")
+        return (inputs if batch else [inputs]), method
+
+    async def embed(self, request: web.Request) -> web.Response:
+        start = time.perf_counter()
+        body = await request.json()
+        inputs, method = self.embedding_inputs(body, "inputs")
         truncate = body.get("truncate")
         tokens, timings = await self.run([str(t) for t in inputs], op="embed",
                                          truncate=self.info["auto_truncate"] if truncate is None else bool(truncate))
@@ -279,16 +283,7 @@ class Router:
             self.log("WARN", "text_embeddings_router::http::server", "router/src/http/server.rs:1162",
                      f"The provided `model={body['model']}` has not been found, the `model` parameter should be "
                      f"provided either empty or with `model={served}` instead.")
-        inputs = body.get("input")
-        batch = isinstance(inputs, list)
-        method = "batch" if batch else "single"
-        self.metrics.inc("te_request_count", method=method)
-        inputs = inputs if batch else [inputs]
-        if batch:
-            self.check_batch(inputs, "input")
-        if self.kind != "embedding":
-            self.metrics.inc("te_request_failure", err="model_type")
-            raise Failure("Backend", "Backend error: Model is not an embedding model")
+        inputs, method = self.embedding_inputs(body, "input")
         tokens, timings = await self.run([str(t) for t in inputs], op="embed", truncate=self.info["auto_truncate"])
         data = []
         for index, text in enumerate(inputs):
