@@ -129,8 +129,8 @@ class UsageRecord(models.Model):
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     key_prefix = models.CharField(max_length=16, blank=True, help_text="Empty for the chat page (session).")
     model = models.CharField(max_length=200)
-    server = models.ForeignKey("servers.Server", null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="+")
+    # The servers app sits above accounts, so the ledger keeps the server's id, not a key into its table.
+    server_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     endpoint = models.CharField(max_length=40)
     stream = models.BooleanField(default=False)
     status = models.PositiveSmallIntegerField()

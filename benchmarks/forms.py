@@ -2,7 +2,7 @@ from django import forms
 
 from benchmarks.models import BenchmarkPlan, Workload
 from models_registry.models import ModelProfile
-from servers.models import Node
+from nodes.models import Node
 
 
 class PlanForm(forms.Form):

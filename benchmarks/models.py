@@ -100,7 +100,7 @@ class BenchmarkPlan(models.Model):
                                     on_delete=models.SET_NULL, related_name="+")
     schedule_jitter_minutes = models.PositiveIntegerField(default=30)
     # PROTECT: a plan silently falling back to another host would give numbers of another machine.
-    node = models.ForeignKey("servers.Node", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+    node = models.ForeignKey("nodes.Node", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                              help_text="Where the plan's servers start; empty: this host's node.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")

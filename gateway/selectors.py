@@ -194,7 +194,7 @@ def node_energy(*, node, start: datetime, end: datetime, busy: list[tuple[float,
     """The energy of one node over [start, end), from its GPU samples and the fallback wattages."""
     from datetime import timedelta
 
-    from servers.models import NodeSample
+    from nodes.models import NodeSample
 
     start = max(start, node.created_at)
     if end <= start:
@@ -213,9 +213,11 @@ def node_busy(*, node, start: datetime, end: datetime) -> list[tuple[float, floa
     from datetime import timedelta
 
     from accounts.models import UsageRecord
+    from servers.models import Server
 
     longest = timedelta(seconds=settings.PORTAL_GATEWAY_REQUEST_TIMEOUT_S)
-    rows = UsageRecord.objects.filter(server__node=node, created_at__gte=start - longest, created_at__lt=end) \
+    on_node = Server.objects.filter(node=node).values("pk")
+    rows = UsageRecord.objects.filter(server_id__in=on_node, created_at__gte=start - longest, created_at__lt=end) \
         .values_list("created_at", "duration_ms")
     return cost.merge((at.timestamp(), at.timestamp() + ms / 1000) for at, ms in rows.iterator())
 
@@ -230,7 +232,7 @@ def cost_report(*, user: User, months: int = 3, now: datetime | None = None) -> 
     from accounts.models import UsageRecord
     from gateway import services
     from gateway.models import ApiPrice
-    from servers.models import Node
+    from nodes.models import Node
 
     now = now or timezone.now()
     cost_settings = services.cost_settings_ensure()

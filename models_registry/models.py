@@ -99,7 +99,7 @@ class Download(models.Model):
         Status.DONE: {Status.QUEUED},
     }
 
-    node = models.ForeignKey("servers.Node", on_delete=models.CASCADE, related_name="downloads")
+    node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="downloads")
     repo_id = models.CharField(max_length=200)
     revision = models.CharField(max_length=100, default="main")
     commit = models.CharField(max_length=40, blank=True)
@@ -150,7 +150,7 @@ class NodeHubToken(models.Model):
     Stored sealed (Fernet, see sparkportal/lib/sealed.py); never shown again once set.
     """
 
-    node = models.OneToOneField("servers.Node", on_delete=models.CASCADE, related_name="hub_token")
+    node = models.OneToOneField("nodes.Node", on_delete=models.CASCADE, related_name="hub_token")
     sealed = models.TextField()
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="+")
@@ -167,7 +167,7 @@ class NodeWeights(models.Model):
     fresh scan (`requested_at`), which arrives over the websocket.
     """
 
-    node = models.OneToOneField("servers.Node", on_delete=models.CASCADE, related_name="weights")
+    node = models.OneToOneField("nodes.Node", on_delete=models.CASCADE, related_name="weights")
     path = models.CharField(max_length=500, blank=True)
     repos = models.JSONField(default=list, blank=True)  # [{"repo_id", "size_bytes", "nb_files", ...}]
     warnings = models.JSONField(default=list, blank=True)
@@ -207,7 +207,7 @@ class WeightsDeletion(models.Model):
         Status.FAILED: set(),
     }
 
-    node = models.ForeignKey("servers.Node", on_delete=models.CASCADE, related_name="weights_deletions")
+    node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="weights_deletions")
     repo_id = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     freed_bytes = models.BigIntegerField(default=0)
@@ -249,7 +249,7 @@ class RepoSnapshot(models.Model):
     lookup_status = models.CharField(max_length=16, choices=[(s, s) for s in LOOKUP_STATUSES], default="done")
     lookup_error_code = models.CharField(max_length=40, blank=True)
     lookup_error = models.TextField(blank=True)
-    lookup_node = models.ForeignKey("servers.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    lookup_node = models.ForeignKey("nodes.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     lookup_requested_at = models.DateTimeField(null=True, blank=True)
     looked_up_at = models.DateTimeField(null=True, blank=True)
 

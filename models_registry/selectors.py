@@ -77,7 +77,8 @@ def weights_overview(*, user, node_name: str = "") -> list[dict]:
     """Every node's latest scan of its cache, each repo with the profiles naming it (none: an orphan), the
     live servers on that node using it and whether a deletion of it is under way there."""
     from models_registry.services.weights import LIVE_SERVER_STATUSES
-    from servers.models import Node, Server
+    from nodes.models import Node
+    from servers.models import Server
 
     nodes = list(Node.objects.order_by("name").filter(**({"name": node_name} if node_name else {})))
     scans = {w.node_id: w for w in NodeWeights.objects.filter(node__in=nodes)}
@@ -149,7 +150,7 @@ def repo_lookup_state(snap: RepoSnapshot | None) -> dict:
 
 
 def node_list(*, names: list[str] | None = None):
-    from servers.models import Node
+    from nodes.models import Node
 
     qs = Node.objects.order_by("name")
     return qs.filter(name__in=names) if names else qs

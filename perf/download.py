@@ -137,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="perf-download-"))
     setup_django(var)
-    from servers.models import Node
+    from nodes.models import Node
 
     hub = start_hub(args.mb)
     repo_id, filename = "perf/big-model", "model.safetensors"

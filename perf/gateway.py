@@ -65,7 +65,8 @@ def setup_portal(var_dir: Path) -> str:
     call_command("migrate", verbosity=0)
     from accounts import services
     from accounts.models import User
-    from servers.models import Node, Server
+    from nodes.models import Node
+    from servers.models import Server
 
     user = User.objects.create_user(username="perf", password="perf-Secret-123", role="member")
     services.quota_set(actor=user, user=user, requests_per_minute=10_000_000, tokens_per_day=10**15,

@@ -37,7 +37,8 @@ def free_port() -> int:
 SETUP = """
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
-from servers.models import Node, Server
+from nodes.models import Node
+from servers.models import Server
 user = get_user_model().objects.create_user("perf", role="operator")
 node = Node.objects.create(name="perf-node", queue="node.perf-node")
 server = Server.objects.create(node=node, served_model_name="perf", port={port}, status="ready")

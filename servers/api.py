@@ -10,8 +10,10 @@ from pydantic import Field
 from accounts.selectors import require_operator
 from accounts.services import client_ip
 from models_registry.models import ModelProfile
+from nodes import selectors as node_selectors
+from nodes.models import Node
 from servers import logs, selectors, services
-from servers.models import Node, Server
+from servers.models import Server
 from sparkportal.exceptions import NotFound
 
 router = Router()
@@ -110,18 +112,7 @@ def _profile(name: str) -> ModelProfile:
 
 
 def _node(name: str | None) -> Node:
-    if name:
-        node = Node.objects.filter(name=name).first()
-        if node is None:
-            known = ", ".join(Node.objects.values_list("name", flat=True)) or "none yet"
-            raise NotFound(f"There is no node named {name!r} (known: {known}).", code="unknown_node")
-        return node
-    nodes = list(Node.objects.all()[:2])
-    if len(nodes) != 1:
-        raise NotFound("Say which node: " + (", ".join(n.name for n in Node.objects.all()) or
-                                             "no node is registered yet (start a worker on a GPU host)."),
-                       code="unknown_node")
-    return nodes[0]
+    return node_selectors.node_pick(name=name)
 
 
 @router.get("/", response=list[ServerOut], summary="List servers")

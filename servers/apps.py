@@ -6,12 +6,10 @@ class ServersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from servers import signals  # noqa: F401  (worker start registers its node)
+        from servers import signals  # noqa: F401  (worker start reconciles; heartbeats carry engine facts)
         from sparkportal import events
 
-        everyone = lambda user, group: True  # noqa: E731  - node figures are visible to all users
-        events.register_group("servers.nodes", everyone)
-        events.register_group("servers.node", everyone)
+        everyone = lambda user, group: True  # noqa: E731  - what runs is visible to all users
         # Engine figures of a server: everyone who may chat with a model may see how it performs.
         events.register_group("servers.metrics", everyone)
 

@@ -4,25 +4,6 @@ from typing import TypedDict
 from servers import metrics
 from sparkportal.events import publish
 
-NODES_GROUP = "servers.nodes"
-
-
-def node_group(node_id: int) -> str:
-    return f"servers.node.{node_id}"
-
-
-class NodeSamplePayload(TypedDict):
-    node_id: int
-    node: str
-    at: str
-    host: dict
-    gpus: list
-
-
-def send_node_sample(payload: NodeSamplePayload) -> None:
-    publish(NODES_GROUP, "node.sample", dict(payload))
-    publish(node_group(payload["node_id"]), "node.sample", dict(payload))
-
 
 def metrics_group(server_id: int) -> str:
     """The engine figures of one server, one `metrics.sample` per scrape."""

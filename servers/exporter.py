@@ -5,8 +5,9 @@ from django.conf import settings
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
+from nodes.models import Node
 from servers import metric_selectors
-from servers.models import Node, Server
+from servers.models import Server
 
 GIB = 1024**3
 # (metric suffix, help, sample field, stat label or None)

@@ -1,7 +1,7 @@
 from django import forms
 
 from models_registry.models import ModelProfile
-from servers.models import Node
+from nodes.models import Node
 
 
 class ServerStartForm(forms.Form):

@@ -12,9 +12,11 @@ from django.utils import timezone
 
 from accounts.selectors import require_operator
 from accounts.services import audit_record
-from servers import events, planner, processes
-from servers.engines import launch
-from servers.models import Node, Server, ServerEvent
+from engines import flags as engine_flags
+from nodes.models import Node
+from servers import events, planner, processes, tasks
+from servers.models import Server, ServerEvent
+from sparkportal.celery import enqueue_on_node
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 S = Server.Status
@@ -49,11 +51,10 @@ def transition(server_id: int, *, to: str, reason: str = "", allowed_from: tuple
     return server
 
 
-def _enqueue(task_name: str, server: Server, *args) -> None:
-    from sparkportal.celery import app
-
-    node_queue = server.node.queue
-    transaction.on_commit(lambda: app.send_task(task_name, args=[server.pk, *args], queue=node_queue))
+def _enqueue(task, server: Server, *args) -> None:
+    """Send a supervisor task to the server's node once the transition is committed."""
+    node = server.node
+    transaction.on_commit(lambda: enqueue_on_node(task, node, server.pk, *args))
 
 
 def propose_port(node: Node) -> int:
@@ -81,14 +82,16 @@ def check_port(*, node: Node, port: int, exclude_id: int | None = None) -> None:
 
 
 def launch_argv(*, server: Server, profile, node: Node) -> list[str]:
-    """The profile's argv (models_registry builds it) on this server's port and utilization share."""
+    """The profile's argv on this server's port and utilization share, once its extra flags pass the engine's
+    checks (the profile may have been written before a rule existed, or straight into the database)."""
     from models_registry import services as registry
 
-    launch.check_flags(server.engine, profile.extra_flags)  # refuses with a message that names the flag
-    argv = registry.profile_argv(profile=profile, node=node, port=server.port, host=settings.PORTAL_ENGINE_HOST)
-    if "--gpu-memory-utilization" in argv:
-        argv[argv.index("--gpu-memory-utilization") + 1] = f"{server.gpu_memory_utilization:g}"
-    return argv
+    check = engine_flags.check_extra_flags(server.engine, profile.extra_flags)
+    if check.problems:
+        raise ValidationFailed("; ".join(p.rstrip(".") for p in check.problems) + ".", code=check.code)
+    util = server.gpu_memory_utilization if server.engine == "vllm" else None
+    return registry.profile_argv(profile=profile, node=node, port=server.port, host=settings.PORTAL_ENGINE_HOST,
+                                 gpu_memory_utilization=util)
 
 
 def server_plan(*, node: Node, profile, gpu_memory_utilization: float | None = None,
@@ -145,7 +148,7 @@ def server_start(*, user, profile, node: Node, port: int | None = None, gpu_memo
                           "plan": plan.as_dict()})
     payload = _payload(server)
     transaction.on_commit(lambda: events.send_server_status(payload))
-    _enqueue("servers.tasks.server_launch_task", server)
+    _enqueue(tasks.server_launch_task, server)
     return server
 
 
@@ -167,7 +170,7 @@ def server_restart(*, user, server: Server, ip: str | None = None) -> Server:
         server = transition(locked.pk, to=S.QUEUED, reason=f"start requested by {user}", argv=argv,
                             failure_code="", restart_attempts=0, next_restart_at=None)
         audit_record(actor=user, action="servers.server.restarted", target=server, ip=ip)
-        _enqueue("servers.tasks.server_launch_task", server)
+        _enqueue(tasks.server_launch_task, server)
     return server
 
 
@@ -181,7 +184,7 @@ def server_stop(*, user, server: Server, ip: str | None = None) -> Server:
             server = transition(locked.pk, to=S.STOPPED, reason=reason, stopped_at=timezone.now())
         elif locked.status in (S.STARTING, S.READY, S.EXTERNAL):
             server = transition(locked.pk, to=S.STOPPING, reason=reason)
-            _enqueue("servers.tasks.server_stop_task", server)
+            _enqueue(tasks.server_stop_task, server)
         else:
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: there is nothing to stop.")
         audit_record(actor=user, action="servers.server.stopped", target=server, ip=ip,
@@ -212,5 +215,5 @@ def kick_queue(node: Node) -> Server | None:
         nxt = Server.objects.filter(node=node, status=S.QUEUED).order_by("created_at", "pk").first()
         if nxt is not None:
             nxt.node = node
-            _enqueue("servers.tasks.server_launch_task", nxt)
+            _enqueue(tasks.server_launch_task, nxt)
         return nxt

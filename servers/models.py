@@ -1,41 +1,6 @@
 from django.db import models
 
-
-class Node(models.Model):
-    """A host with GPUs and its own Celery worker listening on `node.<name>`."""
-
-    name = models.SlugField(max_length=64, unique=True)
-    queue = models.CharField(max_length=80, unique=True)
-    # Engines live in their own environments; these point the supervisor at them.
-    vllm_executable = models.CharField(max_length=500, blank=True, default="vllm")
-    tei_executable = models.CharField(max_length=500, blank=True, default="text-embeddings-router")
-    ld_library_path_prefix = models.CharField(max_length=1000, blank=True)
-    extra_env = models.JSONField(default=dict, blank=True)
-    memory_budget = models.FloatField(default=0.85, help_text="Max sum of gpu_memory_utilization on this node.")
-    stop_timeout_s = models.PositiveIntegerField(default=30)
-    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
-    host_facts = models.JSONField(default=dict, blank=True)
-    gpu_facts = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class NodeSample(models.Model):
-    """Host and GPU figures of one heartbeat; pruned after PORTAL_SAMPLE_RETENTION_HOURS."""
-
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="samples")
-    at = models.DateTimeField(db_index=True)
-    host = models.JSONField(default=dict)
-    gpus = models.JSONField(default=list)
-
-    class Meta:
-        ordering = ["-at"]
-        indexes = [models.Index(fields=["node", "-at"], name="servers_nodesample_node_at")]
+from nodes.models import Node
 
 
 class Server(models.Model):

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from django.db.models import Sum
 
-from servers.models import Node, Server
+from nodes.models import Node
+from servers.models import Server
 from sparkportal.exceptions import ValidationFailed
 
 

@@ -16,22 +16,7 @@ from pathlib import Path
 
 import psutil
 
-MARKER = "SPARKPORTAL_SERVER_ID"
-INSTANCE = "SPARKPORTAL_INSTANCE"
-
-
-def run_capture(argv: list[str], *, timeout: float = 10.0, env: dict | None = None) -> tuple[int, str, str]:
-    """Run a short command (argv list, never a shell) and return (returncode, stdout, stderr).
-
-    A missing executable returns 127, like a shell would, instead of raising.
-    """
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
-    except (FileNotFoundError, PermissionError):
-        return 127, "", f"{argv[0]}: not found"
-    except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]}: timed out after {timeout:.0f} s"
-    return proc.returncode, proc.stdout, proc.stderr
+from engines.environment import INSTANCE, MARKER
 
 
 def run_watched(argv: list[str], *, env: dict, log_path: str, timeout: float,
@@ -277,40 +262,3 @@ def port_taken(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def executable_found(executable: str) -> bool:
-    import shutil
-
-    if not executable:
-        return False
-    if os.path.isabs(executable):
-        return os.access(executable, os.X_OK)
-    return shutil.which(executable) is not None
-
-
-def interpreter_of(executable: str) -> str | None:
-    """The Python that runs a console script: its venv sibling `python`, else its shebang's."""
-    path = Path(executable)
-    if not path.is_absolute():
-        import shutil
-
-        found = shutil.which(executable)
-        if not found:
-            return None
-        path = Path(found)
-    sibling = path.parent / "python"
-    if sibling.exists():
-        return str(sibling)
-    try:
-        first = path.open("rb").readline().decode(errors="replace").strip()
-    except OSError:
-        return None
-    if not first.startswith("#!"):
-        return None
-    parts = first[2:].split()
-    if parts and os.path.basename(parts[0]) == "env" and len(parts) > 1:
-        import shutil
-
-        return shutil.which(parts[1])
-    return parts[0] if parts else None

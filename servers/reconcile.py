@@ -15,9 +15,11 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from servers import lifecycle, logs, processes, supervisor
-from servers.engines import failures, vllm_cli
-from servers.models import Node, Server
+from engines import failures, vllm_cli
+from nodes.models import Node
+from servers import lifecycle, logs, processes, supervisor, tasks
+from servers.models import Server
+from sparkportal.celery import enqueue_on_node
 from sparkportal.exceptions import InvalidTransition
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
         if processes.alive(server.pid, server.pid_started_at):
             report["running"].append(server.pk)
             if at_worker_start and server.status == S.STARTING:
-                _send("servers.tasks.server_launch_task", server)
+                _send(tasks.server_launch_task, server)
                 report["resumed"].append(server.pk)
             continue
         if server.pid is None or server.pid_started_at is None:
@@ -46,7 +48,7 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
         report["failed"].append(server.pk)
     if at_worker_start:
         for server in Server.objects.filter(node=node, status=S.STOPPING).select_related("node"):
-            _send("servers.tasks.server_stop_task", server)  # the worker that was stopping it is gone
+            _send(tasks.server_stop_task, server)  # the worker that was stopping it is gone
     report["leftovers"] = _kill_leftovers(node, instance)
     report["external"], report["gone"] = _externals(node, instance)
     report["restarted"] = _restarts(node)
@@ -149,7 +151,5 @@ def _restarts(node: Node) -> list[int]:
     return restarted
 
 
-def _send(task_name: str, server: Server) -> None:
-    from sparkportal.celery import app
-
-    app.send_task(task_name, args=[server.pk], queue=server.node.queue)
+def _send(task, server: Server) -> None:
+    enqueue_on_node(task, server.node, server.pk)

@@ -1,16 +1,8 @@
 from django.db.models import QuerySet
 from django.http import Http404
 
-from servers.models import Node, NodeSample, Server, ServerEvent
-
-
-def node_list() -> QuerySet[Node]:
-    return Node.objects.all()
-
-
-def node_samples_recent(*, node: Node, limit: int = 120) -> list[NodeSample]:
-    """The last `limit` samples, oldest first (what a chart draws)."""
-    return list(reversed(NodeSample.objects.filter(node=node).order_by("-at")[:limit]))
+from nodes.models import Node
+from servers.models import Server, ServerEvent
 
 
 def server_list_visible(*, user) -> QuerySet[Server]:

@@ -1,27 +1,20 @@
-"""Worker start-up on a host: register the host's Node and heartbeat (worker_ready); while a worker
-of the node's queue runs, reconcile the host's engines at its start (re-adopting what still runs) and
-follow their logs (a worker bootstep, so every worker has it: the CLI one and an embedded one)."""
+"""Worker start-up on a host: while a worker of the node's queue runs, reconcile the host's engines at
+its start (re-adopting what still runs) and follow their logs (a worker bootstep, so every worker has it:
+the CLI one and an embedded one). Each heartbeat of the node carries its engines' facts."""
 from celery import bootsteps
-from celery.signals import worker_ready
 from django.conf import settings
 from django.db import connection
+from django.dispatch import receiver
 
-from sparkportal.celery import app, node_queue
+from nodes.signals import heartbeat_probing
+from sparkportal.celery import app, enqueue_on_node, node_queue
 
 
-@worker_ready.connect
-def _register_node(sender=None, **kwargs) -> None:
-    from servers import services
-    from servers.tasks import node_heartbeat_task
+@receiver(heartbeat_probing)
+def _engine_facts(sender, *, node, host: dict, gpus: list, **kwargs) -> None:
+    from servers import supervisor
 
-    consumed = set(sender.app.amqp.queues.keys()) if sender is not None else set()
-    if node_queue(settings.NODE_NAME) not in consumed:
-        return  # a worker for portal-wide queues only is not a node
-    node = services.node_register(name=settings.NODE_NAME)
-    node_heartbeat_task.apply_async(args=[node.name], queue=node.queue)
-    # The worker's own thread does no more database work: an idle connection kept for the worker's
-    # lifetime would block dropping the database and count against max_connections.
-    connection.close()
+    supervisor.heartbeat_engine_facts(node=node, host=host, gpus=gpus)
 
 
 class NodeSupervisorStep(bootsteps.StartStopStep):
@@ -34,12 +27,13 @@ class NodeSupervisorStep(bootsteps.StartStopStep):
         self.enabled = node_queue(settings.NODE_NAME) in set(worker.app.amqp.queues.consume_from or {})
 
     def start(self, worker) -> None:
-        from servers import logs, services
+        from nodes import services as node_services
+        from servers import logs
         from servers.tasks import server_reconcile_task
 
-        node = services.node_register(name=settings.NODE_NAME)
-        server_reconcile_task.apply_async(args=[node.name, True], queue=node.queue)
-        connection.close()  # this thread's last query until shutdown (see _register_node)
+        node = node_services.node_register(name=settings.NODE_NAME)
+        enqueue_on_node(server_reconcile_task, node, node.name, True)
+        connection.close()  # this thread's last query until shutdown (see nodes.receivers)
         logs.pump_start(node.name)
 
     def stop(self, worker) -> None:

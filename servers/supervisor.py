@@ -17,9 +17,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from engines import environment, failures, versions
+from nodes import probes
+from nodes import processes as host_processes
+from nodes.models import Node
 from servers import clients, lifecycle, logs, processes
-from servers.engines import failures, launch
-from servers.models import Node, Server
+from servers.models import Server
 from sparkportal.exceptions import InvalidTransition
 
 log = logging.getLogger(__name__)
@@ -38,31 +41,21 @@ def instance_id() -> str:
 
 def probe_env(node: Node) -> dict:
     """The engine's environment without a server marker, for short probes in the engine's Python."""
-    env = launch.engine_env(base=dict(os.environ), node=node, profile=None, server_id=0, instance="probe",
-                            cuda_visible_devices="", hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine="vllm")
-    env.pop(processes.MARKER, None)
-    env.pop(processes.INSTANCE, None)
-    return env
+    return environment.probe_env(base=dict(os.environ), node=node, hf_home=str(settings.PORTAL_WEIGHTS_DIR))
 
 
 def engine_version(node: Node, engine: str = "vllm") -> str:
-    """The engine's version via importlib.metadata in the engine's own Python (`vllm --version` needs a GPU)."""
+    """The engine's version, asked in the engine's own environment; cached for five minutes."""
     executable = node.vllm_executable if engine == "vllm" else node.tei_executable
     key = (executable, engine)
     cached = _version_cache.get(key)
     if cached and time.monotonic() - cached[0] < 300:
         return cached[1]
+    argv = versions.probe_argv(engine, executable=executable, python=host_processes.interpreter_of(executable))
     version = ""
-    if engine == "tei":  # the router is one static binary: `--version` needs no GPU
-        code, out, _err = processes.run_capture([executable, "--version"], timeout=10, env=probe_env(node))
-        version = out.split()[-1] if code == 0 and out.split() else ""
-    else:
-        python = processes.interpreter_of(executable)
-        if python:
-            env = probe_env(node)
-            code, out, _err = processes.run_capture(
-                [python, "-c", "import importlib.metadata as m; print(m.version('vllm'))"], timeout=20, env=env)
-            version = out.strip() if code == 0 else ""
+    if argv:
+        code, out, _err = host_processes.run_capture(argv, timeout=20, env=probe_env(node))
+        version = versions.parse_probe_output(engine, out) if code == 0 else ""
     _version_cache[key] = (time.monotonic(), version)
     return version
 
@@ -71,10 +64,19 @@ def engine_facts(node: Node) -> dict:
     """What the start page shows per node: is each engine there, and which version."""
     facts = {}
     for engine, executable in (("vllm", node.vllm_executable), ("tei", node.tei_executable)):
-        found = processes.executable_found(executable)
-        facts[engine] = {"executable": executable, "found": found,
-                         "version": engine_version(node, engine) if found else ""}
+        found = host_processes.executable_found(executable)
+        version = engine_version(node, engine) if found else ""
+        facts[engine] = {"executable": executable, "found": found, "version": version,
+                         "note": versions.support_note(engine, version)}
     return facts
+
+
+def heartbeat_engine_facts(*, node: Node, host: dict, gpus: list[dict]) -> None:
+    """A heartbeat's engine part: which engines are installed, and the memory of unified-memory GPUs,
+    which only CUDA in the engine's own Python can tell."""
+    host["engines"] = engine_facts(node)
+    probes.fill_unified_memory(gpus, python=host_processes.interpreter_of(node.vllm_executable),
+                               env=probe_env(node))
 
 
 # --- launch and watch -------------------------------------------------------------------------------------------
@@ -109,7 +111,7 @@ def server_launch(server_id: int) -> str:
 def _spawn(server: Server) -> processes.Spawned:
     node = server.node
     argv = lifecycle.launch_argv(server=server, profile=server.profile, node=node) if server.profile else server.argv
-    env = launch.engine_env(base=dict(os.environ), node=node, profile=server.profile, server_id=server.pk,
+    env = environment.child_env(base=dict(os.environ), node=node, profile=server.profile, server_id=server.pk,
                             instance=instance_id(), cuda_visible_devices=server.cuda_visible_devices,
                             hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine=server.engine)
     version = engine_version(node, server.engine)

@@ -1,51 +1,32 @@
-from celery import shared_task
 from django.conf import settings
 
-from sparkportal.celery import app
+from sparkportal.celery import app, enqueue_on_node
 
 
-@shared_task(ignore_result=True, time_limit=60)
-def node_heartbeat_task(node_name: str) -> None:
-    from servers import services
-
-    node = services.node_register(name=node_name)
-    services.node_heartbeat(node=node)
-
-
-@shared_task(ignore_result=True, time_limit=30)
-def node_heartbeat_fanout_task() -> None:
-    """Beat runs on one host; each node's heartbeat must run on that node, so fan out by queue."""
-    from servers.selectors import node_list
-
-    for node in node_list():
-        app.send_task("servers.tasks.node_heartbeat_task", args=[node.name], queue=node.queue, expires=10)
-
-
-@shared_task(ignore_result=True, time_limit=30)
+@app.task(ignore_result=True, time_limit=30)
 def server_metrics_scrape_task(node_name: str) -> None:
     from servers import metric_services
 
     metric_services.server_metrics_scrape_node(node_name=node_name)
 
 
-@shared_task(ignore_result=True, time_limit=30)
+@app.task(ignore_result=True, time_limit=30)
 def server_metrics_fanout_task() -> None:
     """Each node scrapes its own servers (they may listen on loopback only), so fan out by queue."""
-    from django.conf import settings
-
-    from servers.selectors import node_list
+    from nodes.selectors import node_list
 
     for node in node_list():
-        app.send_task("servers.tasks.server_metrics_scrape_task", args=[node.name], queue=node.queue,
-                      expires=settings.PORTAL_METRICS_SCRAPE_SECONDS)
+        enqueue_on_node(server_metrics_scrape_task, node, node.name, expires=settings.PORTAL_METRICS_SCRAPE_SECONDS)
 
 
-@shared_task(ignore_result=True, time_limit=600)
+@app.task(ignore_result=True, time_limit=600)
 def server_metric_samples_compact_task() -> None:
     from servers import metric_services
 
     metric_services.server_metric_samples_compact()
-@shared_task(ignore_result=True, acks_late=True, time_limit=settings.PORTAL_SERVER_START_TIMEOUT_S + 120)
+
+
+@app.task(ignore_result=True, acks_late=True, time_limit=settings.PORTAL_SERVER_START_TIMEOUT_S + 120)
 def server_launch_task(server_id: int) -> None:
     """Claims a queued server (queued -> starting) or resumes watching one; safe to deliver twice."""
     from servers import supervisor
@@ -53,32 +34,32 @@ def server_launch_task(server_id: int) -> None:
     supervisor.server_launch(server_id)
 
 
-@shared_task(ignore_result=True, acks_late=True, time_limit=3600)
+@app.task(ignore_result=True, acks_late=True, time_limit=3600)
 def server_stop_task(server_id: int) -> None:
     from servers import supervisor
 
     supervisor.server_stop(server_id)
 
 
-@shared_task(ignore_result=True, time_limit=300)
+@app.task(ignore_result=True, time_limit=300)
 def server_reconcile_task(node_name: str, at_worker_start: bool = False) -> None:
+    from nodes.selectors import node_get_by_name
     from servers import reconcile
-    from servers.models import Node
 
-    node = Node.objects.filter(name=node_name).first()
+    node = node_get_by_name(name=node_name)
     if node is not None:
         reconcile.node_reconcile(node=node, at_worker_start=at_worker_start)
 
 
-@shared_task(ignore_result=True, time_limit=30)
+@app.task(ignore_result=True, time_limit=30)
 def server_reconcile_fanout_task() -> None:
-    from servers.selectors import node_list
+    from nodes.selectors import node_list
 
     for node in node_list():
-        app.send_task("servers.tasks.server_reconcile_task", args=[node.name], queue=node.queue, expires=30)
+        enqueue_on_node(server_reconcile_task, node, node.name, expires=30)
 
 
-@shared_task(time_limit=30)
+@app.task(time_limit=30)
 def server_log_tail_task(server_id: int, lines: int = 200, query: str = "") -> list:
     """Read a log on the host that has it (the web may run elsewhere)."""
     from servers import logs

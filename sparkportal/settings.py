@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "axes",
     "sparkportal",
     "accounts",
+    "nodes",
     "models_registry",
     "servers",
     "gateway",
@@ -178,7 +179,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "servers-heartbeat-fanout": {
-        "task": "servers.tasks.node_heartbeat_fanout_task",
+        "task": "nodes.tasks.node_heartbeat_fanout_task",
         "schedule": env_float("PORTAL_HEARTBEAT_SECONDS", 5.0),
         "options": {"expires": 10},
     },

@@ -2,11 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from servers import metric_views
-from sparkportal import exporter, views
+from sparkportal import exporter
 from sparkportal.api import api
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", include("nodes.urls")),
     path("accounts/", include("accounts.urls")),
     path("models/", include("models_registry.urls")),
     path("admin/", admin.site.urls),

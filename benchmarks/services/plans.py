@@ -11,7 +11,7 @@ from accounts.services import audit_record
 from benchmarks import bench_cli
 from benchmarks.models import BenchmarkPlan, PlanEntry, Workload
 from models_registry.models import ModelProfile
-from servers.models import Node
+from nodes.models import Node
 from sparkportal.exceptions import ValidationFailed
 
 SCHEDULED_TASK = "benchmarks.tasks.benchmark_plan_scheduled_task"

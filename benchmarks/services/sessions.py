@@ -7,8 +7,9 @@ from django.conf import settings
 
 from accounts.models import User
 from models_registry.models import ModelProfile
+from nodes.models import Node
 from servers import services as server_services
-from servers.models import Node, Server
+from servers.models import Server
 
 LIVE = ("queued", "starting", "ready")
 

@@ -30,11 +30,11 @@ DISK_MARGIN_BYTES = 256 * 1024**2
 
 def node_resolve(node_name: str | None = None):
     """The named node, or this host's node when no name is given."""
-    from servers import services as server_services
-    from servers.models import Node
+    from nodes import services as node_services
+    from nodes.models import Node
 
     if not node_name:
-        return server_services.node_register(name=settings.NODE_NAME)
+        return node_services.node_register(name=settings.NODE_NAME)
     node = Node.objects.filter(name=node_name).first()
     if node is None:
         names = ", ".join(Node.objects.values_list("name", flat=True)) or "none yet"

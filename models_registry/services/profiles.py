@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +11,8 @@ from django.db.models import ProtectedError
 
 from accounts.models import User
 from accounts.services import audit_record
+from engines import argv as engine_argv
+from engines import flags as engine_flags
 from models_registry import validation
 from models_registry.models import ModelProfile
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
@@ -24,8 +25,13 @@ PROFILE_FIELDS = (
 )
 
 
-def profile_problems(profile: ModelProfile) -> dict[str, str]:
-    """Every rule a profile must follow, as {field: message}. Empty means valid."""
+def profile_problems(profile: ModelProfile, *, actor: User | None = None,
+                     before: dict[str, Any] | None = None) -> dict[str, str]:
+    """Every rule a profile must follow, as {field: message}. Empty means valid.
+
+    Admin-only flags and environment (engines.flags) may be added by an admin, or by the host's own
+    command line (no actor); anyone else may keep those already on the profile (`before`) but add none.
+    """
     errors: dict[str, str] = {}
     if not profile.name or not re.match(r"^[-a-zA-Z0-9_]+$", profile.name):
         errors["name"] = (f"Name {profile.name!r} must be a slug: letters, digits, '-' and '_' only "
@@ -58,16 +64,7 @@ def profile_problems(profile: ModelProfile) -> dict[str, str]:
     for field in ("tensor_parallel_size", "pipeline_parallel_size"):
         if not isinstance(getattr(profile, field), int) or getattr(profile, field) < 1:
             errors[field] = f"{field} must be at least 1: got {getattr(profile, field)}."
-    if profile.dtype not in validation.DTYPES:
-        errors["dtype"] = f"dtype {profile.dtype!r} is unknown: use one of {', '.join(validation.DTYPES)}."
-    if (profile.kv_cache_dtype or "auto") not in validation.KV_CACHE_DTYPES:
-        errors["kv_cache_dtype"] = (f"kv_cache_dtype {profile.kv_cache_dtype!r} is unknown: use one of "
-                                    f"{', '.join(validation.KV_CACHE_DTYPES)}.")
-    _argv, problems = validation.split_flags(profile.engine, profile.extra_flags)
-    if problems:
-        errors["extra_flags"] = " ".join(problems)
-    if (msg := validation.check_extra_env(profile.extra_env)) is not None:
-        errors["extra_env"] = msg
+    errors.update(_engine_problems(profile, actor=actor, before=before))
     if not isinstance(profile.ignore_patterns, list) or not all(isinstance(p, str) for p in profile.ignore_patterns):
         errors["ignore_patterns"] = 'Ignore patterns must be a list of globs, e.g. ["original/*", "*.pth"].'
     clash = ModelProfile.objects.filter(name=profile.name).exclude(pk=profile.pk).exists()
@@ -76,8 +73,40 @@ def profile_problems(profile: ModelProfile) -> dict[str, str]:
     return errors
 
 
-def _raise_if_invalid(profile: ModelProfile) -> None:
-    errors = profile_problems(profile)
+def _engine_problems(profile: ModelProfile, *, actor: User | None, before: dict[str, Any] | None) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    dtypes = engine_flags.dtype_choices()
+    if profile.dtype not in dtypes:
+        errors["dtype"] = f"dtype {profile.dtype!r} is unknown: use one of {', '.join(dtypes)}."
+    kv_dtypes = engine_flags.kv_cache_dtype_choices()
+    if (profile.kv_cache_dtype or "auto") not in kv_dtypes:
+        errors["kv_cache_dtype"] = (f"kv_cache_dtype {profile.kv_cache_dtype!r} is unknown: use one of "
+                                    f"{', '.join(kv_dtypes)}.")
+    admin = actor is None or actor.is_portal_admin
+    before = before or {}
+    kept_flags = engine_flags.admin_only_flag_names(profile.engine, before.get("extra_flags") or "")
+    check = engine_flags.check_extra_flags(profile.engine, profile.extra_flags, may_add_admin_only=admin,
+                                           allowed_admin_only=kept_flags)
+    if check.problems:
+        errors["extra_flags"] = " ".join(p if p.endswith(".") else p + "." for p in check.problems)
+    old_env = before.get("extra_env") if isinstance(before.get("extra_env"), dict) else {}
+    kept_env = frozenset(engine_flags.admin_only_env_names(old_env))
+    env_problems, _code = engine_flags.check_extra_env(profile.extra_env, may_add_admin_only=admin,
+                                                       allowed_admin_only=kept_env)
+    if env_problems:
+        errors["extra_env"] = " ".join(env_problems)
+    return errors
+
+
+def profile_admin_only(profile: ModelProfile) -> list[str]:
+    """The admin-only flags and environment names a profile carries (shown and audited)."""
+    return sorted(engine_flags.admin_only_flag_names(profile.engine, profile.extra_flags)) + \
+        engine_flags.admin_only_env_names(profile.extra_env if isinstance(profile.extra_env, dict) else {})
+
+
+def _raise_if_invalid(profile: ModelProfile, *, actor: User | None = None,
+                      before: dict[str, Any] | None = None) -> None:
+    errors = profile_problems(profile, actor=actor, before=before)
     if errors:
         raise ValidationFailed(" ".join(errors.values()), extra={"errors": errors})
     try:
@@ -116,11 +145,12 @@ def _save(profile: ModelProfile) -> None:
 def profile_create(*, actor: User | None, data: dict[str, Any], ip: str | None = None) -> ModelProfile:
     profile = ModelProfile(created_by=actor if actor is not None and actor.pk else None)
     _apply(profile, data)
-    _raise_if_invalid(profile)
+    _raise_if_invalid(profile, actor=actor)
     _save(profile)
     audit_record(actor=actor, action="models.profile.created", target=profile, ip=ip,
                  details={"name": profile.name, "source": profile.repo_id or profile.local_path,
-                          "engine": profile.engine, "catalog": profile.catalog_name or None})
+                          "engine": profile.engine, "catalog": profile.catalog_name or None,
+                          "admin_only": profile_admin_only(profile)})
     return profile
 
 
@@ -131,10 +161,10 @@ def profile_update(*, profile: ModelProfile, actor: User | None, data: dict[str,
     changed = _apply(profile, data)
     if not changed:
         return profile
-    _raise_if_invalid(profile)
+    _raise_if_invalid(profile, actor=actor, before=before)
     _save(profile)
     audit_record(actor=actor, action="models.profile.updated", target=profile, ip=ip,
-                 details={"name": profile.name,
+                 details={"name": profile.name, "admin_only": profile_admin_only(profile),
                           "changes": {k: [before[k], getattr(profile, k)] for k in changed}})
     return profile
 
@@ -146,7 +176,7 @@ def profile_clone(*, profile: ModelProfile, actor: User | None, name: str, ip: s
     data.update(name=name, served_model_name=name, catalog_name="")
     clone = ModelProfile(created_by=actor if actor is not None and actor.pk else None)
     _apply(clone, data)
-    _raise_if_invalid(clone)
+    _raise_if_invalid(clone, actor=actor, before=data)
     _save(clone)
     audit_record(actor=actor, action="models.profile.cloned", target=clone, ip=ip,
                  details={"name": clone.name, "from": profile.name, "from_id": profile.pk})
@@ -172,48 +202,31 @@ def profile_model_ref(profile: ModelProfile) -> str:
     return profile.local_path if profile.source == ModelProfile.Source.LOCAL else profile.repo_id
 
 
-def profile_argv(*, profile: ModelProfile, node=None, port: int = 8000, host: str = "127.0.0.1") -> list[str]:
-    """The exact argv a server of this profile launches (never a shell string).
+def profile_serve_spec(profile: ModelProfile) -> engine_argv.ServeSpec:
+    """The engine-facing values of a profile."""
+    hub = profile.source == ModelProfile.Source.HUB
+    return engine_argv.ServeSpec(
+        engine=profile.engine, model=profile_model_ref(profile), served_model_name=profile.model_name,
+        revision=profile.revision if hub else "", dtype=profile.dtype, max_model_len=profile.max_model_len,
+        gpu_memory_utilization=profile.gpu_memory_utilization, tensor_parallel_size=profile.tensor_parallel_size,
+        pipeline_parallel_size=profile.pipeline_parallel_size, quantization=profile.quantization or "",
+        kv_cache_dtype=profile.kv_cache_dtype or "auto", enable_prefix_caching=profile.enable_prefix_caching,
+        max_num_seqs=profile.max_num_seqs, extra_flags=profile.extra_flags or "",
+        extra_env=dict(profile.extra_env or {}))
 
-    vLLM: `<vllm> serve <model> --served-model-name ... --port ...`; TEI: `<router> --model-id <model> ...`.
+
+def profile_argv(*, profile: ModelProfile, node=None, port: int = 8000, host: str = "127.0.0.1",
+                 gpu_memory_utilization: float | None = None) -> list[str]:
+    """The exact argv a server of this profile launches on `node` (never a shell string).
+
     Weights come from the node's cache (HF_HOME), which the launcher sets together with HF_HUB_OFFLINE=1.
     """
-    extra, _problems = validation.split_flags(profile.engine, profile.extra_flags)
-    name = profile.model_name
-    if profile.engine == ModelProfile.Engine.TEI:
-        exe = (getattr(node, "tei_executable", "") or "text-embeddings-router")
-        argv = [exe, "--model-id", profile_model_ref(profile)]
-        if profile.source == ModelProfile.Source.HUB and profile.revision not in ("", "main"):
-            argv += ["--revision", profile.revision]
-        argv += ["--served-model-name", name, "--hostname", host, "--port", str(port)]
-        if profile.dtype in ("float16", "float32"):
-            argv += ["--dtype", profile.dtype]
-        argv += ["--huggingface-hub-cache", str(settings.PORTAL_WEIGHTS_DIR / "hub")]
-        return argv + extra
-    exe = (getattr(node, "vllm_executable", "") or "vllm")
-    argv = [exe, "serve", profile_model_ref(profile)]
-    if profile.source == ModelProfile.Source.HUB and profile.revision not in ("", "main"):
-        argv += ["--revision", profile.revision]
-    argv += ["--served-model-name", name, "--host", host, "--port", str(port), "--dtype", profile.dtype]
-    if profile.max_model_len:
-        argv += ["--max-model-len", str(profile.max_model_len)]
-    argv += ["--gpu-memory-utilization", f"{profile.gpu_memory_utilization:g}"]
-    argv += ["--tensor-parallel-size", str(profile.tensor_parallel_size)]
-    if profile.pipeline_parallel_size > 1:
-        argv += ["--pipeline-parallel-size", str(profile.pipeline_parallel_size),
-                 "--distributed-executor-backend", "ray"]
-    if profile.quantization:
-        argv += ["--quantization", profile.quantization]
-    if profile.kv_cache_dtype and profile.kv_cache_dtype != "auto":
-        argv += ["--kv-cache-dtype", profile.kv_cache_dtype]
-    argv.append("--enable-prefix-caching" if profile.enable_prefix_caching else "--disable-prefix-caching")
-    if profile.max_num_seqs:
-        argv += ["--max-num-seqs", str(profile.max_num_seqs)]
-    return argv + extra
+    executable = getattr(node, "tei_executable" if profile.engine == "tei" else "vllm_executable", "") or ""
+    return engine_argv.serve_argv(profile_serve_spec(profile), executable=executable, host=host, port=port,
+                                  gpu_memory_utilization=gpu_memory_utilization,
+                                  hub_cache=str(settings.PORTAL_WEIGHTS_DIR / "hub"))
 
 
 def profile_command_line(*, profile: ModelProfile, node=None, port: int = 8000) -> str:
     """The argv shown to people, quoted so it can be pasted into a terminal."""
-    env = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in sorted((profile.extra_env or {}).items()))
-    line = shlex.join(profile_argv(profile=profile, node=node, port=port))
-    return f"{env} {line}".strip()
+    return engine_argv.command_line(profile_argv(profile=profile, node=node, port=port), profile.extra_env)

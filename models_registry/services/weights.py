@@ -73,7 +73,7 @@ def weights_scan_request(*, node) -> NodeWeights:
 
 def weights_scan_run(*, node_id: int) -> NodeWeights:
     """The scan task's body, on the node's worker: huggingface_hub's cache scan plus the disk's free space."""
-    from servers.models import Node
+    from nodes.models import Node
 
     node = Node.objects.get(pk=node_id)
     row, _ = NodeWeights.objects.get_or_create(node=node)

@@ -68,6 +68,6 @@
       samples.forEach((s) => addPoint(nodeId, s));
       if (samples.length) showFigures(nodeId, samples[samples.length - 1]);
     });
-    Live.connect(["servers.nodes"]);
+    Live.connect(["nodes.all"]);
   });
 })();

@@ -77,7 +77,7 @@ def bench_node(transactional_db, tmp_path):
     """This host's node, its vLLM being the stand-in (serve and bench serve)."""
     from django.conf import settings
 
-    from servers.models import Node
+    from nodes.models import Node
     from sparkportal.celery import node_queue
 
     node, _ = Node.objects.update_or_create(name=settings.NODE_NAME, defaults={

@@ -3,7 +3,8 @@ from django.utils import timezone
 
 from benchmarks.models import BenchmarkRun, BenchmarkSummary
 from models_registry.models import ModelProfile
-from servers.models import Node, Server
+from nodes.models import Node
+from servers.models import Server
 
 
 class ProfileFactory(factory.django.DjangoModelFactory):

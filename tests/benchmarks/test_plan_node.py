@@ -6,7 +6,8 @@ from django.test import Client
 from accounts.services import api_key_create
 from benchmarks import services
 from benchmarks.models import BenchmarkPlan, BenchmarkRun
-from servers.models import Node, Server
+from nodes.models import Node
+from servers.models import Server
 from sparkportal.exceptions import ValidationFailed
 from tests.benchmarks.conftest import wait_for
 from tests.benchmarks.factories import NodeFactory, ProfileFactory, ServerFactory

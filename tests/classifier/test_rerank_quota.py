@@ -16,7 +16,8 @@ from accounts.models import ApiKey, AuditEvent, UsageRecord
 from classifier import pipeline, services
 from classifier.models import ClassificationResult
 from classifier.tasks import classification_job_run_task, evaluation_run_task
-from servers.models import Node, Server
+from nodes.models import Node
+from servers.models import Server
 from tests.classifier.test_jobs import wait_for
 from tests.gateway.conftest import FakeVllm
 

@@ -5,8 +5,9 @@ import pytest
 from django.db import connection, connections
 
 from models_registry.models import ModelProfile
+from nodes.models import Node
 from servers import services
-from servers.models import Node, Server
+from servers.models import Server
 from sparkportal.exceptions import ApplicationError
 
 pytestmark = [

@@ -4,7 +4,7 @@ Run through the fake executable `tests/fakes/bin/vllm serve MODEL [flags]`, set 
 executable, so the portal cannot tell it apart from the real engine. It follows the shared vLLM
 reference (README, openai_api_samples.json, metrics_t0/t1.txt):
 
-- parses every real `vllm serve` flag (table in servers/engines/vllm_serve_flags.json, derived from
+- parses every real `vllm serve` flag (table in engines/vllm_serve_flags.json, derived from
   `vllm serve --help=all`); an unknown flag or a bad choice exits 2 with argparse's message;
 - prints vLLM's startup log lines on stdout (`(APIServer pid=N) INFO MM-DD HH:MM:SS [file.py:line] ...`)
   and uvicorn's on stderr, ending with `INFO:     Application startup complete.`;
@@ -72,7 +72,7 @@ def uvicorn(message: str) -> None:
 
 
 def parse_args(argv: list[str]):
-    from servers.engines import vllm_cli
+    from engines import vllm_cli
 
     parser = vllm_cli.build_parser(prog="vllm serve")
     argv = vllm_cli.normalize(argv)

@@ -2,8 +2,8 @@
 import pytest
 from django.conf import settings
 
-from servers import services as server_services
-from servers.tasks import node_heartbeat_task
+from nodes import services as node_services
+from nodes.tasks import node_heartbeat_task
 from sparkportal.celery import node_queue
 from tests.conftest import login
 
@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 
 def test_dashboard_shows_live_node_figures(asgi_server, celery_worker, page, member_user):
-    node = server_services.node_register(name=settings.NODE_NAME)
+    node = node_services.node_register(name=settings.NODE_NAME)
     login(page, asgi_server, "mia")
     card = page.locator(f'[data-node="{node.name}"]')
     cpu = card.locator('[data-fig="cpu"]')

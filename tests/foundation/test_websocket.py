@@ -7,8 +7,8 @@ import websockets
 from django.conf import settings
 from django.test import Client
 
-from servers.models import Node
-from servers.tasks import node_heartbeat_task
+from nodes.models import Node
+from nodes.tasks import node_heartbeat_task
 from sparkportal.celery import node_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,9 +65,9 @@ def test_heartbeat_from_a_real_worker_reaches_the_socket(asgi_server, celery_wor
     cookie = session_cookie(member_user)
 
     async def scenario():
-        url = f"{asgi_server.ws_url}/ws/events/?groups=servers.nodes"
+        url = f"{asgi_server.ws_url}/ws/events/?groups=nodes.all"
         async with websockets.connect(url, origin=asgi_server.url, additional_headers={"Cookie": cookie}) as ws:
-            await read_until(ws, lambda m: m["event"] == "subscribe.ok" and m["data"]["group"] == "servers.nodes")
+            await read_until(ws, lambda m: m["event"] == "subscribe.ok" and m["data"]["group"] == "nodes.all")
             await asyncio.to_thread(
                 node_heartbeat_task.apply_async, args=[settings.NODE_NAME], queue=node_queue(settings.NODE_NAME))
             return await read_until(ws, lambda m: m["event"] == "node.sample")

@@ -148,7 +148,8 @@ def portal(portal_processes, django_db_blocker, transactional_db):
     the same ids in every test, so the routing table cached by the module's daphne stays right."""
     from django.conf import settings
 
-    from servers.models import Node, Server
+    from nodes.models import Node
+    from servers.models import Server
 
     server, fakes = portal_processes
     import redis

@@ -76,7 +76,8 @@ NOW = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 def ledger(db, member_user, stranger):
     """A node since April 1st with an hour of 100 W samples and an hour of requests, and ledger rows."""
     from accounts.models import UsageRecord
-    from servers.models import Node, NodeSample, Server
+    from nodes.models import Node, NodeSample
+    from servers.models import Server
 
     node = Node.objects.create(name="spark", queue="node.spark")
     Node.objects.filter(pk=node.pk).update(created_at=datetime(2026, 4, 1, tzinfo=UTC))
@@ -92,7 +93,8 @@ def ledger(db, member_user, stranger):
 
     UsageRecord.objects.bulk_create([
         row(member_user, datetime(2026, 3, 15, tzinfo=UTC), 100_000, 0),
-        row(member_user, datetime(2026, 4, 10, tzinfo=UTC), 600_000, 300_000, server=server, duration_ms=3_600_000),
+        row(member_user, datetime(2026, 4, 10, tzinfo=UTC), 600_000, 300_000, server_id=server.pk,
+            duration_ms=3_600_000),
         row(member_user, datetime(2026, 4, 11, tzinfo=UTC), 400_000, 200_000),
         row(stranger, datetime(2026, 4, 12, tzinfo=UTC), 1_000_000, 1_000_000),
     ])

@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from models_registry.models import ModelProfile
+from nodes.models import Node
 from servers import services as server_services
-from servers.models import Node, Server, ServerEvent
+from servers.models import Server, ServerEvent
 from sparkportal.celery import node_queue
 from tests.conftest import free_port
 

@@ -52,7 +52,7 @@ def hub(fake_hub, settings, tmp_path):
 def node(db):
     from django.conf import settings as dj
 
-    from servers.models import Node
+    from nodes.models import Node
 
     node, _ = Node.objects.get_or_create(name=dj.NODE_NAME, defaults={"queue": f"node.{dj.NODE_NAME}"})
     return node

@@ -58,7 +58,7 @@ def test_the_weights_page_lists_each_node_live_and_deletes_after_confirmation(hu
                                                                             asgi_server, page):
     from models_registry import services
     from models_registry.models import NodeWeights
-    from servers.models import Node
+    from nodes.models import Node
 
     def prepare():  # the services publish events, which cannot run on Playwright's event loop thread
         download, _ = services.download_request(actor=operator_user, node=node, repo_id=TINY)

@@ -70,7 +70,7 @@ def test_it_rejects_max_model_len_not_positive(nobody, value):
     ("--enable-auto-tool-choice; rm -rf /", "Extra flags contain shell syntax (';')"),
     ("--served-model-name `whoami`", "shell syntax ('`')"),
     ("--trust-remote-code && curl evil", "shell syntax ('&')"),
-    ("--max-num-batched-tokens 8192 --made-up-flag 3", "Unknown vLLM flag(s): --made-up-flag"),
+    ("--max-num-batched-tokens 8192 --made-up-flag 3", "vLLM 0.33.0 does not know --made-up-flag"),
     ("--gpu-memory-utilization 0.9", "Extra flags repeat --gpu-memory-utilization, which the profile sets itself: "
                                      "use the field(s) gpu_memory_utilization instead."),
     ("--chat-template 'unclosed", "Extra flags could not be split"),
@@ -148,3 +148,25 @@ def test_every_catalog_entry_becomes_a_valid_profile(operator_user):
     with pytest.raises(ValidationFailed) as err:
         services.catalog_add(name="bge-m3", actor=operator_user)
     assert "A profile named 'bge-m3' already exists (added from the catalog before?)" in err.value.message
+
+
+def test_only_admins_add_flags_and_environment_that_run_code(operator_user, admin_user):
+    with pytest.raises(ValidationFailed) as err:
+        create(operator_user, extra_flags="--trust-remote-code")
+    assert "Only an admin may add --trust-remote-code" in err.value.message
+    with pytest.raises(ValidationFailed) as err:
+        create(operator_user, extra_env={"LD_PRELOAD": "/tmp/evil.so"})
+    assert "Only an admin may set LD_PRELOAD" in err.value.message
+    assert not ModelProfile.objects.exists()
+
+    profile = create(admin_user, extra_flags="--trust-remote-code", extra_env={"PYTHONPATH": "/opt/plugins"})
+    audit = AuditEvent.objects.get(action="models.profile.created")
+    assert audit.details["admin_only"] == ["--trust-remote-code", "PYTHONPATH"]
+    # An operator may still tune the admin's profile, keeping what the admin allowed, but add nothing of the kind.
+    services.profile_update(profile=profile, actor=operator_user, data={"max_model_len": 8192})
+    with pytest.raises(ValidationFailed) as err:
+        services.profile_update(profile=profile, actor=operator_user,
+                                data={"extra_flags": "--trust-remote-code --worker-cls evil.Worker"})
+    assert "Only an admin may add --worker-cls" in err.value.message
+    profile.refresh_from_db()
+    assert profile.extra_flags == "--trust-remote-code" and profile.max_model_len == 8192

@@ -14,7 +14,8 @@ from django.conf import settings
 from accounts.models import AuditEvent
 from models_registry import services
 from models_registry.models import NodeWeights, WeightsDeletion
-from servers.models import Node, Server
+from nodes.models import Node
+from servers.models import Server
 from tests.conftest import BASE_DIR, subprocess_env
 from tests.models_registry.conftest import SLOW, TINY, finished, wait_for
 

@@ -8,8 +8,9 @@ import pytest
 from django.conf import settings
 
 from models_registry.models import ModelProfile
+from nodes.models import Node
 from servers import processes, supervisor
-from servers.models import Node, Server
+from servers.models import Server
 from sparkportal.celery import node_queue
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from servers.engines import failures
+from engines import failures
 from tests.conftest import free_port
 
 FAKE_TEI = str(Path(__file__).resolve().parents[1] / "fakes" / "bin" / "text-embeddings-router")

@@ -48,7 +48,7 @@ def test_the_pump_sends_new_lines_in_batches_and_follows_a_rotation(settings, tm
 
 def test_unified_memory_comes_from_the_engines_python(tmp_path):
     """GB10: NVML has no memory figures; torch.cuda.mem_get_info in the engine's Python has them."""
-    from servers import probes
+    from nodes import probes
 
     python = tmp_path / "python"  # stands in for the engine venv's python with torch and CUDA
     python.write_text("#!/bin/sh\necho 12884901888 130459631616\n")

@@ -6,7 +6,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts import services as account_services
-from servers import services
+from nodes import services as node_services
 from servers.models import Server, ServerMetricSample
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def server():
-    node = services.node_register(name="spark-1")
+    node = node_services.node_register(name="spark-1")
     return Server.objects.create(node=node, served_model_name="qwen", port=8001, status="ready")
 
 

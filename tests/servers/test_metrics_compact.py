@@ -3,7 +3,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from servers import metric_selectors, metric_services, services
+from nodes import services as node_services
+from servers import metric_selectors, metric_services
 from servers.models import Server, ServerMetricSample
 
 pytestmark = pytest.mark.django_db
@@ -12,7 +13,7 @@ NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
 @pytest.fixture
 def server():
-    node = services.node_register(name="spark-1")
+    node = node_services.node_register(name="spark-1")
     return Server.objects.create(node=node, served_model_name="m", port=8001, status="ready")
 
 

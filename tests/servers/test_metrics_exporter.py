@@ -6,7 +6,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from servers import services
+from nodes import services as node_services
 from servers.models import Server, ServerMetricSample
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ def scrape(client: Client, **headers) -> dict:
 
 @pytest.fixture
 def node():
-    node = services.node_register(name="spark-1")
+    node = node_services.node_register(name="spark-1")
     node.host_facts = {"ram_used_gb": 40.0, "ram_total_gb": 119.7}
     node.gpu_facts = [{"index": 0, "name": "NVIDIA H200", "memory_used_gb": 0.6, "memory_total_gb": 140.4,
                        "temperature_c": 38, "power_w": 80.8, "utilization_pct": 25, "unified_memory": False}]

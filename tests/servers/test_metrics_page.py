@@ -8,7 +8,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from servers import metric_services, services
+from nodes import services as node_services
+from servers import metric_services
 from servers.models import Server, ServerMetricSample
 from tests.conftest import login
 
@@ -32,7 +33,7 @@ def record(server, name: str, at) -> None:
 
 def test_the_charts_start_from_stored_samples_and_follow_live_ones(asgi_server, page, member_user):
     cache.clear()
-    node = services.node_register(name="spark-1")
+    node = node_services.node_register(name="spark-1")
     server = Server.objects.create(node=node, served_model_name="Qwen/Qwen3-8B", port=8001, status="ready", pid=77)
     start = timezone.now() - timedelta(seconds=10)
     record(server, "metrics_t0.txt", start)
@@ -66,7 +67,7 @@ def test_the_charts_start_from_stored_samples_and_follow_live_ones(asgi_server, 
 
 
 def test_a_server_without_samples_says_why_the_charts_are_empty(asgi_server, page, member_user):
-    node = services.node_register(name="spark-1")
+    node = node_services.node_register(name="spark-1")
     server = Server.objects.create(node=node, served_model_name="m", port=8002, status="starting")
     login(page, asgi_server, "mia")
     page.goto(f"{asgi_server.url}/servers/{server.pk}/metrics/")
@@ -76,7 +77,7 @@ def test_a_server_without_samples_says_why_the_charts_are_empty(asgi_server, pag
 
 
 def test_the_history_chart_shows_the_chosen_span(asgi_server, page, member_user):
-    node = services.node_register(name="spark-1")
+    node = node_services.node_register(name="spark-1")
     server = Server.objects.create(node=node, served_model_name="m", port=8003, status="ready")
     now = timezone.now()
     ServerMetricSample.objects.bulk_create(

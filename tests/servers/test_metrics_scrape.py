@@ -13,7 +13,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
-from servers import events, metric_services, services
+from nodes import services as node_services
+from servers import events, metric_services
 from servers.models import Server, ServerMetricSample
 from servers.tasks import server_metrics_fanout_task
 
@@ -65,7 +66,7 @@ def fast_scrapes(settings):
 
 
 def make_server(port: int, *, status: str = Server.Status.READY, pid: int = 4242) -> Server:
-    node = services.node_register(name=settings.NODE_NAME)
+    node = node_services.node_register(name=settings.NODE_NAME)
     return Server.objects.create(node=node, served_model_name="Qwen/Qwen3-8B", port=port, status=status, pid=pid)
 
 

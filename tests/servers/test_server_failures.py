@@ -4,8 +4,8 @@ import socket
 import psutil
 import pytest
 
+from engines import failures
 from servers import services
-from servers.engines import failures
 from tests.servers.conftest import engine_pids, wait_status
 
 

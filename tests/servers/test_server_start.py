@@ -53,8 +53,8 @@ def test_it_refuses_unknown_and_metric_killing_flags(node, make_profile, operato
                               node=node)
     with pytest.raises(ValidationFailed, match="--port is set by the portal"):
         services.server_start(user=operator_user, profile=make_profile("c", extra_flags="--port 9000"), node=node)
-    with pytest.raises(ValidationFailed, match="invalid choice: 'fp7'"):
-        services.server_start(user=operator_user, profile=make_profile("d", extra_flags="--kv-cache-dtype fp7"),
+    with pytest.raises(ValidationFailed, match="invalid choice: 'fifo'"):
+        services.server_start(user=operator_user, profile=make_profile("d", extra_flags="--scheduling-policy fifo"),
                               node=node)
     assert not Server.objects.exists()
 

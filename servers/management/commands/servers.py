@@ -6,8 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from models_registry.models import ModelProfile
+from nodes.models import Node
 from servers import selectors, services
-from servers.models import Node, Server
+from servers.models import Server
 from sparkportal.exceptions import ApplicationError
 
 

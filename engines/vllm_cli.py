@@ -4,7 +4,7 @@
 so the portal keeps the flag list of the engine version it targets in `vllm_serve_flags.json`,
 derived from `vllm serve --help=all`. Regenerate it for a new vLLM release with:
 
-    python -m servers.engines.vllm_cli path/to/vllm_serve_help_all.txt > servers/engines/vllm_serve_flags.json
+    python -m engines.vllm_cli path/to/vllm_serve_help_all.txt > engines/vllm_serve_flags.json
 
 This module is pure standard library: the supervisor uses it to check a profile's extra flags
 before spawning anything, and the test stand-in for vLLM parses its argv with the same table.
@@ -158,6 +158,14 @@ def normalize(argv: list[str]) -> list[str]:
             arg = key.replace("_", "-") + sep + value
         out.append(arg)
     return out
+
+
+def choices(flag: str) -> list[str]:
+    """The values a flag accepts, as the table lists them ([] when it takes any value)."""
+    for spec in load_flags():
+        if flag in spec["names"]:
+            return list(spec["choices"] or [])
+    return []
 
 
 def known_long_flags() -> set[str]:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from servers.models import Node
+from nodes.models import Node
 
 
 @admin.register(Node)

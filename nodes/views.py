@@ -1,15 +1,15 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from servers import selectors as server_selectors
+from nodes import selectors
 
 
 @login_required
 def dashboard(request):
-    nodes = list(server_selectors.node_list())
+    nodes = list(selectors.node_list())
     history = {
         node.pk: [{"at": s.at.isoformat(), "host": s.host, "gpus": s.gpus}
-                  for s in server_selectors.node_samples_recent(node=node)]
+                  for s in selectors.node_samples_recent(node=node)]
         for node in nodes
     }
     return render(request, "dashboard.html", {"nodes": nodes, "history": history})

@@ -6,7 +6,7 @@ from pathlib import Path
 import psutil
 from django.conf import settings
 
-from servers import processes
+from nodes import processes
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from servers import probes
+from nodes import probes
 
 GPU = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 H200_UUID = "GPU-5112be9c-77a5-cf91-2331-ad9b7cf2b6e3"

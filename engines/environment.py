@@ -1,0 +1,56 @@
+"""The child environment of an engine, built explicitly (field notes: never inherit the worker's).
+
+Every engine the portal starts carries a marker (its server id and the portal instance) so that a stop or
+a sweep finds all of its processes through /proc, EngineCore included, and never another portal's.
+"""
+from __future__ import annotations
+
+from engines import tei
+
+MARKER = "SPARKPORTAL_SERVER_ID"
+INSTANCE = "SPARKPORTAL_INSTANCE"
+# The few variables of the worker's own environment a child may see.
+PASSED_THROUGH = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def child_env(*, base: dict, node, profile, server_id: int, instance: str, cuda_visible_devices: str,
+              hf_home: str, engine: str) -> dict:
+    """The child's whole environment: node settings, then the profile's, then what the portal must own.
+
+    `node` needs `extra_env` and `ld_library_path_prefix`; `profile` may be None or have `extra_env`.
+    """
+    env = {k: v for k, v in base.items() if k in PASSED_THROUGH}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update({str(k): str(v) for k, v in (node.extra_env or {}).items()})
+    env.update({str(k): str(v) for k, v in (getattr(profile, "extra_env", None) or {}).items()})
+    prefix = (node.ld_library_path_prefix or "").strip(":")
+    current = env.get("LD_LIBRARY_PATH", base.get("LD_LIBRARY_PATH", ""))
+    if prefix or current:
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (prefix, current) if p)
+    if cuda_visible_devices:
+        env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+    env["HF_HOME"] = hf_home
+    # Weights are downloaded beforehand by the model registry (with progress); the engine only reads the cache.
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if engine == "tei":
+        for name in tei.ENV_SCRUB:
+            env.pop(name, None)
+    env.update({
+        # setproctitle (vLLM titles its EngineCore with it) otherwise overwrites /proc/<pid>/environ, which
+        # would hide the marker below from the stop sweep (seen on vLLM 0.26: 34 of 104 entries left).
+        "SPT_NOENV": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "PYTHONUNBUFFERED": "1",
+        MARKER: str(server_id),
+        INSTANCE: instance,
+    })
+    return env
+
+
+def probe_env(*, base: dict, node, hf_home: str) -> dict:
+    """The engine's environment without a server marker, for short probes in the engine's own Python."""
+    env = child_env(base=base, node=node, profile=None, server_id=0, instance="probe", cuda_visible_devices="",
+                    hf_home=hf_home, engine="vllm")
+    env.pop(MARKER, None)
+    env.pop(INSTANCE, None)
+    return env
