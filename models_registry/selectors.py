@@ -76,20 +76,16 @@ def _ts(value) -> datetime | None:
 def weights_overview(*, user, node_name: str = "") -> list[dict]:
     """Every node's latest scan of its cache, each repo with the profiles naming it (none: an orphan), the
     live servers on that node using it and whether a deletion of it is under way there."""
-    from models_registry.services.weights import LIVE_SERVER_STATUSES
+    from models_registry.in_use import weights_in_use_by
     from nodes.models import Node
-    from servers.models import Server
 
     nodes = list(Node.objects.order_by("name").filter(**({"name": node_name} if node_name else {})))
     scans = {w.node_id: w for w in NodeWeights.objects.filter(node__in=nodes)}
     profiles: dict[str, list[str]] = {}
     for name, repo_id in ModelProfile.objects.filter(source=ModelProfile.Source.HUB).values_list("name", "repo_id"):
         profiles.setdefault(repo_id.lower(), []).append(name)
-    live: dict[tuple[int, str], list[str]] = {}
-    for s in Server.objects.select_related("profile").filter(node__in=nodes, status__in=LIVE_SERVER_STATUSES,
-                                                             profile__isnull=False):
-        live.setdefault((s.node_id, s.profile.repo_id.lower()), []).append(
-            f"{s.served_model_name}:{s.port} ({s.status})")
+    live = {key: [f"{u['name']}:{u['port']} ({u['status']})" for u in users]
+            for key, users in weights_in_use_by(node_ids=[n.pk for n in nodes]).items()}
     deletions: dict[int, list[WeightsDeletion]] = {}
     for d in WeightsDeletion.objects.filter(node__in=nodes).order_by("-created_at", "-id"):
         if len(deletions.setdefault(d.node_id, [])) < 5:

@@ -55,3 +55,19 @@ def server_log_lines(*, server: Server, lines: int = 200, query: str = "") -> li
 
     result = server_log_tail_task.apply_async(args=[server.pk, lines, query], queue=server.node.queue)
     return result.get(timeout=10)
+
+
+# What the model registry's weights page and deletion ask (models_registry.in_use): a stopping server
+# has let go of its weights' files, a queued one is about to open them.
+WEIGHTS_HOLDING = (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY)
+
+
+def server_weights_in_use(*, node_ids: list[int]) -> dict[tuple[int, str], list[dict]]:
+    """Live servers on these nodes by (node id, repo id in lower case)."""
+    users: dict[tuple[int, str], list[dict]] = {}
+    rows = Server.objects.filter(node_id__in=node_ids, status__in=WEIGHTS_HOLDING, profile__isnull=False) \
+        .values_list("node_id", "profile__repo_id", "served_model_name", "port", "status").order_by("port")
+    for node_id, repo_id, name, port, status in rows:
+        users.setdefault((node_id, repo_id.lower()), []).append({"name": name, "port": port, "status": status})
+    return users
+

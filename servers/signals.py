@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.dispatch import receiver
 
+from models_registry.in_use import weights_in_use
 from nodes.signals import heartbeat_probing
 from sparkportal.celery import app, enqueue_on_node, node_queue
 
@@ -15,6 +16,13 @@ def _engine_facts(sender, *, node, host: dict, gpus: list, **kwargs) -> None:
     from servers import supervisor
 
     supervisor.heartbeat_engine_facts(node=node, host=host, gpus=gpus)
+
+
+@receiver(weights_in_use)
+def _weights_in_use(sender, *, node_ids: list[int], **kwargs) -> dict:
+    from servers import selectors
+
+    return selectors.server_weights_in_use(node_ids=node_ids)
 
 
 class NodeSupervisorStep(bootsteps.StartStopStep):

@@ -6,12 +6,12 @@ starts itself; DATABASE_URL / REDIS_URL switch to PostgreSQL and an external Red
 import socket
 from pathlib import Path
 
-import environ
-
 from sparkportal.lib.envhelpers import (
     env_bool,
+    env_database,
     env_float,
     env_int,
+    env_json_object,
     env_list,
     env_secret,
     env_str,
@@ -86,10 +86,7 @@ TEMPLATES = [
     }
 ]
 
-_env = environ.Env()
-DATABASES = {
-    "default": _env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
-}
+DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -302,9 +299,7 @@ PORTAL_CLASSIFIER_EMBEDDERS = {
                          "batch_size": 32},
 }
 # More embedders (TEI, an OpenAI-compatible /v1/embeddings) as JSON: {"name": {"backend": "tei", "url": ...}}.
-import json as _json  # noqa: E402
-
-PORTAL_CLASSIFIER_EMBEDDERS.update(_json.loads(env_str("PORTAL_CLASSIFIER_EMBEDDERS_JSON", "{}")))
+PORTAL_CLASSIFIER_EMBEDDERS.update(env_json_object("PORTAL_CLASSIFIER_EMBEDDERS_JSON"))
 PORTAL_CLASSIFIER_DEFAULT_MARGIN = env_float("PORTAL_CLASSIFIER_MARGIN", 0.03)
 PORTAL_CLASSIFIER_MAX_BYTES = env_int("PORTAL_CLASSIFIER_MAX_BYTES", 50 * 1024 * 1024)
 # Uploaded files or a zip, unpacked, at most this many bytes per upload (the rest belongs under a root).

@@ -33,7 +33,6 @@ from models_registry.services.profiles import (  # noqa: F401
 )
 from models_registry.services.tokens import hub_token_clear, hub_token_reveal, hub_token_set  # noqa: F401
 from models_registry.services.weights import (  # noqa: F401
-    servers_using,
     weights_delete_request,
     weights_deletion_run,
     weights_scan_request,

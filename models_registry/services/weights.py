@@ -15,28 +15,19 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import audit_record
-from models_registry import clients, events, validation
+from models_registry import clients, events, in_use, validation
 from models_registry.models import Download, NodeWeights, WeightsDeletion
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 log = logging.getLogger(__name__)
 GB = 1e9
-LIVE_SERVER_STATUSES = ("queued", "starting", "ready")
 # A scan asked for this recently and not back yet covers a new request: five open tabs send one task.
 SCAN_COALESCE = timedelta(seconds=30)
 D = WeightsDeletion.Status
 
 
-def servers_using(*, repo_id: str, node):
-    """Servers on `node` that are queued, starting or ready with a profile of this repo."""
-    from servers.models import Server
-
-    return Server.objects.select_related("profile", "node").filter(
-        node=node, profile__repo_id__iexact=repo_id, status__in=LIVE_SERVER_STATUSES).order_by("port")
-
-
 def _in_use_message(repo_id: str, node, users) -> str:
-    names = ", ".join(f"{s.served_model_name} on {node.name}:{s.port} ({s.status})" for s in users)
+    names = ", ".join(f"{u['name']} on {node.name}:{u['port']} ({u['status']})" for u in users)
     return f"The weights of {repo_id} are in use by {names}: stop those servers first."
 
 
@@ -113,7 +104,7 @@ def weights_delete_request(*, node, repo_id: str, confirm: str = "", actor: User
     if confirm != repo_id:
         raise ValidationFailed(f"To delete the weights of {repo_id}, confirm by typing the repo id exactly.",
                                code="confirmation_required")
-    users = list(servers_using(repo_id=repo_id, node=node))
+    users = in_use.weights_users(repo_id=repo_id, node=node)
     if users:
         raise InvalidTransition(_in_use_message(repo_id, node, users), code="weights_in_use")
     if Download.objects.filter(node=node, repo_id=repo_id, status__in=Download.ACTIVE).exists():
@@ -153,7 +144,7 @@ def weights_deletion_run(*, deletion_id: int) -> WeightsDeletion | None:
     if (wrong := _wrong_host(node)) is not None:
         return _finish(deletion, D.FAILED, code="wrong_host", error=wrong)
     # A server may have been started between the request and now: the second look is what protects it.
-    users = list(servers_using(repo_id=repo_id, node=node))
+    users = in_use.weights_users(repo_id=repo_id, node=node)
     if users:
         return _finish(deletion, D.FAILED, code="weights_in_use", error=_in_use_message(repo_id, node, users))
     if Download.objects.filter(node=node, repo_id=repo_id, status__in=Download.ACTIVE).exists():

@@ -1,4 +1,5 @@
 """Small helpers that read settings from the environment and fail loudly on bad values."""
+import json
 import os
 import secrets
 from pathlib import Path
@@ -76,3 +77,30 @@ def persistent_secret(path: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
     return value
+
+
+def env_json_object(name: str) -> dict:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not JSON ({exc}): write an object of names to settings.") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object of names to settings.")
+    return value
+
+
+def env_database(name: str, default: str) -> dict:
+    """Django's DATABASES entry from a URL (postgres://user:pass@host:5432/name or sqlite:////path)."""
+    import dj_database_url
+
+    url = os.environ.get(name, "").strip() or default
+    try:
+        return dj_database_url.parse(url)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={url!r} is not a database URL ({exc}): use e.g. "
+                                   "postgres://user:pass@host:5432/portal or sqlite:////var/lib/portal/db.sqlite3."
+                                   ) from None
+
