@@ -6,13 +6,14 @@ happens in tasks on the node's queue (servers/supervisor.py), queued with transa
 """
 from __future__ import annotations
 
+from celery import Task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.selectors import require_operator
 from accounts.services import audit_record
-from servers import events, planner, processes
+from servers import events, planner, processes, tasks
 from servers.engines import launch
 from servers.models import Node, Server, ServerEvent
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
@@ -49,11 +50,15 @@ def transition(server_id: int, *, to: str, reason: str = "", allowed_from: tuple
     return server
 
 
-def _enqueue(task_name: str, server: Server, *args) -> None:
-    from sparkportal.celery import app
-
+def _enqueue(task: Task, server: Server, *args) -> None:
+    """Send a task to the server's node after commit (the worker must see the committed row)."""
     node_queue = server.node.queue
-    transaction.on_commit(lambda: app.send_task(task_name, args=[server.pk, *args], queue=node_queue))
+    transaction.on_commit(lambda: task.apply_async(args=[server.pk, *args], queue=node_queue))
+
+
+def _lock(server_id: int) -> Server:
+    # of=self: PostgreSQL cannot lock the nullable side (profile) of the outer join.
+    return Server.objects.select_for_update(of=("self",)).select_related("node", "profile").get(pk=server_id)
 
 
 def propose_port(node: Node) -> int:
@@ -145,7 +150,7 @@ def server_start(*, user, profile, node: Node, port: int | None = None, gpu_memo
                           "plan": plan.as_dict()})
     payload = _payload(server)
     transaction.on_commit(lambda: events.send_server_status(payload))
-    _enqueue("servers.tasks.server_launch_task", server)
+    _enqueue(tasks.server_launch_task, server)
     return server
 
 
@@ -153,21 +158,30 @@ def server_restart(*, user, server: Server, ip: str | None = None) -> Server:
     """Queue a stopped or failed server again on its node and port (same profile, same settings)."""
     require_operator(user)
     with transaction.atomic():
-        locked = Server.objects.select_for_update(of=("self",)).select_related("node", "profile").get(pk=server.pk)
+        locked = _lock(server.pk)
         if locked.status not in (S.STOPPED, S.FAILED):
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only a stopped or failed server "
                                     "can be started again.")
         if locked.profile is None:
             raise ValidationFailed("This server has no profile (it was found running): start a profile instead.")
-        check_port(node=locked.node, port=locked.port, exclude_id=locked.pk)
-        planner.plan_start(node=locked.node, profile=locked.profile,
-                           gpu_memory_utilization=locked.gpu_memory_utilization,
-                           cuda_visible_devices=locked.cuda_visible_devices, exclude_id=locked.pk).raise_if_refused()
-        argv = launch_argv(server=locked, profile=locked.profile, node=locked.node)
-        server = transition(locked.pk, to=S.QUEUED, reason=f"start requested by {user}", argv=argv,
-                            failure_code="", restart_attempts=0, next_restart_at=None)
+        server = _requeue(locked, reason=f"start requested by {user}")
         audit_record(actor=user, action="servers.server.restarted", target=server, ip=ip)
-        _enqueue("servers.tasks.server_launch_task", server)
+    return server
+
+
+def _requeue(locked: Server, *, reason: str) -> Server:
+    """Admit a locked stopped or failed server again on its node and port, queue it and send its launch.
+
+    The one admission path for an existing server: the port, the memory planner (without the server's
+    own share) and the flags are checked as for a first start.
+    """
+    check_port(node=locked.node, port=locked.port, exclude_id=locked.pk)
+    planner.plan_start(node=locked.node, profile=locked.profile, gpu_memory_utilization=locked.gpu_memory_utilization,
+                       cuda_visible_devices=locked.cuda_visible_devices, exclude_id=locked.pk).raise_if_refused()
+    argv = launch_argv(server=locked, profile=locked.profile, node=locked.node)
+    server = transition(locked.pk, to=S.QUEUED, reason=reason, argv=argv, failure_code="", restart_attempts=0,
+                        next_restart_at=None)
+    _enqueue(tasks.server_launch_task, server)
     return server
 
 
@@ -180,12 +194,18 @@ def server_stop(*, user, server: Server, ip: str | None = None) -> Server:
         if locked.status == S.QUEUED:
             server = transition(locked.pk, to=S.STOPPED, reason=reason, stopped_at=timezone.now())
         elif locked.status in (S.STARTING, S.READY, S.EXTERNAL):
-            server = transition(locked.pk, to=S.STOPPING, reason=reason)
-            _enqueue("servers.tasks.server_stop_task", server)
+            server = _send_stop(locked.pk, reason=reason)
         else:
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: there is nothing to stop.")
         audit_record(actor=user, action="servers.server.stopped", target=server, ip=ip,
                      details={"from": locked.status, "pid": locked.pid})
+    return server
+
+
+def _send_stop(server_id: int, *, reason: str, allowed_from: tuple | None = None) -> Server:
+    """Mark a running server `stopping`; its node's worker signals the process after commit."""
+    server = transition(server_id, to=S.STOPPING, reason=reason, allowed_from=allowed_from)
+    _enqueue(tasks.server_stop_task, server)
     return server
 
 
@@ -212,5 +232,5 @@ def kick_queue(node: Node) -> Server | None:
         nxt = Server.objects.filter(node=node, status=S.QUEUED).order_by("created_at", "pk").first()
         if nxt is not None:
             nxt.node = node
-            _enqueue("servers.tasks.server_launch_task", nxt)
+            _enqueue(tasks.server_launch_task, nxt)
         return nxt
