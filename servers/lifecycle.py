@@ -1,4 +1,8 @@
-"""Services of the server lifecycle: start, stop, adopt, and every status transition.
+"""Services of the server lifecycle: start, stop, adopt, on-demand start, idle stop, and every status transition.
+
+This module is the one owner of "who may start or stop a server": operators through the Servers page
+and API, the gateway through `server_ensure_ready` (load on demand) and `servers_idle_stop` (unload
+when idle). Each admission runs the same port check and memory planner.
 
 Transitions are conditional UPDATEs on a locked row (`select_for_update`), each leaving a
 ServerEvent; status events go out after commit. Host work (spawning, signalling, health polling)
@@ -6,17 +10,22 @@ happens in tasks on the node's queue (servers/supervisor.py), queued with transa
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from celery import Task
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from accounts import limits
+from accounts.models import User
 from accounts.selectors import require_operator
 from accounts.services import audit_record
 from servers import events, planner, processes, tasks
 from servers.engines import launch
 from servers.models import Node, Server, ServerEvent
-from sparkportal.exceptions import InvalidTransition, ValidationFailed
+from sparkportal.exceptions import InvalidTransition, Unavailable, ValidationFailed
 
 S = Server.Status
 
@@ -234,3 +243,97 @@ def kick_queue(node: Node) -> Server | None:
             nxt.node = node
             _enqueue(tasks.server_launch_task, nxt)
         return nxt
+
+
+# --- load on demand and unload when idle (the gateway asks, these act) --------------------------------------------
+
+@transaction.atomic
+def server_on_demand_set(*, user, server: Server, load_on_demand: bool, unload_idle_minutes: int | None,
+                         ip: str | None = None) -> Server:
+    """Mark a server to be started by the first request for its model, and/or stopped when idle."""
+    require_operator(user)
+    if unload_idle_minutes is not None and unload_idle_minutes < 1:
+        raise ValidationFailed("Unload after at least 1 idle minute, or leave it empty to keep the server loaded.")
+    locked = Server.objects.select_for_update().get(pk=server.pk)
+    if load_on_demand and locked.profile_id is None:
+        raise ValidationFailed("A server found running (no profile) cannot be loaded on demand: start a profile.")
+    old = {"load_on_demand": locked.load_on_demand, "unload_idle_minutes": locked.unload_idle_minutes}
+    new = {"load_on_demand": load_on_demand, "unload_idle_minutes": unload_idle_minutes}
+    Server.objects.filter(pk=locked.pk).update(**new)
+    if new != old:
+        audit_record(actor=user, action="gateway.server.on_demand_changed", target=locked, ip=ip,
+                     details={"old": old, "new": new, "model": locked.served_model_name})
+    locked.refresh_from_db()
+    return locked
+
+
+def server_ensure_ready(*, server_id: int, user_id: int | None = None) -> Server:
+    """Start a stopped or failed server marked "load on demand" for a request; the gateway calls this, then waits.
+
+    The operator who marked the server allowed these starts, so no role is checked; admission (port,
+    memory planner, flags) is `_requeue`'s, as for a start again from the Servers page. The row lock
+    and the status check make concurrent calls start it once: the later ones find it queued.
+    Raises Unavailable (or the planner's ValidationFailed) with the reason it cannot be started.
+    """
+    with transaction.atomic():
+        locked = _lock(server_id)
+        if locked.status in (S.QUEUED, S.STARTING, S.READY):
+            return locked
+        if not locked.load_on_demand:
+            raise Unavailable("its server is not marked load on demand")
+        if locked.status not in (S.STOPPED, S.FAILED):
+            raise Unavailable(f"its server is {locked.status}")
+        if locked.profile is None:
+            raise Unavailable("its server has no profile to start from")
+        who = User.objects.filter(pk=user_id).first()
+        server = _requeue(locked, reason=f"loaded on demand for a request of {who}")
+        audit_record(actor=None, actor_name="gateway", action="gateway.server.loaded_on_demand", target=server,
+                     details={"requested_by": str(who), "model": server.served_model_name})
+    return server
+
+
+@transaction.atomic
+def server_touch(*, seen: dict[int, datetime]) -> None:
+    """Advance each server's last_request_at (what idle stop reads) to when its last request ended; never back."""
+    for server_id, at in seen.items():
+        Server.objects.filter(pk=server_id).filter(Q(last_request_at__isnull=True) | Q(last_request_at__lt=at)) \
+            .update(last_request_at=at)
+
+
+def _idle_past_limit(server: Server, *, now: datetime) -> bool:
+    """Ready, marked "unload when idle", and its last request (or its start) ended that many minutes ago."""
+    if server.status != S.READY or not server.unload_idle_minutes:
+        return False
+    last = max(filter(None, [server.last_request_at, server.ready_at, server.started_at]), default=None)
+    return last is None or last <= now - timedelta(minutes=server.unload_idle_minutes)
+
+
+def server_idle_stop(*, server_id: int, now: datetime | None = None) -> Server | None:
+    """Stop a server idle past its limit; None when it stays (not idle, or a request is in flight on it).
+
+    Judged again under the row lock, so a request that ended (server_touch) or a start that happened
+    since the caller looked keeps it. Never while a request is in flight: the gateways register each
+    one in Redis (accounts.limits.server_inflight_count) until its stream has ended.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(server_id)
+        if not _idle_past_limit(locked, now=now) or limits.server_inflight_count(locked.pk):
+            return None
+        server = _send_stop(locked.pk, allowed_from=(S.READY,),
+                            reason=f"idle for {locked.unload_idle_minutes} min: unloaded "
+                                   "(a request loads it again when it is marked load on demand)")
+        audit_record(actor=None, actor_name="gateway", action="gateway.server.unloaded_idle", target=server,
+                     details={"idle_minutes": locked.unload_idle_minutes})
+    return server
+
+
+def servers_idle_stop(*, now: datetime | None = None) -> list[int]:
+    """Stop every server idle past its limit (a beat task, every minute; safe to run twice). Returns their ids."""
+    now = now or timezone.now()
+    candidates = Server.objects.filter(status=S.READY, unload_idle_minutes__gt=0)
+    stopped = []
+    for server in candidates:
+        if _idle_past_limit(server, now=now) and server_idle_stop(server_id=server.pk, now=now) is not None:
+            stopped.append(server.pk)
+    return stopped

@@ -63,3 +63,11 @@ def server_log_lines(*, server: Server, lines: int = 200, query: str = "") -> li
 
     result = server_log_tail_task.apply_async(args=[server.pk, lines, query], queue=server.node.queue)
     return result.get(timeout=10)
+
+
+def server_failure_reason(*, server_id: int) -> str:
+    """Why a server is not up, in words (what a request that waited for it is told)."""
+    server = Server.objects.filter(pk=server_id).only("status", "status_reason").first()
+    if server is None:
+        return "its server was removed"
+    return server.status_reason or f"it is {server.status}"
