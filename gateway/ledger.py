@@ -54,7 +54,7 @@ class Ledger:
 
     def _write(self, batch: list[dict]) -> None:
         from accounts import services as account_services
-        from gateway import services
+        from servers import services as server_services
 
         with self._lock:
             try:
@@ -66,7 +66,7 @@ class Ledger:
                         account_services.usage_record_bulk(rows=[row])
                     except IntegrityError:
                         log.warning("dropped a usage row whose user, key or server is gone: %s", row)
-            services.server_requests_touch(seen=_last_request_per_server(batch))
+            server_services.server_touch(seen=_last_request_per_server(batch))
 
 
 def _last_request_per_server(batch: list[dict]) -> dict[int, datetime]:

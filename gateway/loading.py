@@ -1,8 +1,8 @@
-"""Load on demand: a request for a stopped model marked "load on demand" starts its server through
-the servers supervisor and waits for it, streaming SSE comments to the client meanwhile.
+"""Load on demand: a request for a stopped model marked "load on demand" asks servers to start its
+server (servers.services.server_ensure_ready) and waits for it, streaming SSE comments to the client meanwhile.
 
 All requests of this process that arrive while the model loads share one wait (one start call);
-the supervisor's row lock makes the start single across processes too.
+the service's row lock makes the start single across processes too.
 """
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import time
 
 from django.conf import settings
 
-from gateway import db, errors, selectors, services
+from gateway import db, errors, selectors
 from gateway.routing import Route, RoutingTable
+from servers import selectors as server_selectors
+from servers import services as server_services
 from sparkportal.exceptions import ApplicationError
 
 # A fresh start shows up as queued/starting in the next snapshot; give a slow worker this long.
@@ -60,7 +62,7 @@ class Loader:
         name = entry.name
         if not entry.starting:
             try:
-                await db.run(services.server_load_on_demand, server_id=entry.loadable[0], user_id=user_id)
+                await db.run(server_services.server_ensure_ready, server_id=entry.loadable[0], user_id=user_id)
             except ApplicationError as exc:
                 raise errors.unavailable(f"Could not load `{name}` on demand: {exc.message}",
                                          code="model_load_refused") from None
@@ -77,7 +79,7 @@ class Loader:
                 seen_starting = True
                 continue
             if seen_starting or time.monotonic() - began > _APPEAR_S:
-                reason = await db.run(services.server_failure_reason, server_id=entry.loadable[0]
+                reason = await db.run(server_selectors.server_failure_reason, server_id=entry.loadable[0]
                                       if entry.loadable else entry.starting[0])
                 raise errors.unavailable(f"The server of `{name}` did not come up: {reason}. An operator can see "
                                          "its log on the Servers page.", code="model_load_failed")

@@ -1,4 +1,8 @@
-"""Services of the server lifecycle: start, stop, adopt, and every status transition.
+"""Services of the server lifecycle: start, stop, adopt, on-demand start, idle stop, and every status transition.
+
+This module is the one owner of "who may start or stop a server": operators through the Servers page
+and API, the gateway through `server_ensure_ready` (load on demand) and `servers_idle_stop` (unload
+when idle). Each admission runs the same port check and memory planner.
 
 Transitions are conditional UPDATEs on a locked row (`select_for_update`), each leaving a
 ServerEvent; status events go out after commit. Host work (spawning, signalling, health polling)
@@ -6,10 +10,16 @@ happens in tasks on the node's queue (servers/supervisor.py), queued with transa
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from celery import Task
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from accounts import limits
+from accounts.models import User
 from accounts.selectors import require_operator
 from accounts.services import audit_record
 from engines import flags as engine_flags
@@ -17,7 +27,7 @@ from nodes.models import Node
 from servers import events, planner, processes, tasks
 from servers.models import Server, ServerEvent
 from sparkportal.celery import enqueue_on_node
-from sparkportal.exceptions import InvalidTransition, ValidationFailed
+from sparkportal.exceptions import InvalidTransition, Unavailable, ValidationFailed
 
 S = Server.Status
 
@@ -51,10 +61,15 @@ def transition(server_id: int, *, to: str, reason: str = "", allowed_from: tuple
     return server
 
 
-def _enqueue(task, server: Server, *args) -> None:
-    """Send a supervisor task to the server's node once the transition is committed."""
+def _enqueue(task: Task, server: Server, *args) -> None:
+    """Send a task to the server's node after commit (the worker must see the committed row)."""
     node = server.node
     transaction.on_commit(lambda: enqueue_on_node(task, node, server.pk, *args))
+
+
+def _lock(server_id: int) -> Server:
+    # of=self: PostgreSQL cannot lock the nullable side (profile) of the outer join.
+    return Server.objects.select_for_update(of=("self",)).select_related("node", "profile").get(pk=server_id)
 
 
 def propose_port(node: Node) -> int:
@@ -156,21 +171,30 @@ def server_restart(*, user, server: Server, ip: str | None = None) -> Server:
     """Queue a stopped or failed server again on its node and port (same profile, same settings)."""
     require_operator(user)
     with transaction.atomic():
-        locked = Server.objects.select_for_update(of=("self",)).select_related("node", "profile").get(pk=server.pk)
+        locked = _lock(server.pk)
         if locked.status not in (S.STOPPED, S.FAILED):
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only a stopped or failed server "
                                     "can be started again.")
         if locked.profile is None:
             raise ValidationFailed("This server has no profile (it was found running): start a profile instead.")
-        check_port(node=locked.node, port=locked.port, exclude_id=locked.pk)
-        planner.plan_start(node=locked.node, profile=locked.profile,
-                           gpu_memory_utilization=locked.gpu_memory_utilization,
-                           cuda_visible_devices=locked.cuda_visible_devices, exclude_id=locked.pk).raise_if_refused()
-        argv = launch_argv(server=locked, profile=locked.profile, node=locked.node)
-        server = transition(locked.pk, to=S.QUEUED, reason=f"start requested by {user}", argv=argv,
-                            failure_code="", restart_attempts=0, next_restart_at=None)
+        server = _requeue(locked, reason=f"start requested by {user}")
         audit_record(actor=user, action="servers.server.restarted", target=server, ip=ip)
-        _enqueue(tasks.server_launch_task, server)
+    return server
+
+
+def _requeue(locked: Server, *, reason: str) -> Server:
+    """Admit a locked stopped or failed server again on its node and port, queue it and send its launch.
+
+    The one admission path for an existing server: the port, the memory planner (without the server's
+    own share) and the flags are checked as for a first start.
+    """
+    check_port(node=locked.node, port=locked.port, exclude_id=locked.pk)
+    planner.plan_start(node=locked.node, profile=locked.profile, gpu_memory_utilization=locked.gpu_memory_utilization,
+                       cuda_visible_devices=locked.cuda_visible_devices, exclude_id=locked.pk).raise_if_refused()
+    argv = launch_argv(server=locked, profile=locked.profile, node=locked.node)
+    server = transition(locked.pk, to=S.QUEUED, reason=reason, argv=argv, failure_code="", restart_attempts=0,
+                        next_restart_at=None)
+    _enqueue(tasks.server_launch_task, server)
     return server
 
 
@@ -183,12 +207,18 @@ def server_stop(*, user, server: Server, ip: str | None = None) -> Server:
         if locked.status == S.QUEUED:
             server = transition(locked.pk, to=S.STOPPED, reason=reason, stopped_at=timezone.now())
         elif locked.status in (S.STARTING, S.READY, S.EXTERNAL):
-            server = transition(locked.pk, to=S.STOPPING, reason=reason)
-            _enqueue(tasks.server_stop_task, server)
+            server = _send_stop(locked.pk, reason=reason)
         else:
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: there is nothing to stop.")
         audit_record(actor=user, action="servers.server.stopped", target=server, ip=ip,
                      details={"from": locked.status, "pid": locked.pid})
+    return server
+
+
+def _send_stop(server_id: int, *, reason: str, allowed_from: tuple | None = None) -> Server:
+    """Mark a running server `stopping`; its node's worker signals the process after commit."""
+    server = transition(server_id, to=S.STOPPING, reason=reason, allowed_from=allowed_from)
+    _enqueue(tasks.server_stop_task, server)
     return server
 
 
@@ -217,3 +247,97 @@ def kick_queue(node: Node) -> Server | None:
             nxt.node = node
             _enqueue(tasks.server_launch_task, nxt)
         return nxt
+
+
+# --- load on demand and unload when idle (the gateway asks, these act) --------------------------------------------
+
+@transaction.atomic
+def server_on_demand_set(*, user, server: Server, load_on_demand: bool, unload_idle_minutes: int | None,
+                         ip: str | None = None) -> Server:
+    """Mark a server to be started by the first request for its model, and/or stopped when idle."""
+    require_operator(user)
+    if unload_idle_minutes is not None and unload_idle_minutes < 1:
+        raise ValidationFailed("Unload after at least 1 idle minute, or leave it empty to keep the server loaded.")
+    locked = Server.objects.select_for_update().get(pk=server.pk)
+    if load_on_demand and locked.profile_id is None:
+        raise ValidationFailed("A server found running (no profile) cannot be loaded on demand: start a profile.")
+    old = {"load_on_demand": locked.load_on_demand, "unload_idle_minutes": locked.unload_idle_minutes}
+    new = {"load_on_demand": load_on_demand, "unload_idle_minutes": unload_idle_minutes}
+    Server.objects.filter(pk=locked.pk).update(**new)
+    if new != old:
+        audit_record(actor=user, action="gateway.server.on_demand_changed", target=locked, ip=ip,
+                     details={"old": old, "new": new, "model": locked.served_model_name})
+    locked.refresh_from_db()
+    return locked
+
+
+def server_ensure_ready(*, server_id: int, user_id: int | None = None) -> Server:
+    """Start a stopped or failed server marked "load on demand" for a request; the gateway calls this, then waits.
+
+    The operator who marked the server allowed these starts, so no role is checked; admission (port,
+    memory planner, flags) is `_requeue`'s, as for a start again from the Servers page. The row lock
+    and the status check make concurrent calls start it once: the later ones find it queued.
+    Raises Unavailable (or the planner's ValidationFailed) with the reason it cannot be started.
+    """
+    with transaction.atomic():
+        locked = _lock(server_id)
+        if locked.status in (S.QUEUED, S.STARTING, S.READY):
+            return locked
+        if not locked.load_on_demand:
+            raise Unavailable("its server is not marked load on demand")
+        if locked.status not in (S.STOPPED, S.FAILED):
+            raise Unavailable(f"its server is {locked.status}")
+        if locked.profile is None:
+            raise Unavailable("its server has no profile to start from")
+        who = User.objects.filter(pk=user_id).first()
+        server = _requeue(locked, reason=f"loaded on demand for a request of {who}")
+        audit_record(actor=None, actor_name="gateway", action="gateway.server.loaded_on_demand", target=server,
+                     details={"requested_by": str(who), "model": server.served_model_name})
+    return server
+
+
+@transaction.atomic
+def server_touch(*, seen: dict[int, datetime]) -> None:
+    """Advance each server's last_request_at (what idle stop reads) to when its last request ended; never back."""
+    for server_id, at in seen.items():
+        Server.objects.filter(pk=server_id).filter(Q(last_request_at__isnull=True) | Q(last_request_at__lt=at)) \
+            .update(last_request_at=at)
+
+
+def _idle_past_limit(server: Server, *, now: datetime) -> bool:
+    """Ready, marked "unload when idle", and its last request (or its start) ended that many minutes ago."""
+    if server.status != S.READY or not server.unload_idle_minutes:
+        return False
+    last = max(filter(None, [server.last_request_at, server.ready_at, server.started_at]), default=None)
+    return last is None or last <= now - timedelta(minutes=server.unload_idle_minutes)
+
+
+def server_idle_stop(*, server_id: int, now: datetime | None = None) -> Server | None:
+    """Stop a server idle past its limit; None when it stays (not idle, or a request is in flight on it).
+
+    Judged again under the row lock, so a request that ended (server_touch) or a start that happened
+    since the caller looked keeps it. Never while a request is in flight: the gateways register each
+    one in Redis (accounts.limits.server_inflight_count) until its stream has ended.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(server_id)
+        if not _idle_past_limit(locked, now=now) or limits.server_inflight_count(locked.pk):
+            return None
+        server = _send_stop(locked.pk, allowed_from=(S.READY,),
+                            reason=f"idle for {locked.unload_idle_minutes} min: unloaded "
+                                   "(a request loads it again when it is marked load on demand)")
+        audit_record(actor=None, actor_name="gateway", action="gateway.server.unloaded_idle", target=server,
+                     details={"idle_minutes": locked.unload_idle_minutes})
+    return server
+
+
+def servers_idle_stop(*, now: datetime | None = None) -> list[int]:
+    """Stop every server idle past its limit (a beat task, every minute; safe to run twice). Returns their ids."""
+    now = now or timezone.now()
+    candidates = Server.objects.filter(status=S.READY, unload_idle_minutes__gt=0)
+    stopped = []
+    for server in candidates:
+        if _idle_past_limit(server, now=now) and server_idle_stop(server_id=server.pk, now=now) is not None:
+            stopped.append(server.pk)
+    return stopped

@@ -71,3 +71,10 @@ def server_weights_in_use(*, node_ids: list[int]) -> dict[tuple[int, str], list[
         users.setdefault((node_id, repo_id.lower()), []).append({"name": name, "port": port, "status": status})
     return users
 
+
+def server_failure_reason(*, server_id: int) -> str:
+    """Why a server is not up, in words (what a request that waited for it is told)."""
+    server = Server.objects.filter(pk=server_id).only("status", "status_reason").first()
+    if server is None:
+        return "its server was removed"
+    return server.status_reason or f"it is {server.status}"

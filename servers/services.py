@@ -2,10 +2,16 @@
 from servers.lifecycle import (
     propose_port,
     server_adopt,
+    server_ensure_ready,
+    server_idle_stop,
+    server_on_demand_set,
     server_plan,
     server_restart,
     server_start,
     server_stop,
+    server_touch,
+    servers_idle_stop,
 )
 
-__all__ = ["server_start", "server_stop", "server_adopt", "server_restart", "server_plan", "propose_port"]
+__all__ = ["server_start", "server_stop", "server_adopt", "server_restart", "server_plan", "propose_port",
+           "server_ensure_ready", "server_idle_stop", "servers_idle_stop", "server_touch", "server_on_demand_set"]

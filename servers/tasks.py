@@ -41,6 +41,14 @@ def server_stop_task(server_id: int) -> None:
     supervisor.server_stop(server_id)
 
 
+@app.task(ignore_result=True, time_limit=120)
+def servers_idle_stop_task() -> None:
+    """Stops servers marked "unload when idle" that are idle past their limit (beat, every minute; safe twice)."""
+    from servers import services
+
+    services.servers_idle_stop()
+
+
 @app.task(ignore_result=True, time_limit=300)
 def server_reconcile_task(node_name: str, at_worker_start: bool = False) -> None:
     from nodes.selectors import node_get_by_name

@@ -323,8 +323,9 @@ PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN = env_int("PORTAL_GATEWAY_DEFAULT_MAX_MODEL
 PORTAL_USAGE_FLUSH_S = env_float("PORTAL_USAGE_FLUSH_S", 1.0)
 # Cost view: GPU power samples further apart than this leave a gap, filled with the fallback wattages.
 PORTAL_COST_SAMPLE_MAX_GAP_S = env_float("PORTAL_COST_SAMPLE_MAX_GAP_S", 60.0)
+# The entry keeps its name so the database scheduler updates its stored row instead of adding a second one.
 CELERY_BEAT_SCHEDULE["gateway-unload-idle"] = {
-    "task": "gateway.tasks.servers_unload_idle_task",
+    "task": "servers.tasks.servers_idle_stop_task",
     "schedule": 60.0,
     "options": {"expires": 60},
 }

@@ -87,8 +87,6 @@ def test_ten_concurrent_first_requests_start_the_server_once_and_all_get_answers
 
 
 def test_idle_unload_never_stops_a_server_with_an_open_stream(portal, on_demand_server):
-    from gateway import services
-
     _user, raw = portal.member()
     assert all(status == 200 for status, _ in asyncio.run(_streams(portal.url, raw, 1)))
     server = _wait_status(on_demand_server, "ready")
@@ -99,12 +97,12 @@ def test_idle_unload_never_stops_a_server_with_an_open_stream(portal, on_demand_
         lines = response.iter_lines()
         while '"content"' not in next(lines):
             pass
-        assert services.servers_unload_idle(now=later) == []  # a stream is open: it stays
+        assert server_services.servers_idle_stop(now=later) == []  # a stream is open: it stays
         assert Server.objects.get(pk=server.pk).status == "ready"
         rest = list(lines)
     assert [line for line in rest if line][-1] == "data: [DONE]"
     time.sleep(0.3)  # the request's end reaches Redis before its response's last byte; the ledger lags
-    assert services.servers_unload_idle(now=later) == [server.pk]
+    assert server_services.servers_idle_stop(now=later) == [server.pk]
     server = _wait_status(server, "stopped")
     assert "idle for 1 min" in ServerEvent.objects.filter(server=server, new="stopping").latest("at", "id").reason
     assert AuditEvent.objects.filter(action="gateway.server.unloaded_idle", target_id=str(server.pk)).exists()
