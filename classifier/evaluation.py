@@ -13,8 +13,11 @@ from pathlib import Path
 from django.conf import settings
 
 from accounts.models import User
-from classifier import embedders, extract, index, rerank, scan
+from classifier import rerank
+from classifier.archive import extract, scan
+from classifier.embedding import embedders
 from classifier.models import TaxonomyVersion
+from classifier.taxonomy import label_index
 from sparkportal.exceptions import ValidationFailed
 
 
@@ -61,8 +64,8 @@ def _text_of(source: str) -> str:
 def score(*, version: TaxonomyVersion, embedder_key: str, depth: int, rows: list[tuple[str, str]]) -> list[dict]:
     rows_check(version=version, rows=rows)
     texts = [_text_of(source) for source, _ in rows]
-    label_index = index.LabelIndex(version, embedder_key, depth)
-    hits = label_index.search(embedders.load(embedder_key).embed(texts, kind="query"))
+    labels = label_index.LabelIndex(version, embedder_key, depth)
+    hits = labels.search(embedders.load(embedder_key).embed(texts, kind="query"))
     scored = []
     for (source, code), text, found in zip(rows, texts, hits, strict=True):
         expected = ".".join(code.split(".")[:depth])

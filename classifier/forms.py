@@ -2,7 +2,8 @@
 from django import forms
 from django.conf import settings
 
-from classifier import embedders, selectors
+from classifier import selectors
+from classifier.embedding import embedders
 
 
 class MultipleFileInput(forms.ClearableFileInput):

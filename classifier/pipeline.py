@@ -19,8 +19,11 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from classifier import embedders, events, extract, index, rerank, scan, services
+from classifier import events, rerank, services
+from classifier.archive import extract, scan
+from classifier.embedding import embedders
 from classifier.models import ClassificationJob, ClassificationResult
+from classifier.taxonomy import label_index
 
 log = logging.getLogger(__name__)
 Method = ClassificationResult.Method
@@ -91,7 +94,7 @@ def _skip(job: ClassificationJob, found: scan.Found) -> ClassificationResult:
                                 reason=found.skip_reason)
 
 
-def _classify_batch(job: ClassificationJob, label_index: index.LabelIndex, embedder, batch: list,
+def _classify_batch(job: ClassificationJob, labels: label_index.LabelIndex, embedder, batch: list,
                     reranker: rerank.Reranker) -> dict:
     """batch: [(found, hash)]. Returns timings and counts; saves the results."""
     t0 = time.monotonic()
@@ -101,7 +104,7 @@ def _classify_batch(job: ClassificationJob, label_index: index.LabelIndex, embed
         texts.append(text)
     t1 = time.monotonic()
     vectors = embedder.embed(texts, kind="query")
-    all_hits = label_index.search(vectors)
+    all_hits = labels.search(vectors)
     t2 = time.monotonic()
     results, reranked = [], 0
     for (found, digest), text, hits in zip(batch, texts, all_hits, strict=True):
@@ -175,12 +178,12 @@ def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) 
                                           "and quantizes it once: about a minute).")
     embedder = embedders.load(job.embedder)
     progress.send(force=True, message="Embedding the taxonomy labels.")
-    label_index = index.LabelIndex(job.version, job.embedder, job.depth)
+    labels = label_index.LabelIndex(job.version, job.embedder, job.depth)
     size = settings.PORTAL_CLASSIFIER_BATCH
     for start in range(0, len(todo), size):
         if not _still_running(job):
             return
-        stats = _classify_batch(job, label_index, embedder, todo[start:start + size], reranker)
+        stats = _classify_batch(job, labels, embedder, todo[start:start + size], reranker)
         ClassificationJob.objects.filter(pk=job.pk).update(
             files_done=F("files_done") + len(todo[start:start + size]),
             files_reranked=F("files_reranked") + stats["reranked"],

@@ -17,8 +17,11 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.models import ApiKey, User
 from accounts.services import audit_record
-from classifier import embedders, evaluation, rerank, scan, selectors, taxonomy_yaml, uploads
+from classifier import evaluation, rerank, selectors
+from classifier.archive import scan, uploads
+from classifier.embedding import embedders
 from classifier.models import ClassificationJob, ClassificationResult, Taxonomy, TaxonomyNode, TaxonomyVersion
+from classifier.taxonomy import yaml_import
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ JOB_KEY_LIFETIME = timedelta(hours=24)
 EVALUATION_KEY_LIFETIME = timedelta(hours=1, minutes=5)
 
 
-def _create_nodes(version: TaxonomyVersion, parsed: list[taxonomy_yaml.ParsedNode]) -> None:
+def _create_nodes(version: TaxonomyVersion, parsed: list[yaml_import.ParsedNode]) -> None:
     """Parents are saved before children (parse() orders by depth); position follows the codes."""
     by_code: dict[str, TaxonomyNode] = {}
     positions = {code: i for i, code in enumerate(sorted((p.code for p in parsed),
@@ -52,7 +55,7 @@ def taxonomy_import(*, actor: User, name: str, yaml_text: str, ip: str | None = 
     if not NAME_RE.match(name):
         raise ValidationFailed(f"Taxonomy name {name!r} must be lowercase letters, digits, '-' or '_' (e.g. 'jd').",
                                code="invalid_name")
-    parsed = taxonomy_yaml.parse(yaml_text)
+    parsed = yaml_import.parse(yaml_text)
     taxonomy, created = Taxonomy.objects.select_for_update().get_or_create(name=name, defaults={"owner": actor})
     if not created and taxonomy.owner_id != actor.pk and not actor.is_portal_admin:
         raise ValidationFailed(f"Taxonomy {name!r} belongs to {taxonomy.owner.get_username()}: pick another name.",
@@ -226,15 +229,15 @@ def result_correct(*, actor: User, result: ClassificationResult, code: str, ip: 
 def job_plan_apply(*, actor: User, job: ClassificationJob, target: str, mode: str = "copy",
                    ip: str | None = None) -> dict:
     """Copy or symlink a finished job's files into a Johnny-Decimal tree under `target` (inside the roots)."""
-    from classifier import exports
+    from classifier import results_export
 
     if mode not in ("copy", "symlink"):
         raise ValidationFailed("mode is copy or symlink.", code="invalid_mode")
     if job.status != ClassificationJob.Status.DONE:
         raise InvalidTransition(f"Job {job.pk} is {job.status}: apply the plan of a finished job.")
     target_path = scan.check_target(target)
-    plan = exports.apply_plan(job, target=str(target_path), mode=mode)
-    outcome = exports.apply(plan)
+    plan = results_export.apply_plan(job, target=str(target_path), mode=mode)
+    outcome = results_export.apply(plan)
     audit_record(actor=actor, action="classifier.job.applied", target=job, ip=ip,
                  details={"target": str(target_path), "mode": mode, "placed": outcome["placed"],
                           "skipped": len(outcome["skipped"])})

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from classifier import exports, pipeline, selectors, services
+from classifier import pipeline, results_export, selectors, services
 from sparkportal.exceptions import ApplicationError
 
 
@@ -38,9 +38,9 @@ class Command(BaseCommand):
             raise CommandError(f"job {job.pk} {job.status}: {job.status_reason}")
         out = open(opts["out"], "w", newline="", encoding="utf-8") if opts["out"] else sys.stdout  # noqa: SIM115
         try:
-            writer = csv.DictWriter(out, fieldnames=exports.FIELDS)
+            writer = csv.DictWriter(out, fieldnames=results_export.FIELDS)
             writer.writeheader()
-            writer.writerows(exports.rows(selectors.result_list(job=job)))
+            writer.writerows(results_export.rows(selectors.result_list(job=job)))
         finally:
             if out is not sys.stdout:
                 out.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from classifier import embedders
+from classifier.embedding import embedders
 from classifier.models import TaxonomyNode, TaxonomyVersion
 
 TOP_K = 5
