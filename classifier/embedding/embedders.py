@@ -9,7 +9,9 @@ Backends (the `backend` key of an entry in settings.PORTAL_CLASSIFIER_EMBEDDERS)
 - `tei`: a Text Embeddings Inference server's `/embed`.
 - `openai`: any OpenAI-compatible `/v1/embeddings`, e.g. the portal's own gateway.
 
-Task prompts: `query_prefix` (files) and `passage_prefix` (taxonomy labels), e.g. e5's "query: "/"passage: ".
+Task prompts: classification embeds files and labels with one symmetric prompt (embedding.prompts: e5
+"query: " on both sides; `classify_prefix` overrides it); `query_prefix`/`passage_prefix` are the
+model's retrieval pair, e.g. e5's "query: "/"passage: ".
 Heavy libraries are imported inside the backends, never at module import: the web process imports this
 module for names and settings only.
 """

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.embedding import e5_conversion, graph_export
-from classifier.embedding.core import Embedder, EmbedderSpec, _normalize, padded
+from classifier.embedding.core import LABEL_KINDS, Embedder, EmbedderSpec, _normalize, padded
 
 CHUNK = 4096
 GPU_BATCH = 1024
@@ -169,7 +169,7 @@ class FastEmbedder(Embedder):
     def _run_openvino(self, batches, kind: str):
         import openvino as ov
 
-        compiled = self.ov_labels if kind == "passage" else self.ov_files
+        compiled = self.ov_labels if kind in LABEL_KINDS else self.ov_files
         queue = ov.AsyncInferQueue(compiled)
         done = []
         queue.set_callback(lambda request, picked: done.append((picked, request.get_output_tensor(0).data.copy())))
@@ -185,7 +185,7 @@ class FastEmbedder(Embedder):
 
     def _run(self, matrix: np.ndarray, mask: np.ndarray, kind: str = "query") -> np.ndarray:
         if self.session is not None:
-            session = self.passage_session if kind == "passage" else self.session
+            session = self.passage_session if kind in LABEL_KINDS else self.session
             return session.run(None, {"input_ids": matrix, "attention_mask": mask})[0]
         import torch
 
