@@ -46,7 +46,7 @@ def test_it_imports_the_test_taxonomy_with_three_levels(jd_version):
     assert nodes.filter(depth=1).order_by("position").last().name == "Woodcarving"
     food = nodes.get(code="10.02.01")
     assert food.label_path == "Finance / Expenses / Food"
-    assert food.flat_text() == ("10.02.01 Finance / Expenses / Food — grocery receipts, supermarket, restaurant "
+    assert food.flat_text() == ("Finance / Expenses / Food — grocery receipts, supermarket, restaurant "
                                 "and cafe bills")
 
 
