@@ -3,8 +3,7 @@ from ninja import File, Router, Status, UploadedFile
 from ninja.pagination import paginate
 
 from accounts.services import client_ip
-from classifier import exports, selectors, services
-from classifier import lint as lint_mod
+from classifier import results_export, selectors, services
 from classifier.models import ClassificationJob, TaxonomyNode, TaxonomyVersion
 from classifier.schemas import (
     ApplyIn,
@@ -23,6 +22,7 @@ from classifier.schemas import (
     TaxonomyIn,
     VersionOut,
 )
+from classifier.taxonomy import lint as lint_mod
 
 router = Router()
 ERRORS = {400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
@@ -166,7 +166,7 @@ def task_state(request, task_id: str):
 def job_plan(request, job_id: int, target: str, mode: str = "copy"):
     """The dry run: what would be copied (or symlinked) where."""
     job = selectors.job_get_visible(user=request.user, job_id=job_id)
-    return exports.apply_plan(job, target=target, mode=mode)
+    return results_export.apply_plan(job, target=target, mode=mode)
 
 
 @router.post("/jobs/{job_id}/apply/", response={200: dict, **ERRORS})

@@ -2,7 +2,8 @@
 from django import forms
 from django.conf import settings
 
-from classifier import embedders, selectors
+from classifier import selectors
+from classifier.embedding import embedders
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -121,6 +122,7 @@ class EvaluationSideForm(forms.Form):
                               widget=forms.NumberInput(attrs={"step": "any", "placeholder": "calibrated or default"}))
     rerank_model = forms.CharField(required=False, max_length=200,
                                    widget=forms.TextInput(attrs={"placeholder": "empty: no rerank"}))
+    use_examples = forms.BooleanField(required=False, label="Use labeled examples (off: zero-shot)")
 
     def __init__(self, *args, taxonomy, **kwargs):
         super().__init__(*args, **kwargs)
@@ -131,6 +133,8 @@ class EvaluationSideForm(forms.Form):
         self.fields["embedder"].choices = _embedder_choices()
         self.fields["embedder"].initial = settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
         self.fields["rerank_model"].initial = settings.PORTAL_CLASSIFIER_LLM_MODEL
+        # Side by side by default: labels alone (a) against labels with the taxonomy's examples (b).
+        self.fields["use_examples"].initial = self.prefix != "a"
 
     def side(self) -> dict:
         return dict(self.cleaned_data)

@@ -49,6 +49,8 @@ class TaxonomyNode(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     keywords = models.JSONField(default=list, blank=True)
+    # Example texts written in the taxonomy's YAML (`examples:`): versioned with the node.
+    examples = models.JSONField(default=list, blank=True)
     depth = models.PositiveSmallIntegerField()
     # "Finance / Expenses / Food": names from the root, kept so results need no tree walk.
     label_path = models.CharField(max_length=700)
@@ -65,13 +67,48 @@ class TaxonomyNode(models.Model):
         return f"{self.code} {self.name}"
 
     def flat_text(self) -> str:
-        """The string that is embedded: code, hierarchical names, description and keywords."""
-        text = f"{self.code} {self.label_path}"
+        """The string that is embedded: hierarchical names, description and keywords. No code: numbers
+        carry no meaning for the embedder and moved accuracy by several points (perf/RESULTS.md)."""
+        text = self.label_path
         if self.description:
             text += f" — {self.description}"
         if self.keywords:
             text += f" ({', '.join(self.keywords)})"
         return text
+
+
+class LabeledExample(models.Model):
+    """A text known to belong to a class of a taxonomy: a row of a labeled CSV (examples, calibration,
+    evaluation) or a person's correction of a job result. Examples belong to the taxonomy and are matched
+    to a version's nodes by code, so they carry over when the labels are edited; a job uses those that
+    existed when it started (`ClassificationJob.example_set`)."""
+
+    class Source(models.TextChoices):
+        CSV = "csv"
+        CALIBRATION = "calibration"
+        EVALUATION = "evaluation"
+        CORRECTION = "correction"
+
+    taxonomy = models.ForeignKey(Taxonomy, on_delete=models.CASCADE, related_name="examples")
+    code = models.CharField(max_length=40)
+    text = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # A correction's result: correcting it again moves the example instead of adding a second one.
+    result = models.OneToOneField("ClassificationResult", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="example")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["taxonomy", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(source__in=["csv", "calibration", "evaluation", "correction"]),
+                                   name="classifier_labeledexample_source_valid"),
+            models.CheckConstraint(condition=~Q(text=""), name="classifier_labeledexample_text_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.text[:60]}"
 
 
 class ClassificationJob(models.Model):
@@ -106,6 +143,9 @@ class ClassificationJob(models.Model):
     embedder = models.CharField(max_length=100)
     margin = models.FloatField(help_text="top-1 minus top-2 above this: taken without the LLM.")
     rerank_model = models.CharField(max_length=200, blank=True, help_text="Empty: no LLM rerank.")
+    use_examples = models.BooleanField(default=True, help_text="Combine label similarity with labeled examples.")
+    # The examples the run used: {"count", "last_id" (stored examples up to this id), "yaml", "digest"}.
+    example_set = models.JSONField(default=dict, blank=True)
     shared = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     status_reason = models.TextField(blank=True)

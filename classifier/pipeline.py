@@ -3,8 +3,10 @@
 1. Claim the job (queued -> running); another worker that got there first makes this a no-op.
 2. List the files under the source (confined to the roots); files already classified with the same
    content hash are kept (resume), problems become `skipped` results with their reason.
-3. In batches: extract name + first 4 KB, embed, search the top 5; take top-1 when its lead over top-2
-   exceeds the job's margin, else ask the LLM (retry once, then fall back to top-1). On the portal's
+3. In batches: extract name + first 4 KB, embed, score the classes (label along the whole path, combined
+   with the taxonomy's labeled examples when the job uses them: classifier.scoring) and keep the top 5;
+   take top-1 when its lead over top-2 exceeds the job's margin, else ask the LLM (shown examples of
+   its candidate classes) (retry once, then fall back to top-1). On the portal's
    gateway the LLM is asked with a temporary key of the job's owner, made for this run and revoked when
    it ends (services.rerank_access), so the owner's quotas apply and the usage is theirs.
 4. Between batches, stop if the job was cancelled; publish progress about once a second.
@@ -19,8 +21,11 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from classifier import embedders, events, extract, index, rerank, scan, services
+from classifier import events, rerank, services
+from classifier.archive import extract, scan
+from classifier.embedding import embedders
 from classifier.models import ClassificationJob, ClassificationResult
+from classifier.taxonomy import examples, label_index
 
 log = logging.getLogger(__name__)
 Method = ClassificationResult.Method
@@ -91,7 +96,7 @@ def _skip(job: ClassificationJob, found: scan.Found) -> ClassificationResult:
                                 reason=found.skip_reason)
 
 
-def _classify_batch(job: ClassificationJob, label_index: index.LabelIndex, embedder, batch: list,
+def _classify_batch(job: ClassificationJob, labels: label_index.LabelIndex, embedder, batch: list,
                     reranker: rerank.Reranker) -> dict:
     """batch: [(found, hash)]. Returns timings and counts; saves the results."""
     t0 = time.monotonic()
@@ -100,8 +105,8 @@ def _classify_batch(job: ClassificationJob, label_index: index.LabelIndex, embed
         text, _how = extract.extract(found.path, size=found.size, mtime=found.mtime)
         texts.append(text)
     t1 = time.monotonic()
-    vectors = embedder.embed(texts, kind="query")
-    all_hits = label_index.search(vectors)
+    vectors = embedder.embed(texts, kind="document")
+    all_hits = labels.search(vectors)
     t2 = time.monotonic()
     results, reranked = [], 0
     for (found, digest), text, hits in zip(batch, texts, all_hits, strict=True):
@@ -142,6 +147,15 @@ def _still_running(job: ClassificationJob) -> bool:
     return ClassificationJob.objects.filter(pk=job.pk, status=ClassificationJob.Status.RUNNING).exists()
 
 
+def _example_set(job: ClassificationJob) -> examples.ExampleSet | None:
+    """The examples as of the job's first start: a resumed job keeps the set it began with."""
+    if not job.use_examples:
+        return None
+    chosen = examples.example_set(job.version, up_to_id=job.example_set.get("last_id"))
+    ClassificationJob.objects.filter(pk=job.pk).update(example_set=chosen.summary())
+    return chosen
+
+
 def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) -> None:
     source = Path(job.source_path)
     if not scan.inside_roots(source):
@@ -175,12 +189,14 @@ def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) 
                                           "and quantizes it once: about a minute).")
     embedder = embedders.load(job.embedder)
     progress.send(force=True, message="Embedding the taxonomy labels.")
-    label_index = index.LabelIndex(job.version, job.embedder, job.depth)
+    chosen = _example_set(job)
+    reranker.examples = chosen.by_code() if chosen is not None else {}
+    labels = label_index.LabelIndex(job.version, job.embedder, job.depth, examples=chosen)
     size = settings.PORTAL_CLASSIFIER_BATCH
     for start in range(0, len(todo), size):
         if not _still_running(job):
             return
-        stats = _classify_batch(job, label_index, embedder, todo[start:start + size], reranker)
+        stats = _classify_batch(job, labels, embedder, todo[start:start + size], reranker)
         ClassificationJob.objects.filter(pk=job.pk).update(
             files_done=F("files_done") + len(todo[start:start + size]),
             files_reranked=F("files_reranked") + stats["reranked"],

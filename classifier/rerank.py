@@ -17,6 +17,8 @@ from classifier.models import TaxonomyNode
 
 log = logging.getLogger(__name__)
 EXCERPT_CHARS = 2000
+EXAMPLES_PER_CLASS = 2
+EXAMPLE_CHARS = 300
 ATTEMPTS = 2
 # A refusal asking to wait at most this long (requests per minute, concurrency) is waited out before the
 # retry, so a job paces itself to its owner's limits instead of falling back for a minute's worth of files.
@@ -71,7 +73,17 @@ def schema(codes: list[str]) -> dict:
     }
 
 
-def prompt(excerpt: str, candidates: list[tuple[TaxonomyNode, float]]) -> str:
+def examples_of(code: str, examples: dict[str, list[str]]) -> list[str]:
+    """Up to EXAMPLES_PER_CLASS known members of a class (its own code's first, then those below it)."""
+    own = list(examples.get(code, []))
+    below = [t for c, texts in sorted(examples.items()) if c.startswith(code + ".") for t in texts]
+    return [t[:EXAMPLE_CHARS] for t in (own + below)[:EXAMPLES_PER_CLASS]]
+
+
+def prompt(excerpt: str, candidates: list[tuple[TaxonomyNode, float]],
+           examples: dict[str, list[str]] | None = None) -> str:
+    """The document, then each candidate with its description and, when the taxonomy has labeled
+    examples of it, a few of them (few-shot: they show where the class's border lies)."""
     lines = [f"Document (file name and the start of its text):\n<<<\n{excerpt[:EXCERPT_CHARS]}\n>>>", "",
              "Candidate classes:"]
     for node, _score in candidates:
@@ -79,16 +91,18 @@ def prompt(excerpt: str, candidates: list[tuple[TaxonomyNode, float]]) -> str:
         if node.description:
             line += f" — {node.description}"
         lines.append(line)
+        lines += [f"    example: {' '.join(t.split())}" for t in examples_of(node.code, examples or {})]
     lines += ["", 'Answer {"code": <one candidate code>, "confidence": <0..1>, "reason": <one sentence>}.']
     return "\n".join(lines)
 
 
-def request_body(*, model: str, excerpt: str, candidates: list[tuple[TaxonomyNode, float]], user: str) -> dict:
+def request_body(*, model: str, excerpt: str, candidates: list[tuple[TaxonomyNode, float]], user: str,
+                 examples: dict[str, list[str]] | None = None) -> dict:
     codes = [node.code for node, _ in candidates]
     return {
         "model": model,
         "messages": [{"role": "system", "content": SYSTEM},
-                     {"role": "user", "content": prompt(excerpt, candidates)}],
+                     {"role": "user", "content": prompt(excerpt, candidates, examples)}],
         "temperature": 0,
         "max_tokens": 200,
         "response_format": {"type": "json_schema",
@@ -118,10 +132,10 @@ def parse_answer(content: str, codes: list[str]) -> Choice:
 
 
 def choose(*, url: str, api_key: str, model: str, excerpt: str, candidates: list[tuple[TaxonomyNode, float]],
-           user: str) -> Answer:
+           user: str, examples: dict[str, list[str]] | None = None) -> Answer:
     """Ask the LLM, retrying once (after the wait a short refusal asks for). Never raises for the answer."""
     codes = [node.code for node, _ in candidates]
-    body = request_body(model=model, excerpt=excerpt, candidates=candidates, user=user)
+    body = request_body(model=model, excerpt=excerpt, candidates=candidates, user=user, examples=examples)
     answer = Answer(choice=None)
     for attempt in range(ATTEMPTS):
         try:
@@ -165,12 +179,13 @@ class Reranker:
         self.user = user
         self.refusal: clients.Refused | None = None
         self.refused_until = 0.0
+        self.examples: dict[str, list[str]] = {}  # code -> example texts, shown to the LLM
 
     def choose(self, *, excerpt: str, candidates: list[tuple[TaxonomyNode, float]]) -> Answer:
         if self.refusal is not None and time.monotonic() < self.refused_until:
             return Answer(choice=None, refusal=self.refusal)
         answer = choose(url=self.access.url, api_key=self.access.api_key, model=self.model, excerpt=excerpt,
-                        candidates=candidates, user=self.user)
+                        candidates=candidates, user=self.user, examples=self.examples)
         if answer.refusal is not None:
             wait = answer.refusal.retry_after
             self.refusal = answer.refusal

@@ -127,6 +127,7 @@ class EvalSetting(Schema):
     depth: int = 2
     margin: float | None = None
     rerank_model: str = ""
+    use_examples: bool = True  # False: labels only (zero-shot), to compare side by side
 
 
 class EvaluateIn(Schema):

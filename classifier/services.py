@@ -17,8 +17,18 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.models import ApiKey, User
 from accounts.services import audit_record
-from classifier import embedders, evaluation, rerank, scan, selectors, taxonomy_yaml, uploads
-from classifier.models import ClassificationJob, ClassificationResult, Taxonomy, TaxonomyNode, TaxonomyVersion
+from classifier import evaluation, rerank, selectors
+from classifier.archive import scan, uploads
+from classifier.embedding import embedders
+from classifier.models import (
+    ClassificationJob,
+    ClassificationResult,
+    LabeledExample,
+    Taxonomy,
+    TaxonomyNode,
+    TaxonomyVersion,
+)
+from classifier.taxonomy import yaml_import
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -29,7 +39,7 @@ JOB_KEY_LIFETIME = timedelta(hours=24)
 EVALUATION_KEY_LIFETIME = timedelta(hours=1, minutes=5)
 
 
-def _create_nodes(version: TaxonomyVersion, parsed: list[taxonomy_yaml.ParsedNode]) -> None:
+def _create_nodes(version: TaxonomyVersion, parsed: list[yaml_import.ParsedNode]) -> None:
     """Parents are saved before children (parse() orders by depth); position follows the codes."""
     by_code: dict[str, TaxonomyNode] = {}
     positions = {code: i for i, code in enumerate(sorted((p.code for p in parsed),
@@ -37,7 +47,8 @@ def _create_nodes(version: TaxonomyVersion, parsed: list[taxonomy_yaml.ParsedNod
     for item in parsed:
         parent = by_code.get(item.parent_code) if item.parent_code else None
         node = TaxonomyNode(version=version, parent=parent, code=item.code, name=item.name,
-                            description=item.description, keywords=item.keywords, depth=item.code.count(".") + 1,
+                            description=item.description, keywords=item.keywords, examples=item.examples,
+                            depth=item.code.count(".") + 1,
                             label_path=f"{parent.label_path} / {item.name}" if parent else item.name,
                             position=positions[item.code])
         node.full_clean(exclude=["version", "parent"])
@@ -52,7 +63,7 @@ def taxonomy_import(*, actor: User, name: str, yaml_text: str, ip: str | None = 
     if not NAME_RE.match(name):
         raise ValidationFailed(f"Taxonomy name {name!r} must be lowercase letters, digits, '-' or '_' (e.g. 'jd').",
                                code="invalid_name")
-    parsed = taxonomy_yaml.parse(yaml_text)
+    parsed = yaml_import.parse(yaml_text)
     taxonomy, created = Taxonomy.objects.select_for_update().get_or_create(name=name, defaults={"owner": actor})
     if not created and taxonomy.owner_id != actor.pk and not actor.is_portal_admin:
         raise ValidationFailed(f"Taxonomy {name!r} belongs to {taxonomy.owner.get_username()}: pick another name.",
@@ -82,7 +93,8 @@ def taxonomy_node_update(*, actor: User, node: TaxonomyNode, name: str | None = 
     changed = None
     for src in old.nodes.order_by("depth", "position"):
         new = TaxonomyNode(version=version, parent=copies.get(src.parent_id), code=src.code, name=src.name,
-                           description=src.description, keywords=src.keywords, depth=src.depth,
+                           description=src.description, keywords=src.keywords, examples=src.examples,
+                           depth=src.depth,
                            position=src.position, label_path="")
         if src.pk == node.pk:
             new.name = name.strip() if name is not None else new.name
@@ -147,7 +159,7 @@ def _globs(value) -> list[str]:
 def job_create(*, owner: User, version: TaxonomyVersion, source_path: str, depth: int = 2,
                embedder: str | None = None, margin: float | None = None, rerank_model: str | None = None,
                include=None, exclude=None, max_bytes: int | None = None, shared: bool = False,
-               ip: str | None = None, enqueue: bool = True) -> ClassificationJob:
+               use_examples: bool = True, ip: str | None = None, enqueue: bool = True) -> ClassificationJob:
     source = scan.check_source(source_path)
     uploads = scan.uploads_root()
     if source.is_relative_to(uploads) and not source.is_relative_to(uploads / owner.get_username()):
@@ -157,13 +169,13 @@ def job_create(*, owner: User, version: TaxonomyVersion, source_path: str, depth
         owner=owner, version=version, source_path=str(source), depth=depth, embedder=embedder,
         margin=margin if margin is not None else default_margin(version, embedder, depth),
         rerank_model=settings.PORTAL_CLASSIFIER_LLM_MODEL if rerank_model is None else rerank_model.strip(),
-        include=_globs(include), exclude=_globs(exclude), shared=shared,
+        include=_globs(include), exclude=_globs(exclude), shared=shared, use_examples=use_examples,
         max_bytes=max_bytes or settings.PORTAL_CLASSIFIER_MAX_BYTES)
     job.full_clean()
     job.save()
     audit_record(actor=owner, action="classifier.job.created", target=job, ip=ip,
                  details={"source": job.source_path, "taxonomy": str(version), "depth": depth, "embedder": embedder,
-                          "margin": job.margin, "rerank_model": job.rerank_model})
+                          "margin": job.margin, "rerank_model": job.rerank_model, "use_examples": use_examples})
     if enqueue:
         _enqueue(job)
     return job
@@ -203,6 +215,40 @@ def job_resume(*, actor: User, job: ClassificationJob, ip: str | None = None) ->
 
 
 @transaction.atomic
+def examples_import(*, actor: User | None, taxonomy: Taxonomy, rows: list[tuple[str, str]],
+                    source: str = LabeledExample.Source.CSV, ip: str | None = None) -> int:
+    """Labeled rows (path or text, code) become examples of their classes in the taxonomy's latest
+    version; returns how many were new. Every row is checked before any is stored: one bad row imports
+    nothing. A row already stored (same code and text) is not stored twice."""
+    version = selectors.version_get(taxonomy=taxonomy)
+    evaluation.rows_check(version=version, rows=rows)
+    texts = [evaluation.text_of(item) for item, _ in rows]
+    for n, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise ValidationFailed(f"Labeled row {n}: the example is empty.", code="empty_example")
+    known = set(LabeledExample.objects.filter(taxonomy=taxonomy).values_list("code", "text"))
+    new = []
+    for (_item, code), text in zip(rows, texts, strict=True):
+        if (code, text) not in known:
+            known.add((code, text))
+            new.append(LabeledExample(taxonomy=taxonomy, code=code, text=text, source=source, created_by=actor))
+    LabeledExample.objects.bulk_create(new)
+    audit_record(actor=actor, action="classifier.examples.imported", target=version, ip=ip,
+                 details={"taxonomy": taxonomy.name, "rows": len(rows), "new": len(new), "source": source})
+    return len(new)
+
+
+def _correction_example(*, actor: User, result: ClassificationResult, node: TaxonomyNode) -> None:
+    """A corrected result teaches the next jobs: its text becomes an example of the right class."""
+    text = evaluation.example_text(result.path)
+    if not text:
+        return
+    LabeledExample.objects.update_or_create(
+        result=result, defaults={"taxonomy_id": result.job.version.taxonomy_id, "code": node.code, "text": text,
+                                 "source": LabeledExample.Source.CORRECTION, "created_by": actor})
+
+
+@transaction.atomic
 def result_correct(*, actor: User, result: ClassificationResult, code: str, ip: str | None = None
                    ) -> ClassificationResult:
     code = (code or "").strip()
@@ -218,6 +264,7 @@ def result_correct(*, actor: User, result: ClassificationResult, code: str, ip: 
     result.confidence, result.reason = 1.0, f"corrected by {actor.get_username()}"
     result.full_clean(exclude=["job", "node", "corrected_by"])
     result.save()
+    _correction_example(actor=actor, result=result, node=node)
     audit_record(actor=actor, action="classifier.result.corrected", target=result, ip=ip,
                  details={"job": result.job_id, "path": result.path, "from": before, "to": node.code})
     return result
@@ -226,15 +273,15 @@ def result_correct(*, actor: User, result: ClassificationResult, code: str, ip: 
 def job_plan_apply(*, actor: User, job: ClassificationJob, target: str, mode: str = "copy",
                    ip: str | None = None) -> dict:
     """Copy or symlink a finished job's files into a Johnny-Decimal tree under `target` (inside the roots)."""
-    from classifier import exports
+    from classifier import results_export
 
     if mode not in ("copy", "symlink"):
         raise ValidationFailed("mode is copy or symlink.", code="invalid_mode")
     if job.status != ClassificationJob.Status.DONE:
         raise InvalidTransition(f"Job {job.pk} is {job.status}: apply the plan of a finished job.")
     target_path = scan.check_target(target)
-    plan = exports.apply_plan(job, target=str(target_path), mode=mode)
-    outcome = exports.apply(plan)
+    plan = results_export.apply_plan(job, target=str(target_path), mode=mode)
+    outcome = results_export.apply(plan)
     audit_record(actor=actor, action="classifier.job.applied", target=job, ip=ip,
                  details={"target": str(target_path), "mode": mode, "placed": outcome["placed"],
                           "skipped": len(outcome["skipped"])})
@@ -347,6 +394,18 @@ def margin_calibration_start(*, actor: User, version: TaxonomyVersion, labeled_c
     return task.id
 
 
+def margin_calibrate(*, actor: User | None, version: TaxonomyVersion, rows: list[tuple[str, str]],
+                     embedder_key: str, depth: int, target: float) -> dict:
+    """Calibrate on a worker, store the margin, and keep the rows as examples of their classes (the
+    calibration itself never uses a row as its own example)."""
+    scored = evaluation.score(version=version, embedder_key=embedder_key, depth=depth, rows=rows)
+    calibration = evaluation.calibrate(scored, target=target)
+    version_margin_store(actor=actor, version=version, embedder_key=embedder_key, depth=depth,
+                         calibration=calibration)
+    examples_import(actor=actor, taxonomy=version.taxonomy, rows=rows, source=LabeledExample.Source.CALIBRATION)
+    return calibration
+
+
 @transaction.atomic
 def version_margin_override(*, actor: User, version: TaxonomyVersion, embedder_key: str, depth: int, margin: float,
                             ip: str | None = None) -> TaxonomyVersion:
@@ -387,7 +446,8 @@ def evaluation_start(*, actor: User, taxonomy: Taxonomy, labeled_csv: str, sides
                                    margin=side.get("margin"))
         evaluation.rows_check(version=version, rows=rows)
         settings_list.append({"version_id": version.pk, "embedder_key": embedder, "depth": side.get("depth", 2),
-                              "margin": side.get("margin"), "rerank_model": (side.get("rerank_model") or "").strip()})
+                              "margin": side.get("margin"), "rerank_model": (side.get("rerank_model") or "").strip(),
+                              "use_examples": bool(side.get("use_examples", True))})
     task = tasks.evaluation_run_task.apply_async(kwargs={
         "version_id": settings_list[0]["version_id"], "rows": rows, "settings_list": settings_list,
         "user": actor.get_username(), "user_id": actor.pk}, queue="default")

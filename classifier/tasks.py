@@ -22,20 +22,17 @@ def evaluation_run_task(*, version_id: int, rows: list, settings_list: list, use
     version = TaxonomyVersion.objects.get(pk=version_id)
     owner = User.objects.filter(pk=user_id).first() if user_id is not None else None
     return evaluation.evaluate_side_by_side(version=version, rows=[tuple(r) for r in rows],
-                                            settings_list=settings_list, user=user, owner=owner)
+                                            settings_list=settings_list, user=user, owner=owner, learn=True)
 
 
 @app.task(time_limit=3600)
 def margin_calibrate_task(*, version_id: int, rows: list, embedder_key: str, depth: int, target: float,
                           actor_id: int | None) -> dict:
     from accounts.models import User
-    from classifier import evaluation, services
+    from classifier import services
     from classifier.models import TaxonomyVersion
 
     version = TaxonomyVersion.objects.get(pk=version_id)
-    scored = evaluation.score(version=version, embedder_key=embedder_key, depth=depth, rows=[tuple(r) for r in rows])
-    calibration = evaluation.calibrate(scored, target=target)
     actor = User.objects.filter(pk=actor_id).first()
-    services.version_margin_store(actor=actor, version=version, embedder_key=embedder_key, depth=depth,
-                                  calibration=calibration)
-    return calibration
+    return services.margin_calibrate(actor=actor, version=version, rows=[tuple(r) for r in rows],
+                                     embedder_key=embedder_key, depth=depth, target=target)

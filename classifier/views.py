@@ -13,9 +13,9 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.services import client_ip
-from classifier import events, exports, forms, selectors, services
-from classifier import lint as lint_mod
+from classifier import events, forms, results_export, selectors, services
 from classifier.models import ClassificationResult
+from classifier.taxonomy import lint as lint_mod
 from sparkportal.exceptions import ApplicationError
 
 
@@ -239,12 +239,12 @@ def result_correct(request, result_id: int):
 @login_required
 def job_export(request, job_id: int, fmt: str):
     job = selectors.job_get_visible(user=request.user, job_id=job_id)
-    rows = exports.rows(selectors.result_list(job=job))
+    rows = results_export.rows(selectors.result_list(job=job))
     if fmt == "json":
         response = JsonResponse(rows, safe=False, json_dumps_params={"ensure_ascii": False, "indent": 1})
     else:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
-        writer = csv.DictWriter(response, fieldnames=exports.FIELDS)
+        writer = csv.DictWriter(response, fieldnames=results_export.FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     response["Content-Disposition"] = f'attachment; filename="classification-job-{job.pk}.{fmt}"'
@@ -255,6 +255,6 @@ def job_export(request, job_id: int, fmt: str):
 def job_plan(request, job_id: int):
     job = selectors.job_get_visible(user=request.user, job_id=job_id)
     target = request.GET.get("target", "").strip()
-    plan = exports.apply_plan(job, target=target or "/archive-sorted")
+    plan = results_export.apply_plan(job, target=target or "/archive-sorted")
     return render(request, "classifier/plan.html", {"job": job, "plan": plan, "target": target or "/archive-sorted",
                                                     "plan_json": json.dumps(plan[:3], ensure_ascii=False)})

@@ -145,7 +145,8 @@ def run_cpu(args) -> tuple[str, str]:
     from django.conf import settings
     from sentence_transformers import SentenceTransformer
 
-    from classifier import embedders, extract
+    from classifier.archive import extract
+    from classifier.embedding import embedders
 
     labels = leaves(BASE / "tests" / "classifier" / "data" / "jd.yaml")
     label_texts = [label for _code, label in labels]
@@ -217,14 +218,14 @@ def gpu_model(args) -> Path:
         return Path(args.model)
     import lzma
 
-    from classifier import e5pack
+    from classifier.embedding import e5_conversion
 
     work = Path(tempfile.mkdtemp())
     raw = work / "e5-small-q4.bin"
     opener = lzma.open if args.pack.endswith(".xz") else open
     with opener(args.pack, "rb") as src:
         raw.write_bytes(src.read())
-    return e5pack.ensure_folder(raw, work / "models")
+    return e5_conversion.ensure_folder(raw, work / "models")
 
 
 def prompts(model_dir: Path) -> tuple[str, str]:
@@ -237,8 +238,8 @@ def run_cuda(args) -> tuple[str, str]:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from classifier.embedcore import EmbedderSpec
-    from classifier.fastembed import FastEmbedder
+    from classifier.embedding.core import EmbedderSpec
+    from classifier.embedding.fast import FastEmbedder
 
     labels = leaves(BASE / "tests" / "classifier" / "data" / "jd.yaml")
     docs = documents(labels, args.files)
@@ -292,17 +293,17 @@ def make_pack(args) -> None:
 
     from tokenizers import Tokenizer
 
-    from classifier import e5pack
+    from classifier.embedding import e5_conversion
 
-    source = e5pack.packaged_path()
+    source = e5_conversion.packaged_path()
     work = Path(tempfile.mkdtemp())
-    tok = Tokenizer.from_file(str(e5pack.ensure_folder(source, work) / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(e5_conversion.ensure_folder(source, work) / "tokenizer.json"))
     labels = leaves(BASE / "tests" / "classifier" / "data" / "jd.yaml")
     texts = [f"query: {d}" for d in documents(labels, args.files)] + [f"passage: {t}" for _c, t in labels]
     texts += [f"query: {t}" for t in corpus_texts()]
     used = {i for enc in tok.encode_batch(texts) for i in enc.ids}
     pruned = work / "pruned.bin"
-    e5pack.prune(source, used, pruned)
+    e5_conversion.prune(source, used, pruned)
     with lzma.open(args.make_pack, "wb", preset=6) as out:
         out.write(pruned.read_bytes())
     print(f"{args.make_pack}: {len(used)} of {len(tok.get_vocab())} tokens kept, "

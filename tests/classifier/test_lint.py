@@ -1,4 +1,4 @@
-from classifier import index, lint
+from classifier.taxonomy import label_index, lint
 
 
 def _kinds(findings, kind):
@@ -19,7 +19,7 @@ def test_near_duplicate_siblings_are_found_by_embedding_similarity(jd_version, s
     settings.VAR_DIR = tmp_path  # a fresh index folder: nothing embedded yet
     assert [f.kind for f in lint.lint(jd_version, embedder_key="multilingual-e5-small")
             if f.kind == "not_indexed"] == ["not_indexed"]
-    index.own_vectors(jd_version, "multilingual-e5-small")
+    label_index.own_vectors(jd_version, "multilingual-e5-small")
     near = _kinds(lint.lint(jd_version, embedder_key="multilingual-e5-small"), "near_duplicate")
     pairs = {tuple(f.codes) for f in near}
     assert ("20.02", "20.03") in pairs  # Repairs vs Maintenance: the same description twice

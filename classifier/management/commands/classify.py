@@ -1,4 +1,4 @@
-"""python manage.py classify TAXONOMY PATH [--depth 2] [--out results.csv]"""
+"""python manage.py classify TAXONOMY PATH [--depth 2] [--out results.csv] [--examples labeled.csv]"""
 import csv
 import sys
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from classifier import exports, pipeline, selectors, services
+from classifier import evaluation, pipeline, results_export, selectors, services
 from sparkportal.exceptions import ApplicationError
 
 
@@ -23,14 +23,20 @@ class Command(BaseCommand):
         parser.add_argument("--margin", type=float)
         parser.add_argument("--rerank-model", default=None)
         parser.add_argument("--user", help="owner of the job (default: the first admin)")
+        parser.add_argument("--examples", help="labeled CSV (path or text, expected code): stored as examples of "
+                                               "their classes before the job runs")
+        parser.add_argument("--no-examples", action="store_true", help="labels only (zero-shot)")
 
     def handle(self, *args, **opts):
         user = self._user(opts["user"])
         try:
             version = self._version(opts["taxonomy"], user)
+            if opts["examples"]:
+                self._examples(opts["examples"], user, version)
             job = services.job_create(owner=user, version=version, source_path=str(Path(opts["path"]).resolve()),
                                       depth=opts["depth"], embedder=opts["embedder"], margin=opts["margin"],
-                                      rerank_model=opts["rerank_model"], enqueue=False)
+                                      rerank_model=opts["rerank_model"], use_examples=not opts["no_examples"],
+                                      enqueue=False)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         job = pipeline.job_run(job_id=job.pk)
@@ -38,14 +44,22 @@ class Command(BaseCommand):
             raise CommandError(f"job {job.pk} {job.status}: {job.status_reason}")
         out = open(opts["out"], "w", newline="", encoding="utf-8") if opts["out"] else sys.stdout  # noqa: SIM115
         try:
-            writer = csv.DictWriter(out, fieldnames=exports.FIELDS)
+            writer = csv.DictWriter(out, fieldnames=results_export.FIELDS)
             writer.writeheader()
-            writer.writerows(exports.rows(selectors.result_list(job=job)))
+            writer.writerows(results_export.rows(selectors.result_list(job=job)))
         finally:
             if out is not sys.stdout:
                 out.close()
         self.stderr.write(f"job {job.pk}: {job.files_done} files, {job.files_skipped} skipped, "
                           f"rerank share {job.rerank_share:.0%}")
+
+    def _examples(self, path: str, user, version) -> None:
+        file = Path(path)
+        if not file.is_file():
+            raise CommandError(f"{path}: no such file.")
+        rows = evaluation.parse_labeled_csv(evaluation.decode_labeled_csv(file.read_bytes(), name=path))
+        added = services.examples_import(actor=user, taxonomy=version.taxonomy, rows=rows)
+        self.stderr.write(f"{path}: {len(rows)} labeled rows, {added} new examples")
 
     def _user(self, username):
         qs = User.objects.filter(username=username) if username else User.objects.filter(role="admin").order_by("pk")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier import e5pack, export
-from classifier.embedcore import Embedder, EmbedderSpec, _normalize, padded
+from classifier.embedding import e5_conversion, graph_export
+from classifier.embedding.core import LABEL_KINDS, Embedder, EmbedderSpec, _normalize, padded
 
 CHUNK = 4096
 GPU_BATCH = 1024
@@ -104,17 +104,17 @@ class FastEmbedder(Embedder):
     def _fp32_graph(self, cache_dir: Path) -> Path:
         path = self._artifact(cache_dir, "fp32", ".onnx")
         if not path.exists():
-            export.onnx_fp32(self.model_dir, self.pooling, path)
+            graph_export.onnx_fp32(self.model_dir, self.pooling, path)
         return path
 
     def _load_onnx(self, cache_dir: Path) -> None:
         import onnxruntime as ort
 
         int8 = self._artifact(cache_dir, "int8-ffn-down-fp32", ".onnx")
-        with e5pack.locked(cache_dir / ".export.lock"):
+        with e5_conversion.locked(cache_dir / ".export.lock"):
             fp32 = self._fp32_graph(cache_dir)
             if not int8.exists():
-                export.onnx_int8(fp32, int8)
+                graph_export.onnx_int8(fp32, int8)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -133,11 +133,12 @@ class FastEmbedder(Embedder):
         if precision not in ("int8", "bf16", "fp32"):
             raise ValueError(f"Embedder {self.spec.key!r}: precision {precision!r} is not int8, bf16 or fp32.")
         int8 = self._artifact(cache_dir, "ov-int8-static", ".xml")
-        with e5pack.locked(cache_dir / ".export.lock"):
+        with e5_conversion.locked(cache_dir / ".export.lock"):
             fp32 = self._fp32_graph(cache_dir)
             if precision == "int8" and not int8.exists():
-                texts = self.prefixed(export.calibration_texts(), "query")
-                export.openvino_int8(fp32, int8, export.calibration_batches(self._tokenize, self.pad_id, texts))
+                texts = self.prefixed(graph_export.calibration_texts(), "query")
+                batches = graph_export.calibration_batches(self._tokenize, self.pad_id, texts)
+                graph_export.openvino_int8(fp32, int8, batches)
         core = ov.Core()
         # Several streams of one thread each keep all cores busy through the short sequential parts of a
         # batch (layer norms, softmax) that one request on all threads would leave partly idle.
@@ -168,7 +169,7 @@ class FastEmbedder(Embedder):
     def _run_openvino(self, batches, kind: str):
         import openvino as ov
 
-        compiled = self.ov_labels if kind == "passage" else self.ov_files
+        compiled = self.ov_labels if kind in LABEL_KINDS else self.ov_files
         queue = ov.AsyncInferQueue(compiled)
         done = []
         queue.set_callback(lambda request, picked: done.append((picked, request.get_output_tensor(0).data.copy())))
@@ -184,7 +185,7 @@ class FastEmbedder(Embedder):
 
     def _run(self, matrix: np.ndarray, mask: np.ndarray, kind: str = "query") -> np.ndarray:
         if self.session is not None:
-            session = self.passage_session if kind == "passage" else self.session
+            session = self.passage_session if kind in LABEL_KINDS else self.session
             return session.run(None, {"input_ids": matrix, "attention_mask": mask})[0]
         import torch
 

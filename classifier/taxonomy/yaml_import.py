@@ -1,14 +1,16 @@
 """Read a Johnny-Decimal taxonomy from YAML, in either of the two shapes the docs show.
 
 Compact (written by hand): each key is "<code> <name>", its value a description string or a
-mapping of child keys plus the reserved keys `description` and `keywords`:
+mapping of child keys plus the reserved keys `description`, `keywords` and `examples`:
 
     10 Finance:
       description: money in and out
       10.06 Expenses:
-        10.06.03 Food: grocery receipts, restaurant bills
+        10.06.03 Food:
+          description: grocery receipts, restaurant bills
+          examples: ["SuperMart receipt: milk, bread, eggs. Total 10.50 EUR"]
 
-Explicit: a list of nodes with `code`, `name`, `description`, `keywords`, `children`
+Explicit: a list of nodes with `code`, `name`, `description`, `keywords`, `examples`, `children`
 (optionally under a top-level `nodes:` key; a node may instead name its `parent` by code).
 
 Errors name the line and the code, so a person can fix the file.
@@ -26,7 +28,8 @@ MAX_NODES = 5000
 MAX_DEPTH = 3
 CODE_RE = re.compile(r"^\d{2}(\.\d{2}){0,2}$")
 KEY_RE = re.compile(r"^\s*(\d[\d.]*)\s+(\S.*?)\s*$")
-RESERVED = {"description", "keywords"}
+RESERVED = {"description", "keywords", "examples"}
+MAX_EXAMPLE_CHARS = 4096
 
 
 @dataclass
@@ -35,6 +38,7 @@ class ParsedNode:
     name: str
     description: str = ""
     keywords: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
     parent_code: str | None = None
     line: int = 0
 
@@ -61,6 +65,18 @@ def _keywords(node: Node) -> list[str]:
         return [_scalar(item, "a keyword") for item in node.value]
     _fail(node, "keywords must be a list or a comma-separated string.")
     return []
+
+
+def _examples(node: Node, code: str) -> list[str]:
+    """A list of texts (or one text): documents known to belong to the node."""
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    out = []
+    for item in items:
+        text = _scalar(item, f"an example of {code}")
+        if not text or item.tag.endswith(":null"):
+            _fail(item, f"an example of {code} is empty: write the example's text or remove the entry.")
+        out.append(text[:MAX_EXAMPLE_CHARS])
+    return out
 
 
 def _check_code(node: Node, code: str, parent: str | None) -> None:
@@ -99,6 +115,8 @@ def _compact(mapping: MappingNode, parent: str | None, out: list[ParsedNode]) ->
                     item.description = _scalar(v, "description")
                 elif isinstance(k, ScalarNode) and k.value == "keywords":
                     item.keywords = _keywords(v)
+                elif isinstance(k, ScalarNode) and k.value == "examples":
+                    item.examples = _examples(v, code)
             _compact(value_node, code, out)
         else:
             _fail(value_node, f"{code} {name}: the value must be a description or a mapping of children.")
@@ -109,10 +127,10 @@ def _explicit(seq: SequenceNode, parent: str | None, out: list[ParsedNode]) -> N
         if not isinstance(item_node, MappingNode):
             _fail(item_node, "each node in the list must be a mapping with code and name.")
         fields = {_scalar(k, "a key"): v for k, v in item_node.value}
-        unknown = set(fields) - {"code", "name", "description", "keywords", "children", "parent"}
+        unknown = set(fields) - {"code", "name", "description", "keywords", "examples", "children", "parent"}
         if unknown:
             _fail(item_node, f"unknown field(s) {', '.join(sorted(unknown))}: a node has code, name, description, "
-                             "keywords, children (or parent).")
+                             "keywords, examples, children (or parent).")
         if "code" not in fields or "name" not in fields:
             _fail(item_node, "a node needs both `code` and `name`.")
         code = _scalar(fields["code"], "code")
@@ -122,6 +140,7 @@ def _explicit(seq: SequenceNode, parent: str | None, out: list[ParsedNode]) -> N
         item = ParsedNode(code=code, name=_scalar(fields["name"], "name"), parent_code=own_parent,
                           description=_scalar(fields["description"], "description") if "description" in fields else "",
                           keywords=_keywords(fields["keywords"]) if "keywords" in fields else [],
+                          examples=_examples(fields["examples"], code) if "examples" in fields else [],
                           line=item_node.start_mark.line + 1)
         if not CODE_RE.match(code):
             _fail(fields["code"], f"code {code!r} is not Johnny-Decimal: write 10, 10.06 or 10.06.03.")

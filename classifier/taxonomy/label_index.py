@@ -1,7 +1,7 @@
-"""FAISS indexes of taxonomy labels: inner product on L2-normalized vectors (cosine), saved under VAR_DIR.
+"""Vectors of taxonomy labels, saved under VAR_DIR, and the classes of one depth scored against files.
 
-Labels are embedded once per (taxonomy version, embedder); the index of one classification depth is the
-subset of those vectors for the nodes that are classes at that depth.
+Labels are embedded once per (taxonomy version, embedder) with the classification prompt; the classes of
+one depth are the subset of those vectors for the nodes that are classes at that depth.
 """
 import hashlib
 import json
@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from classifier import embedders
+from classifier import scoring
+from classifier.embedding import embedders
+from classifier.embedding.core import prefix_for
 from classifier.models import TaxonomyNode, TaxonomyVersion
+from classifier.taxonomy.examples import ExampleSet, example_vectors
 
-TOP_K = 5
+TOP_K = scoring.TOP_K
 
 
 def index_dir() -> Path:
@@ -47,7 +50,7 @@ def label_texts(nodes: list[TaxonomyNode]) -> list[str]:
 def _digest(nodes: list[TaxonomyNode], texts: list[str], embedder_key: str) -> str:
     """Files are named by what they contain (labels, node ids, embedder settings), never reused stale."""
     spec = embedders.get_spec(embedder_key)
-    material = json.dumps([embedder_key, spec.backend, spec.model, spec.passage_prefix, spec.max_tokens,
+    material = json.dumps([embedder_key, spec.backend, spec.model, prefix_for(spec, "label"), spec.max_tokens,
                            [n.pk for n in nodes], texts], ensure_ascii=False)
     return hashlib.sha256(material.encode()).hexdigest()[:24]
 
@@ -64,7 +67,7 @@ def node_vectors(version: TaxonomyVersion, embedder_key: str) -> tuple[np.ndarra
     vec_path, ids_path, nodes, texts = _paths(version, embedder_key)
     if vec_path.exists() and ids_path.exists():
         return np.load(ids_path), np.load(vec_path)
-    vectors = embedders.load(embedder_key).embed(texts, kind="passage")
+    vectors = embedders.load(embedder_key).embed(texts, kind="label")
     ids = np.array([n.pk for n in nodes], dtype=np.int64)
     tmp = vec_path.with_suffix(".tmp.npy")
     np.save(ids_path, ids)
@@ -88,7 +91,7 @@ def own_vectors(version: TaxonomyVersion, embedder_key: str, *, compute: bool = 
         return np.load(ids_path), np.load(vec_path)
     if not compute:
         return None
-    vectors = embedders.load(embedder_key).embed(texts, kind="passage")
+    vectors = embedders.load(embedder_key).embed(texts, kind="label")
     ids = np.array([n.pk for n in nodes], dtype=np.int64)
     np.save(ids_path, ids)
     tmp = vec_path.with_suffix(".tmp.npy")
@@ -98,30 +101,51 @@ def own_vectors(version: TaxonomyVersion, embedder_key: str, *, compute: bool = 
 
 
 class LabelIndex:
-    """The classes of one depth in a FAISS IndexFlatIP, written to disk next to the vectors."""
+    """The classes of one depth, scored by label along the whole path and by labeled examples
+    (classifier.scoring). The scores combine several similarities per class, so they are computed with
+    numpy over the saved vectors rather than read from one inner-product index."""
 
-    def __init__(self, version: TaxonomyVersion, embedder_key: str, depth: int):
-        import faiss
-
+    def __init__(self, version: TaxonomyVersion, embedder_key: str, depth: int, *,
+                 examples: "ExampleSet | None" = None, center: bool = True):
         nodes = list(version.nodes.order_by("position"))
-        wanted = classes_at_depth(nodes, depth)
-        self.nodes = wanted
-        vec_path, _ids_path, _nodes, _texts = _paths(version, embedder_key)
-        path = vec_path.with_suffix(f".d{depth}.faiss")
-        if path.exists():
-            self.index = faiss.read_index(str(path))
-        else:
-            ids, vectors = node_vectors(version, embedder_key)
-            row = {int(node_id): i for i, node_id in enumerate(ids)}
-            subset = np.ascontiguousarray(vectors[[row[n.pk] for n in wanted]], dtype=np.float32)
-            self.index = faiss.IndexFlatIP(subset.shape[1])
-            self.index.add(subset)
-            tmp = path.with_suffix(".tmp")
-            faiss.write_index(self.index, str(tmp))
-            tmp.replace(path)
+        self.nodes = classes_at_depth(nodes, depth)
+        ids, vectors = node_vectors(version, embedder_key)
+        row = {int(node_id): i for i, node_id in enumerate(ids)}
+        space = scoring.ClassSpace(labels=vectors[[row[n.pk] for n in self.nodes]],
+                                   ancestors=_ancestor_rows(nodes, self.nodes, row), ancestor_labels=vectors)
+        if examples is not None and examples.codes:
+            space.examples, space.example_class = _example_rows(self.nodes, examples, embedder_key)
+        self.scorer = scoring.Scorer(space, center=center)
 
     def search(self, vectors: np.ndarray, k: int = TOP_K) -> list[list[tuple[TaxonomyNode, float]]]:
-        k = min(k, len(self.nodes))
-        scores, rows = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
-        return [[(self.nodes[r], float(s)) for r, s in zip(rrow, srow, strict=True) if r >= 0]
-                for rrow, srow in zip(rows, scores, strict=True)]
+        """Top k classes per document; the documents count towards the mean that centers later batches."""
+        self.scorer.observe(vectors)
+        return [[(self.nodes[r], s) for r, s in hits] for hits in self.scorer.top(vectors, k)]
+
+
+def _ancestor_rows(nodes: list[TaxonomyNode], classes: list[TaxonomyNode], row: dict[int, int]) -> list[list[int]]:
+    parent = {n.pk: n.parent_id for n in nodes}
+    out = []
+    for node in classes:
+        chain, up = [], parent.get(node.pk)
+        while up is not None:
+            chain.append(row[up])
+            up = parent.get(up)
+        out.append(chain)
+    return out
+
+
+def _example_rows(classes: list[TaxonomyNode], examples: "ExampleSet", embedder_key: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the examples that fall under a class (their code is the class's or below it)."""
+    vectors = example_vectors(examples, embedder_key)
+    by_code = {n.code: i for i, n in enumerate(classes)}
+    picked, rows = [], []
+    for i, code in enumerate(examples.codes):
+        parts = code.split(".")
+        match = next((by_code[".".join(parts[:d])] for d in range(len(parts), 0, -1)
+                      if ".".join(parts[:d]) in by_code), None)
+        if match is not None:
+            picked.append(i)
+            rows.append(match)
+    return vectors[picked], np.array(rows, dtype=np.int64)

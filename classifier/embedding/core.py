@@ -14,6 +14,8 @@ class EmbedderSpec:
     api_key: str = ""
     query_prefix: str = ""
     passage_prefix: str = ""
+    # Classification's prompt for both documents and labels; None: the family's (embedding.prompts).
+    classify_prefix: str | None = None
     max_tokens: int = 256
     batch_size: int = 64
     device: str = "auto"
@@ -27,15 +29,29 @@ def cut_chars(text: str, max_tokens: int) -> str:
     return text[: max_tokens * 6]
 
 
+# Kinds of text: a file or a taxonomy label, for classification (`document`, `label`: one symmetric
+# prompt) or for retrieval (`query`, `passage`: the model's asymmetric pair).
+LABEL_KINDS = frozenset({"label", "passage"})
+
+
+def prefix_for(spec: EmbedderSpec, kind: str) -> str:
+    if kind in ("document", "label"):
+        from classifier.embedding.prompts import classify_prefix
+
+        return classify_prefix(key=spec.key, model=spec.model, query_prefix=spec.query_prefix,
+                               configured=spec.classify_prefix)
+    return spec.query_prefix if kind == "query" else spec.passage_prefix
+
+
 class Embedder:
     spec: EmbedderSpec
 
     def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
-        """kind: "query" (a file) or "passage" (a taxonomy label)."""
+        """kind: "document" / "label" (classification), "query" / "passage" (retrieval)."""
         raise NotImplementedError
 
     def prefixed(self, texts: list[str], kind: str) -> list[str]:
-        prefix = self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
+        prefix = prefix_for(self.spec, kind)
         return [prefix + cut_chars(t, self.spec.max_tokens) for t in texts]
 
 

@@ -2,7 +2,7 @@
 
 - `onnx_fp32`: encoder + pooling as one ONNX graph (eager attention, so runtimes can fuse it).
 - `onnx_int8`: ONNX Runtime dynamic int8 (per-channel weights, FFN down-projections left fp32).
-- `openvino_int8`: OpenVINO IR with static int8 from NNCF, calibrated on classifier/data/calibration.txt
+- `openvino_int8`: OpenVINO IR with static int8 from NNCF, calibrated on classifier/embedding/data/calibration.txt
   (multilingual document-like text). On a CPU with VNNI this is the fastest path measured
   (perf/classifier.py): activations get fixed scales, so no per-batch quantization pass is needed.
 """
@@ -10,7 +10,7 @@ import os
 import random
 from pathlib import Path
 
-from classifier.embedcore import padded
+from classifier.embedding.core import padded
 
 CALIBRATION_TEXTS = Path(__file__).resolve().parent / "data" / "calibration.txt"
 CALIBRATION_SAMPLES = 96

@@ -4,8 +4,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from classifier import index
 from classifier.models import TaxonomyVersion
+from classifier.taxonomy import label_index
 
 # Cosine after centering the taxonomy's vectors: small embedders put every text in a narrow cone
 # (raw cosines of unrelated labels sit near 0.9), centering spreads them so one threshold works.
@@ -52,7 +52,7 @@ def lint(version: TaxonomyVersion, *, embedder_key: str | None = None,
                                     "documents belong here) so the embedding has more than a name to match."))
 
     if embedder_key:
-        saved = index.own_vectors(version, embedder_key, compute=False)
+        saved = label_index.own_vectors(version, embedder_key, compute=False)
         if saved is None:
             findings.append(Finding("not_indexed", [], f"Labels are not embedded with {embedder_key} yet: build the "
                                     "index (Lint with embeddings) to check near-duplicate siblings."))

@@ -1,0 +1,1 @@
+"""The archive side: walking folders under the roots, extracting text from files, unpacking uploads."""

@@ -1,0 +1,127 @@
+"""Scores of documents against the classes of one depth: label similarity along the whole path, combined
+with the similarity to labeled examples of each class. Pure numpy: the pipeline, the evaluation and
+perf/classifier_accuracy.py share it.
+
+Why each part (measured with perf/classifier_accuracy.py, recorded in perf/RESULTS.md):
+- Centering. Small embedders put every text in a narrow cone, so raw cosines mostly measure "is this
+  text", not "is this class". Subtracting a mean document (the mean of the examples' class centroids
+  when examples cover most classes, else the mean of the run's documents seen so far, once there are enough)
+  from documents and labels alike spreads them out. The labels' own mean was measured too: it helped
+  the topic set and cost the test archive 15 points, so it is not used.
+- Whole paths. A class's label score is its own similarity averaged with its ancestors' (`PATH_WEIGHT`):
+  a document that fits "Finance" and "Utilities" beats one that fits "Utilities" of another branch.
+- Examples. A class with n examples scores a * (cosine to its examples' centroid) + (1 - a) * (label
+  score), a = sqrt(n) / (sqrt(n) + EXAMPLE_WEIGHT): a few examples refine the label, many outweigh it.
+  A class without examples keeps its label score.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TOP_K = 5
+EXAMPLE_WEIGHT = 4.0
+PATH_WEIGHT = 0.3
+# A document this close to a labeled example (raw cosine) is that example again, e.g. a corrected file
+# seen by the next job: it takes the example's class with a clear lead, whatever the labels say.
+DUPLICATE_SIMILARITY = 0.98
+DUPLICATE_LEAD = 0.5
+# Below this many documents their mean is too noisy to center with (one document minus itself is zero).
+MIN_DOCUMENTS_TO_CENTER = 32
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+@dataclass
+class ClassSpace:
+    """The classes of one depth. `ancestors[i]`: rows of `ancestor_labels` on class i's path above it."""
+
+    labels: np.ndarray
+    ancestors: list[list[int]] = field(default_factory=list)
+    ancestor_labels: np.ndarray | None = None
+    examples: np.ndarray | None = None
+    example_class: np.ndarray | None = None
+
+    @property
+    def example_counts(self) -> np.ndarray:
+        if self.examples is None or not len(self.examples):
+            return np.zeros(len(self.labels), dtype=np.int64)
+        return np.bincount(self.example_class, minlength=len(self.labels))
+
+
+class Scorer:
+    """Scores batches of documents; `observe` the documents of a run as they come, for centering."""
+
+    def __init__(self, space: ClassSpace, *, path_weight: float = PATH_WEIGHT,
+                 example_weight: float = EXAMPLE_WEIGHT, center: bool = True):
+        self.space = space
+        self.path_weight = path_weight
+        self.example_weight = example_weight
+        self.center = center
+        self.counts = space.example_counts
+        self.centroids = self._centroids()
+        self.doc_sum = np.zeros(space.labels.shape[1], dtype=np.float64)
+        self.doc_count = 0
+
+    def _centroids(self) -> np.ndarray | None:
+        if not self.counts.any():
+            return None
+        sums = np.zeros_like(self.space.labels, dtype=np.float64)
+        np.add.at(sums, self.space.example_class, self.space.examples)
+        return (sums / np.maximum(self.counts, 1)[:, None]).astype(np.float32)
+
+    def observe(self, documents: np.ndarray) -> None:
+        self.doc_sum += documents.sum(axis=0)
+        self.doc_count += len(documents)
+
+    def mean(self) -> np.ndarray | None:
+        """What is subtracted: the examples' balanced mean, else the documents' (or nothing yet)."""
+        if not self.center:
+            return None
+        covered = int((self.counts > 0).sum())
+        if self.centroids is not None and covered >= max(3, len(self.counts) / 2):
+            return self.centroids[self.counts > 0].mean(axis=0)
+        if self.doc_count >= MIN_DOCUMENTS_TO_CENTER:
+            return (self.doc_sum / self.doc_count).astype(np.float32)
+        return None
+
+    def label_scores(self, docs: np.ndarray, mu: np.ndarray | None) -> np.ndarray:
+        own = docs @ _centered(self.space.labels, mu).T
+        if not self.path_weight or self.space.ancestor_labels is None or not any(self.space.ancestors):
+            return own
+        above = docs @ _centered(self.space.ancestor_labels, mu).T
+        path = own.copy()
+        for i, rows in enumerate(self.space.ancestors):
+            if rows:
+                path[:, i] = (1 - self.path_weight) * own[:, i] + self.path_weight * above[:, rows].mean(axis=1)
+        return path
+
+    def scores(self, documents: np.ndarray) -> np.ndarray:
+        """(documents x classes) scores; higher is better."""
+        mu = self.mean()
+        docs = _centered(documents, mu)
+        scores = self.label_scores(docs, mu)
+        if self.centroids is not None:
+            share = np.sqrt(self.counts) / (np.sqrt(self.counts) + self.example_weight)
+            scores = (1 - share) * scores + share * (docs @ _centered(self.centroids, mu).T)
+            self._known_documents(documents, scores)
+        return scores
+
+    def _known_documents(self, documents: np.ndarray, scores: np.ndarray) -> None:
+        similarity = normalize(documents) @ normalize(self.space.examples).T
+        nearest = similarity.argmax(axis=1)
+        for d in np.where(similarity[np.arange(len(documents)), nearest] >= DUPLICATE_SIMILARITY)[0]:
+            scores[d, self.space.example_class[nearest[d]]] = scores[d].max() + DUPLICATE_LEAD
+
+    def top(self, documents: np.ndarray, k: int = TOP_K) -> list[list[tuple[int, float]]]:
+        """Per document, the best k (class row, score), best first."""
+        scores = self.scores(documents)
+        k = min(k, scores.shape[1])
+        rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return [[(int(r), float(scores[d, r])) for r in rows[d]] for d in range(len(scores))]
+
+
+def _centered(vectors: np.ndarray, mu: np.ndarray | None) -> np.ndarray:
+    return normalize(vectors - mu) if mu is not None else normalize(vectors)

@@ -1,0 +1,207 @@
+"""Accuracy of the classifier's embedding stage on public labeled data, in one run: the naive baseline
+against the shipped default zero-shot and with 5 and 20 labeled examples per class.
+
+(a) naive: the same embedder used plainly: labels as their plain names, documents as text, no prompt,
+    cosine top-1 over the leaves of the depth;
+(b) shipped zero-shot: classification prompt, label text as label_index.label_texts composes it, whole-path
+    and centered scoring (classifier.scoring);
+(c) with k examples per class drawn from the same split (never scored: the rest is), averaged over seeds;
+    the plain centroid of the examples is printed beside it as the bar to beat.
+Per set and depth: accuracy, top-5 recall, macro-F1, and the rerank share at the margin calibrated (95%
+precision) on half of the rows and applied to the other half.
+
+Data (fetched once into the repository's shared folder, never code):
+- SIB-200 train split, English / Ukrainian / Russian, 7 topics (texts FLORES-200, CC BY-SA 4.0; labels
+  Apache-2.0; Adelani et al. 2023, github.com/dadelani/sib-200): ../shared/eval/sib200-train/.
+- The test suite's labeled archive (tests/classifier/corpus.py, 3-level taxonomy tests/classifier/data/jd.yaml).
+
+Usage: .venv/bin/python perf/classifier_accuracy.py [--sib DIR] [--seeds 5] [--no-append]
+"""
+import argparse
+import csv
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+BASE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparkportal.settings")
+SIB_DIR = BASE.parent / "shared" / "eval" / "sib200-train"
+SIB_NAMES = ["science/technology", "travel", "politics", "sports", "health", "entertainment", "geography"]
+
+
+def sib_taxonomy() -> str:
+    return "\n".join(f"{10 * (i + 1)} {name}: ''" for i, name in enumerate(SIB_NAMES)) + "\n"
+
+
+def sib_rows(folder: Path) -> list[tuple[str, str]]:
+    with (folder / "train.tsv").open(encoding="utf-8", newline="") as fh:
+        return [(r["text"], str(10 * (SIB_NAMES.index(r["category"]) + 1)))
+                for r in csv.DictReader(fh, delimiter="\t")]
+
+
+def corpus_rows() -> list[tuple[str, str]]:
+    from tests.classifier.corpus import DOCUMENTS
+
+    return [(f"{name.rsplit('.', 1)[0].replace('_', ' ')}\n{text or ''}", code) for name, code, text in DOCUMENTS]
+
+
+def nodes_of(yaml_text: str) -> list:
+    """Unsaved TaxonomyNode objects (ids by position): what label_index composes label texts from."""
+    from classifier.models import TaxonomyNode
+    from classifier.taxonomy import yaml_import
+
+    nodes, by_code = [], {}
+    for i, item in enumerate(yaml_import.parse(yaml_text), start=1):
+        parent = by_code.get(item.parent_code)
+        node = TaxonomyNode(pk=i, parent_id=parent.pk if parent else None, code=item.code, name=item.name,
+                            description=item.description, keywords=item.keywords, depth=item.code.count(".") + 1,
+                            label_path=f"{parent.label_path} / {item.name}" if parent else item.name, position=i)
+        nodes.append(node)
+        by_code[item.code] = node
+    return sorted(nodes, key=lambda n: [int(x) for x in n.code.split(".")])
+
+
+class Setup:
+    """One labeled set embedded once; every method below scores the same vectors."""
+
+    def __init__(self, embedder, yaml_text: str, rows: list[tuple[str, str]], depth: int):
+        from classifier import scoring
+        from classifier.taxonomy import label_index
+
+        self.scoring = scoring
+        self.nodes = nodes_of(yaml_text)
+        self.classes = label_index.classes_at_depth(self.nodes, depth)
+        codes = [c.code for c in self.classes]
+        self.y = np.array([codes.index(_class_of(code, codes)) for _, code in rows])
+        texts = [t for t, _ in rows]
+        self.docs = embedder.embed(texts, kind="document")
+        self.label_vectors = embedder.embed(label_index.label_texts(self.nodes), kind="label")
+        row = {n.pk: i for i, n in enumerate(self.nodes)}
+        self.labels = self.label_vectors[[row[c.pk] for c in self.classes]]
+        self.ancestors = label_index._ancestor_rows(self.nodes, self.classes, row)
+        spec = embedder.spec
+        embedder.spec = type(spec)(**{**spec.__dict__, "classify_prefix": ""})
+        try:  # the naive baseline: no prompt on either side, plain names
+            self.naive_docs = embedder.embed(texts, kind="document")
+            self.naive_labels = embedder.embed([c.name for c in self.classes], kind="label")
+        finally:
+            embedder.spec = spec
+
+    def space(self, picked: np.ndarray | None = None):
+        space = self.scoring.ClassSpace(labels=self.labels, ancestors=self.ancestors,
+                                        ancestor_labels=self.label_vectors)
+        if picked is not None:
+            space.examples, space.example_class = self.docs[picked], self.y[picked]
+        return space
+
+
+def _class_of(code: str, codes: list[str]) -> str:
+    parts = code.split(".")
+    return next(".".join(parts[:d]) for d in range(len(parts), 0, -1) if ".".join(parts[:d]) in codes)
+
+
+def metrics(scores: np.ndarray, y: np.ndarray) -> dict:
+    top = np.argsort(-scores, axis=1)[:, :5]
+    pred = top[:, 0]
+    f1 = [2 * ((pred == c) & (y == c)).sum() / max((pred == c).sum() + (y == c).sum(), 1) for c in np.unique(y)]
+    return {"acc": float((pred == y).mean()), "top5": float((top == y[:, None]).any(axis=1).mean()),
+            "f1": float(np.mean(f1)), "rerank": rerank_share(scores, y)}
+
+
+def rerank_share(scores: np.ndarray, y: np.ndarray, target: float = 0.95) -> float:
+    """Calibrate the margin on the even rows (as the portal does), report the share reranked on the odd."""
+    from classifier import evaluation
+
+    ordered = np.sort(scores, axis=1)
+    margins = ordered[:, -1] - ordered[:, -2] if scores.shape[1] > 1 else np.ones(len(scores))
+    correct = scores.argmax(axis=1) == y
+    fit = [{"margin": float(m), "top": [0 if ok else 1], "expected": 0} for m, ok in zip(margins[::2], correct[::2],
+                                                                                        strict=True)]
+    margin = evaluation.calibrate(fit, target=target)["margin"]
+    return float((margins[1::2] <= margin).mean())
+
+
+def zero_shot(setup: Setup) -> dict:
+    scorer = setup.scoring.Scorer(setup.space())
+    scorer.observe(setup.docs)
+    return metrics(scorer.scores(setup.docs), setup.y)
+
+
+def naive(setup: Setup) -> dict:
+    return metrics(setup.naive_docs @ setup.naive_labels.T, setup.y)
+
+
+def with_examples(setup: Setup, k: int, seeds: int) -> tuple[dict, dict]:
+    """(shipped with k examples per class, plain centroid of the same examples), averaged over seeds."""
+    ours, centroid = [], []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        picked = np.concatenate([rng.choice(np.where(setup.y == c)[0], min(k, (setup.y == c).sum() - 1),
+                                            replace=False) for c in np.unique(setup.y) if (setup.y == c).sum() > 1])
+        rest = np.setdiff1d(np.arange(len(setup.y)), picked)
+        scorer = setup.scoring.Scorer(setup.space(picked))
+        ours.append(metrics(scorer.scores(setup.docs[rest]), setup.y[rest]))
+        cent = np.stack([setup.docs[picked][setup.y[picked] == c].mean(axis=0) if (setup.y[picked] == c).any()
+                         else np.zeros(setup.docs.shape[1]) for c in range(len(setup.classes))])
+        centroid.append(metrics(setup.docs[rest] @ setup.scoring.normalize(cent).T, setup.y[rest]))
+    return _mean(ours), _mean(centroid)
+
+
+def _mean(items: list[dict]) -> dict:
+    return {key: float(np.mean([m[key] for m in items])) for key in items[0]}
+
+
+def report(name: str, setup: Setup, seeds: int, shots: tuple[int, ...]) -> tuple[str, dict]:
+    base, ours = naive(setup), zero_shot(setup)
+    line = (f"{name}: naive {base['acc']:.3f} (top-5 {base['top5']:.3f}, F1 {base['f1']:.3f}); zero-shot "
+            f"{ours['acc']:.3f} (top-5 {ours['top5']:.3f}, F1 {ours['f1']:.3f}, rerank {ours['rerank']:.2f})")
+    gains = {"zero": ours["acc"] - base["acc"]}
+    for k in shots:
+        got, cent = with_examples(setup, k, seeds)
+        line += (f"; {k}/class {got['acc']:.3f} (F1 {got['f1']:.3f}, rerank {got['rerank']:.2f}; "
+                 f"centroid {cent['acc']:.3f})")
+        gains[k] = got["acc"] - base["acc"]
+    print(line, flush=True)
+    return line, gains
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sib", type=Path, default=SIB_DIR)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--embedder", default="multilingual-e5-small")
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    import django
+
+    django.setup()
+    from classifier.embedding import embedders
+
+    embedder = embedders.load(args.embedder)
+    lines, floor = [], []
+    for lang in ("eng_Latn", "ukr_Cyrl", "rus_Cyrl"):
+        if (args.sib / lang).is_dir():
+            setup = Setup(embedder, sib_taxonomy(), sib_rows(args.sib / lang), depth=1)
+            line, gains = report(f"SIB-200 {lang} (7 topics, 701)", setup, args.seeds, (5, 20))
+            lines.append(line)
+            floor.append(f"{lang} zero-shot {gains['zero'] * 100:+.1f}, 20/class {gains[20] * 100:+.1f}")
+    jd = (BASE / "tests" / "classifier" / "data" / "jd.yaml").read_text(encoding="utf-8")
+    for depth in (1, 2):
+        setup = Setup(embedder, jd, corpus_rows(), depth=depth)
+        lines.append(report(f"test archive depth {depth} (EN/UK/RU, {len(setup.y)} files)", setup, 1, ())[0])
+    ratio = "; ".join(floor) + " points over naive"
+    print(ratio)
+    if not args.no_append:
+        row = (f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | classifier accuracy | {platform.machine()}, {args.embedder} | "
+               f"{' / '.join(lines)} | {ratio} |\n")
+        with (BASE / "perf" / "RESULTS.md").open("a", encoding="utf-8") as fh:
+            fh.write(row)
+
+
+if __name__ == "__main__":
+    main()

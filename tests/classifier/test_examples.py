@@ -1,0 +1,114 @@
+"""Classification prompts per embedder, labeled examples (YAML, CSV, corrections), whole-path scoring."""
+import numpy as np
+import pytest
+
+from classifier import evaluation, pipeline, rerank, scoring, services
+from classifier.embedding import embedders
+from classifier.embedding.core import prefix_for
+from classifier.models import ClassificationResult, LabeledExample
+from classifier.taxonomy import examples, yaml_import
+from sparkportal.exceptions import ValidationFailed
+
+
+@pytest.mark.parametrize(("key", "document", "label"), [
+    ("multilingual-e5-small", "query: ", "query: "),  # e5's card: "query: " on both sides for classification
+    ("all-minilm-l6-v2", "", ""),
+])
+def test_each_shipped_embedder_classifies_with_its_symmetric_prompt(key, document, label):
+    spec = embedders.get_spec(key)
+    assert (prefix_for(spec, "document"), prefix_for(spec, "label")) == (document, label)
+    assert prefix_for(spec, "query") == spec.query_prefix and prefix_for(spec, "passage") == spec.passage_prefix
+
+
+@pytest.mark.parametrize(("conf", "expected"), [
+    ({"backend": "tei", "model": "BAAI/bge-m3", "query_prefix": "Represent this sentence: "}, ""),
+    ({"backend": "tei", "model": "nomic-ai/nomic-embed-text-v1.5"}, "classification: "),
+    ({"backend": "openai", "model": "house-model", "query_prefix": "q: "}, "q: "),
+    ({"backend": "tei", "model": "intfloat/e5-large", "classify_prefix": "custom: "}, "custom: "),
+])
+def test_other_embedders_get_their_family_prompt_or_the_configured_one(settings, conf, expected):
+    settings.PORTAL_CLASSIFIER_EMBEDDERS = {**settings.PORTAL_CLASSIFIER_EMBEDDERS, "other": conf}
+    assert prefix_for(embedders.get_spec("other"), "document") == expected
+
+
+def test_yaml_examples_in_both_shapes():
+    compact = "10 Money:\n  10.01 Bills:\n    description: bills\n    examples: [Gas bill for March]\n"
+    explicit = ("- code: '10'\n  name: Money\n  children:\n    - code: '10.01'\n      name: Bills\n"
+                "      examples: Gas bill for March\n")
+    for text in (compact, explicit):
+        assert {n.code: n.examples for n in yaml_import.parse(text)} == {"10": [], "10.01": ["Gas bill for March"]}
+    with pytest.raises(ValidationFailed, match="line 3: an example of 10.01 is empty"):
+        yaml_import.parse("10 Money:\n  10.01 Bills:\n    examples: ['']\n")
+
+
+def test_scores_combine_examples_with_the_label_and_the_path():
+    labels = scoring.normalize(np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32))
+    doc = scoring.normalize(np.array([[0.6, 0.55, 0.7]], dtype=np.float32))
+    assert scoring.Scorer(scoring.ClassSpace(labels=labels), center=False).top(doc)[0][0][0] == 0
+    space = scoring.ClassSpace(labels=labels, examples=scoring.normalize(np.array([[0, 0.5, 1.0]] * 20)),
+                               example_class=np.array([1] * 20))
+    assert scoring.Scorer(space, center=False).top(doc)[0][0][0] == 1
+    # Whole paths: class 1 sits under an ancestor the document matches well.
+    space = scoring.ClassSpace(labels=labels, ancestors=[[], [0]], ancestor_labels=scoring.normalize(
+        np.array([[0, 0, 1]], dtype=np.float32)))
+    assert scoring.Scorer(space, center=False, path_weight=0.5).top(doc)[0][0][0] == 1
+
+
+def test_labeled_rows_become_examples_and_bad_rows_import_nothing(db, member_user, jd_version):
+    taxonomy = jd_version.taxonomy
+    rows = [("Gas bill for March, 712 UAH", "10.02.02"), ("Spoon carving with a hook knife", "55.02")]
+    assert services.examples_import(actor=member_user, taxonomy=taxonomy, rows=rows) == 2
+    assert services.examples_import(actor=member_user, taxonomy=taxonomy, rows=rows) == 0  # not stored twice
+    with pytest.raises(ValidationFailed, match="Labeled row 2: expected code '99.99' is not in"):
+        services.examples_import(actor=member_user, taxonomy=taxonomy, rows=[("a new one", "10.02"), ("x", "99.99")])
+    with pytest.raises(ValidationFailed, match="labeled CSV line 2: the path or text is empty"):
+        evaluation.parse_labeled_csv("text,code\n ,10.02\n")
+    with pytest.raises(ValidationFailed, match="line 2: expected two columns"):
+        evaluation.parse_labeled_csv("Gas bill,10.02\nno code here\n")
+    with pytest.raises(ValidationFailed, match="examples.csv line 2: not UTF-8"):
+        evaluation.decode_labeled_csv("a,10.02\nРахунок,10.02\n".encode("cp1251"), name="examples.csv")
+    assert LabeledExample.objects.filter(taxonomy=taxonomy).count() == 2
+    chosen = examples.example_set(jd_version)
+    assert chosen.by_code() == {"10.02.02": ["Gas bill for March, 712 UAH"],
+                                "55.02": ["Spoon carving with a hook knife"]}
+
+
+def test_a_correction_teaches_the_next_job(db, archive, jd_version, member_user):
+    root, _ = archive
+    job = services.job_create(owner=member_user, version=jd_version, source_path=str(root / "docs"),
+                              include=["*.txt"], rerank_model="", enqueue=False)
+    job = pipeline.job_run(job_id=job.pk)
+    assert job.example_set["count"] == 0
+    result = job.results.exclude(method=ClassificationResult.Method.SKIPPED).order_by("path").first()
+    services.result_correct(actor=member_user, result=result, code="30.01")
+    services.result_correct(actor=member_user, result=result, code="30.02")  # moved, not added twice
+    example = LabeledExample.objects.get(result=result)
+    assert (example.code, example.source) == ("30.02", "correction") and example.text.strip()
+    again = services.job_create(owner=member_user, version=jd_version, source_path=str(root / "docs"),
+                                include=["*.txt"], rerank_model="", enqueue=False)
+    again = pipeline.job_run(job_id=again.pk)
+    assert again.example_set["count"] == 1 and again.example_set["last_id"] == example.pk
+    assert again.results.get(path=result.path).code == "30.02"
+
+
+def test_the_rerank_prompt_shows_examples_of_its_candidates(db, jd_version):
+    nodes = list(jd_version.nodes.filter(code__in=["10.02", "55.02"]).order_by("code"))
+    text = rerank.prompt("a bill", [(n, 0.5) for n in nodes], {"10.02.02": ["Gas bill for March"]})
+    assert "example: Gas bill for March" in text.split("55.02")[0]
+    assert text.count("example:") == 1
+
+
+def test_classify_command_takes_examples(db, admin_user, archive, tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    root, _ = archive
+    labeled = tmp_path / "labeled.csv"
+    labeled.write_text("text,code\nGas bill for March,10.02\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    call_command("classify", "tests/classifier/data/jd.yaml", str(root / "docs"), "--out", str(out),
+                 "--rerank-model", "", "--examples", str(labeled))
+    assert LabeledExample.objects.filter(code="10.02", source="csv").count() == 1
+    labeled.write_text("text,code\nGas bill,77.77\n", encoding="utf-8")
+    with pytest.raises(CommandError, match="Labeled row 1: expected code '77.77' is not in"):
+        call_command("classify", "jd", str(root / "docs"), "--examples", str(labeled))
