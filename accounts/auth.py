@@ -7,7 +7,7 @@ from sparkportal.exceptions import AuthenticationFailed
 
 
 def _key_login(request, raw: str) -> ApiKey:
-    key = services.api_key_authenticate(raw=raw)  # raises AuthenticationFailed with the reason
+    key = services.api_key_authenticate(raw=raw, cached=True)  # raises AuthenticationFailed with the reason
     if key.gateway_only:
         raise AuthenticationFailed(f"API key {key.display} ({key.name}) works only on the /v1 gateway, not on the "
                                    "REST API: use a key from the Keys page.", code="gateway_only_api_key")

@@ -4,7 +4,7 @@ One Lua script per request (`QuotaEngine.acquire`) checks and counts, all or not
 requests this minute, tokens today (the request's worst case is reserved up front), requests in
 flight. It also compares the caller's cached auth generation with the live one, so a revoked
 key, a changed quota or a deactivated user takes effect on the very next request in every
-gateway process (any such change bumps `AUTH_GEN_KEY`, see `auth_generation_bump`).
+gateway process (accounts.revocation says who bumps `AUTH_GEN_KEY` and what bounds a lost bump).
 `settle` replaces the reservation with the engine's real usage and ends the in-flight entry.
 
 Concurrency is a sorted set of request ids scored by start time rather than a counter, so that a
@@ -135,6 +135,13 @@ class QuotaEngine:
             verdict.retry_after = max(1, 86400 - int(now) % 86400)
         return verdict
 
+    async def generation(self) -> str:
+        """The live auth generation, for paths that count no quota (GET /v1/models)."""
+        from sparkportal.lib.respipe import pack
+
+        value = await self.redis.execute(pack(b"GET", AUTH_GEN_KEY))
+        return value.decode() if value is not None else "0"
+
     async def settle(self, ticket: Ticket, *, actual_tokens: int) -> None:
         await self._settle([ticket.tokens_key, ticket.concurrency_key, ticket.server_key],
                            [actual_tokens - ticket.reserved, ticket.request_id])
@@ -150,16 +157,6 @@ def sync_redis():
 
 
 _sync_client = None
-
-
-def auth_generation_bump() -> None:
-    """Invalidate every gateway process's key and quota cache (called after commit)."""
-    sync_redis().incr(AUTH_GEN_KEY)
-
-
-def auth_generation() -> str:
-    value = sync_redis().get(AUTH_GEN_KEY)
-    return value.decode() if value is not None else "0"
 
 
 def server_inflight_count(server_id: int) -> int:

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts import keycache, limits
+from accounts import revocation
 from accounts.models import ApiKey, AuditEvent, Quota, UsageRecord, User
 from sparkportal.exceptions import AuthenticationFailed, NotFound, ValidationFailed
 
@@ -101,8 +101,7 @@ def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None, re
     updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
     if updated:
-        transaction.on_commit(lambda: keycache.publish_invalidation(key.hashed_key))
-        transaction.on_commit(limits.auth_generation_bump)  # gateways drop the key on their next request
+        revocation.generation_bump_on_commit()  # a queryset update sends no post_save
         details = {"name": key.name, "owner": key.owner.get_username(), "prefix": key.prefix}
         if reason:
             details["reason"] = reason
@@ -110,21 +109,23 @@ def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None, re
     return key
 
 
-def api_key_authenticate(*, raw: str) -> ApiKey:
-    """Return the active key for a presented secret or raise AuthenticationFailed saying why."""
+# The REST API's keys, per process; accounts.revocation says when an entry stops being trusted.
+_rest_keys: revocation.PrincipalCache[ApiKey] = revocation.PrincipalCache()
+
+
+def api_key_authenticate(*, raw: str, cached: bool = False) -> ApiKey:
+    """Return the active key for a presented secret or raise AuthenticationFailed saying why.
+
+    With `cached` (the REST API) a key loaded by this process is reused while the auth generation is
+    unchanged, for a few seconds at most; without it the row is always read from the database.
+    """
     raw = (raw or "").strip()
     if not raw.startswith(KEY_MARK) or len(raw) <= PREFIX_LEN:
         raise AuthenticationFailed(
             f"Malformed API key: portal keys start with {KEY_MARK!r}. Create one on the Keys page.",
             code="invalid_api_key")
     hashed = hash_key(raw)
-    key = keycache.cache.get(hashed)
-    if key is None:
-        key = ApiKey.objects.select_related("owner").filter(hashed_key=hashed).first()
-        if key is None:
-            raise AuthenticationFailed("Unknown API key: check that it was copied whole, or create a new one.",
-                                       code="invalid_api_key")
-        keycache.cache.put(hashed, key)
+    key = _api_key_cached(hashed) if cached else _api_key_load(hashed)
     now = timezone.now()
     if key.revoked_at is not None:
         raise AuthenticationFailed(f"API key {key.display} was revoked: create a new one on the Keys page.",
@@ -136,6 +137,24 @@ def api_key_authenticate(*, raw: str) -> ApiKey:
     if not key.owner.is_active:
         raise AuthenticationFailed(f"The owner of API key {key.display} is deactivated.", code="inactive_user")
     _touch(key, now)
+    return key
+
+
+def _api_key_cached(hashed: str) -> ApiKey:
+    generation = revocation.generation_get()  # read before the row: a change in between leaves it stale
+    key = _rest_keys.get(hashed, generation=generation) if generation is not None else None
+    if key is None:
+        key = _api_key_load(hashed)
+        if generation is not None:
+            _rest_keys.put(hashed, key, generation=generation)
+    return key
+
+
+def _api_key_load(hashed: str) -> ApiKey:
+    key = ApiKey.objects.select_related("owner").filter(hashed_key=hashed).first()
+    if key is None:
+        raise AuthenticationFailed("Unknown API key: check that it was copied whole, or create a new one.",
+                                   code="invalid_api_key")
     return key
 
 
@@ -155,8 +174,7 @@ def user_role_set(*, user: User, role: str, actor: User | None, ip: str | None =
     old = User.objects.select_for_update().get(pk=user.pk).role
     if old != role:
         User.objects.filter(pk=user.pk).update(role=role)
-        transaction.on_commit(keycache.publish_invalidation)
-        transaction.on_commit(limits.auth_generation_bump)  # role defaults of quotas change with it
+        revocation.generation_bump_on_commit()  # role defaults of quotas change with it; no post_save here
         audit_record(actor=actor, action="accounts.user.role_changed", target=user, ip=ip,
                      details={"username": user.get_username(), "old": old, "new": role})
     user.role = role

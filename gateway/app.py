@@ -1,10 +1,11 @@
 """The OpenAI-compatible /v1 hot path as a bare ASGI app, dispatched before Django.
 
 Per request: key -> principal from an in-process cache (hash lookup; a generation counter in
-Redis, checked inside the quota script, invalidates it at once on any key/user/quota change),
-model -> ready server from the in-process routing table (least in flight), one Lua script for
-all quotas, bytes relayed as they arrive (gateway.proxy), quota settled to the engine's usage,
-one ledger row appended for the background writer. No Django middleware, no ORM on the path.
+Redis, checked inside the quota script, invalidates it at once on any key/user/quota change, and
+no entry outlives PORTAL_AUTH_CACHE_TTL_S: see accounts.revocation), model -> ready server from
+the in-process routing table (least in flight), one Lua script for all quotas, bytes relayed as
+they arrive (gateway.proxy), quota settled to the engine's usage, one ledger row appended for the
+background writer. No Django middleware, no ORM on the path.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 import orjson
 from django.conf import settings
 
-from accounts import limits
+from accounts import limits, revocation
 from gateway import clients, db, errors, loading, proxy, routing, selectors
 from gateway.errors import GatewayError
 from gateway.ledger import Ledger
@@ -58,7 +59,8 @@ class Gateway:
         self.table = RoutingTable()
         self.ledger = Ledger()
         self.loader = loading.Loader(self.table)
-        self.keys: dict[str, selectors.Principal] = {}
+        self.keys: revocation.PrincipalCache[selectors.Principal] = revocation.PrincipalCache(
+            max_entries=MAX_CACHED_KEYS)
         self.follower = asyncio.ensure_future(routing.follow_server_status(self.table))
         self.started = True
         _register_shutdown(self)
@@ -85,6 +87,7 @@ class Gateway:
         if path == "/v1/models" or path.startswith("/v1/models/"):
             if scope["method"] != "GET":
                 raise GatewayError(405, f"Use GET on {path}.", type="invalid_request_error", code="method_not_allowed")
+            principal = await self._current(scope, principal)
             await self._models(send, principal, path[len("/v1/models/"):] if path != "/v1/models" else None)
             return
         spec = ENDPOINTS.get(path)
@@ -214,7 +217,7 @@ class Gateway:
             if principal is None:
                 principal = await self._load_key(raw.decode("latin-1"), digest)
             if principal.expires_at is not None and principal.expires_at <= time.time():
-                self.keys.pop(digest, None)
+                self.keys.drop(digest)
                 raise errors.unauthorized(f"API key {principal.prefix}… has expired: create a new one on the Keys "
                                           "page.", code="expired_api_key")
             return principal
@@ -230,10 +233,19 @@ class Gateway:
             principal = await db.run(selectors.principal_for_key, raw=raw)
         except AuthenticationFailed as exc:
             raise errors.unauthorized(exc.message, code=exc.code) from None
-        if len(self.keys) >= MAX_CACHED_KEYS:
-            self.keys.clear()
-        self.keys[digest] = principal
+        self.keys.put(digest, principal, generation=principal.generation)
         return principal
+
+    async def _current(self, scope, principal: selectors.Principal) -> selectors.Principal:
+        """The caller as of the live generation, for paths that run no quota script (which checks it)."""
+        try:
+            live = await self.quota.generation()
+        except (RedisUnavailable, ReplyError):
+            return principal  # the cache lifetime still bounds a stale entry
+        if live == principal.generation:
+            return principal
+        self.keys.clear()
+        return await self._authenticate(scope)
 
     async def _acquire(self, scope, principal, reserve, server_id, call) -> limits.Ticket:
         for _ in range(3):

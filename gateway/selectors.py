@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from django.conf import settings
 from django.contrib.auth import get_user
 
-from accounts import limits
+from accounts import limits, revocation
 from accounts import services as account_services
 from accounts.models import User
 from gateway import cost
@@ -96,17 +96,24 @@ def _principal(user: User, *, key=None, generation: str) -> Principal:
 
 
 def principal_for_key(*, raw: str) -> Principal:
-    """Raises AuthenticationFailed saying why the key is refused."""
-    generation = limits.auth_generation()  # read before the rows, so a change in between is seen as stale
+    """The key's caller, read from the database (never from a cache: see accounts.revocation).
+
+    Raises AuthenticationFailed saying why the key is refused."""
+    generation = _generation()  # read before the rows, so a change in between is seen as stale
     key = account_services.api_key_authenticate(raw=raw)
     return _principal(key.owner, key=key, generation=generation)
+
+
+def _generation() -> str:
+    # Unknown (Redis down) matches no live generation: the quota script then asks for a reload.
+    return revocation.generation_get() or ""
 
 
 def principal_for_session(*, session_key: str) -> Principal | None:
     """The portal's own pages (chat) call the gateway with the login session instead of a key."""
     from importlib import import_module
 
-    generation = limits.auth_generation()
+    generation = _generation()
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
     user = get_user(SimpleNamespace(session=store))
     if not getattr(user, "is_authenticated", False) or not user.is_active:

@@ -193,6 +193,9 @@ PORTAL_LOG_DIR = Path(env_str("PORTAL_LOG_DIR", str(VAR_DIR / "logs"))).resolve(
 PORTAL_SAMPLE_RETENTION_HOURS = env_int("PORTAL_SAMPLE_RETENTION_HOURS", 48)
 PORTAL_NVIDIA_SMI = env_str("PORTAL_NVIDIA_SMI", "nvidia-smi")
 PORTAL_API_KEY_TOUCH_SECONDS = env_int("PORTAL_API_KEY_TOUCH_SECONDS", 60)
+# Longest life of a cached key/principal in any process (accounts.revocation): the bound on how long a
+# change whose invalidation was lost with Redis can go unnoticed.
+PORTAL_AUTH_CACHE_TTL_S = env_float("PORTAL_AUTH_CACHE_TTL_S", 5.0)
 # Engine metrics: each node's worker scrapes its ready servers' /metrics this often (1 s at least).
 PORTAL_METRICS_SCRAPE_SECONDS = env_float("PORTAL_METRICS_SCRAPE_SECONDS", 5.0)
 if PORTAL_METRICS_SCRAPE_SECONDS < 1:
