@@ -39,6 +39,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # keys are created on the Keys page or with `manage.py apikey create`, which show the secret
 
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.revoked_at is not None:
+            return (*self.readonly_fields, "scopes", "expires_at")
+        return self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        # Through the service: audited, and the edit reaches every cached copy of the key at once.
+        if obj.revoked_at is None:
+            services.api_key_update(key=obj, actor=request.user, scopes=obj.scopes, expires_at=obj.expires_at,
+                                    ip=services.client_ip(request))
+
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):

@@ -28,6 +28,16 @@ def key_create(request, payload: schemas.ApiKeyIn):
     return Status(201, key)
 
 
+@router.patch("/keys/{key_id}", response={200: schemas.ApiKeyOut, **ERRORS})
+def key_update(request, key_id: int, payload: schemas.ApiKeyPatch):
+    key = selectors.api_key_get_visible(user=request.user, key_id=key_id)
+    given = payload.dict(exclude_unset=True)
+    scopes = given["scopes"] if given.get("scopes") is not None else key.scopes
+    return services.api_key_update(key=key, actor=request.user, scopes=scopes,
+                                   expires_at=given.get("expires_at", key.expires_at),
+                                   ip=services.client_ip(request))
+
+
 @router.delete("/keys/{key_id}", response={200: schemas.ApiKeyOut, **ERRORS})
 def key_revoke(request, key_id: int):
     key = selectors.api_key_get_visible(user=request.user, key_id=key_id)

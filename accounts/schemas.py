@@ -21,6 +21,13 @@ class ApiKeyIn(Schema):
     expires_at: datetime | None = None
 
 
+class ApiKeyPatch(Schema):
+    """Fields left out keep their value; `expires_at: null` removes the expiry."""
+
+    scopes: list[str] | None = None
+    expires_at: datetime | None = None
+
+
 class ApiKeyOut(Schema):
     id: int
     name: str

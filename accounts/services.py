@@ -113,6 +113,30 @@ def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None, re
 _rest_keys: revocation.PrincipalCache[ApiKey] = revocation.PrincipalCache()
 
 
+@transaction.atomic
+def api_key_update(*, key: ApiKey, actor: User | None, scopes: list[str], expires_at: datetime | None,
+                   ip: str | None = None) -> ApiKey:
+    """Set a key's scopes and expiry; audited; effective on the next request everywhere.
+
+    An expiry of now or earlier ends the key at once (a softer revoke that keeps its history).
+    The row is written with `save()`, so accounts.revocation's receiver bumps the generation.
+    """
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.revoked_at is not None:
+        raise ValidationFailed(f"API key {key.display} is revoked: create a new key instead of changing it.")
+    clean_scopes = sorted({s.strip() for s in scopes if s and s.strip()})
+    old = {"scopes": key.scopes, "expires_at": key.expires_at.isoformat() if key.expires_at else None}
+    key.scopes, key.expires_at = clean_scopes, expires_at
+    new = {"scopes": clean_scopes, "expires_at": expires_at.isoformat() if expires_at else None}
+    if new != old:
+        key.full_clean()
+        key.save(update_fields=["scopes", "expires_at"])
+        audit_record(actor=actor, action="accounts.apikey.changed", target=key, ip=ip,
+                     details={"name": key.name, "owner": key.owner.get_username(), "prefix": key.prefix,
+                              "old": old, "new": new})
+    return key
+
+
 def api_key_authenticate(*, raw: str, cached: bool = False) -> ApiKey:
     """Return the active key for a presented secret or raise AuthenticationFailed saying why.
 
