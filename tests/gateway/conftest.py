@@ -16,6 +16,8 @@ from tests.conftest import BASE_DIR, AsgiServer, free_port, stop_process, subpro
 from tests.factories import UserFactory
 
 FAKE_VLLM = str(Path(__file__).resolve().parents[1] / "fakes" / "bin" / "vllm")
+# How long daphne may trust a cached key without the generation saying so (accounts.revocation).
+AUTH_CACHE_TTL_S = 5.0
 
 
 class FakeVllm:
@@ -132,8 +134,9 @@ def portal_processes(django_db_setup, tmp_path_factory):
     try:
         for fake in fakes.values():
             fake.wait_ready()
-        server = _daphne(subprocess_env(PORTAL_USAGE_FLUSH_S="0.1", PORTAL_GATEWAY_ROUTES_TTL_S="0.5",
-                                        PORTAL_GATEWAY_KEEPALIVE_S="0.5"), tmp_path_factory.mktemp("daphne"))
+        env = subprocess_env(PORTAL_USAGE_FLUSH_S="0.1", PORTAL_GATEWAY_ROUTES_TTL_S="0.5",
+                             PORTAL_GATEWAY_KEEPALIVE_S="0.5", PORTAL_AUTH_CACHE_TTL_S=str(AUTH_CACHE_TTL_S))
+        server = _daphne(env, tmp_path_factory.mktemp("daphne"))
         yield server, fakes
     finally:
         if server is not None:
