@@ -48,7 +48,7 @@ def generation_get() -> str | None:
     try:
         value = sync_redis().get(GENERATION_KEY)
     except redis.RedisError:
-        log.warning("auth generation unreadable; keys are read from the database meanwhile", exc_info=True)
+        log.warning("auth generation unreadable; keys are read from the database meanwhile")
         return None
     return value.decode() if value is not None else "0"
 
