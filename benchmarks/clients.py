@@ -10,7 +10,7 @@ import time
 import aiohttp
 import httpx
 
-from benchmarks.metrics import RequestOutput
+from benchmarks.statistics import RequestOutput
 
 NO_FIRST_CHUNK = "Never received a valid chunk to calculate TTFT. This response will be marked as failed!"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from benchmarks import clients
-from benchmarks.metrics import RequestOutput, calculate_metrics
+from benchmarks.statistics import RequestOutput, calculate_metrics
 
 _WORDS = (
     "the", "of", "and", "to", "in", "is", "was", "for", "on", "are", "with", "as", "by", "be", "at", "this",

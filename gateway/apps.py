@@ -6,7 +6,7 @@ class GatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from gateway.metrics import GatewayCollector
+        from gateway.exporter import GatewayCollector
         from sparkportal import exporter
 
         exporter.register(GatewayCollector())

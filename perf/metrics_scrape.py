@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from servers import metrics  # noqa: E402
+from servers.metrics import derive  # noqa: E402
 
 REFERENCE = ROOT / "tests" / "fixtures" / "vllm"  # the reference scrapes, copied verbatim
 SERVERS, PERIOD_S = 20, 2.0
@@ -83,15 +83,15 @@ def cpu_per_call(fns: dict, *, rounds: int = 7) -> dict:
 def main() -> None:
     t0 = (REFERENCE / "metrics_t0.txt").read_text()
     t1 = (REFERENCE / "metrics_t1.txt").read_text()
-    prev = metrics.snapshot(t0, at=0.0)
+    prev = derive.snapshot(t0, at=0.0)
 
     timings = cpu_per_call({
         "full": lambda: list(text_string_to_metric_families(t1)),
-        "portal": lambda: metrics.derive(prev, metrics.snapshot(t1, at=10.0)),
+        "portal": lambda: derive.derive(prev, derive.snapshot(t1, at=10.0)),
         "notes": lambda: [_parse_metric(n, t1) for n in NOTES_NAMES],
     })
     full, portal, notes = timings["full"], timings["portal"], timings["notes"]
-    figures = metrics.derive(prev, metrics.snapshot(t1, at=10.0))
+    figures = derive.derive(prev, derive.snapshot(t1, at=10.0))
     assert round(figures["generation_tps"], 1) == 205.7, figures  # the measured path computes the right thing
 
     ratio = portal / full

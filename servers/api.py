@@ -186,7 +186,7 @@ def server_logs(request, server_id: int, query: Query[LogQuery]):
     require_operator(request.user)
     server = selectors.server_get_visible(user=request.user, server_id=server_id)
     return {"server_id": server.pk,
-            "lines": selectors.server_log_lines(server=server, lines=query.lines, query=query.q)}
+            "lines": logs.server_log_lines(server=server, lines=query.lines, query=query.q)}
 
 
 @router.get("/{int:server_id}/logs/download", summary="The whole log file (operators)")

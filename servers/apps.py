@@ -13,7 +13,7 @@ class ServersConfig(AppConfig):
         # Engine figures of a server: everyone who may chat with a model may see how it performs.
         events.register_group("servers.metrics", everyone)
 
-        from servers.exporter import ServersCollector
+        from servers.metrics.exporter import ServersCollector
         from sparkportal import exporter
 
         exporter.register(ServersCollector())

@@ -1,7 +1,7 @@
 """Group names and payloads of the servers app's live events."""
 from typing import TypedDict
 
-from servers import metrics
+from servers.metrics import derive
 from sparkportal.events import publish
 
 
@@ -10,14 +10,14 @@ def metrics_group(server_id: int) -> str:
     return f"servers.metrics.{server_id}"
 
 
-class MetricsSamplePayload(metrics.Figures):
-    """One scrape's figures (the fields of servers.metrics.Figures) for one server at one time."""
+class MetricsSamplePayload(derive.Figures):
+    """One scrape's figures (the fields of servers.metrics.derive.Figures) for one server at one time."""
 
     server_id: int
     at: str
 
 
-PAYLOAD_FIELDS: tuple[str, ...] = ("interval_s", *metrics.FIGURE_FIELDS)
+PAYLOAD_FIELDS: tuple[str, ...] = ("interval_s", *derive.FIGURE_FIELDS)
 
 
 def metrics_payload(sample) -> MetricsSamplePayload:

@@ -62,6 +62,40 @@ def search(path: Path, query: str, *, limit: int = 500) -> list[tuple[int, str]]
     return found
 
 
+def lines_read(server_id: int, *, lines: int = TAIL_LINES, query: str = "") -> list[str]:
+    """The tail of a server's log on this host, or its lines matching `query` (numbered)."""
+    path = log_path(server_id)
+    if query:
+        return [f"{number}: {line}" for number, line in search(path, query)]
+    return tail(path, lines)
+
+
+REMOTE_READ_TIMEOUT_S = 10
+
+
+def server_log_lines(*, server, lines: int = TAIL_LINES, query: str = "") -> list[str]:
+    """`lines_read` on the host that has the file: here, or through that node's worker.
+
+    A page waits at most REMOTE_READ_TIMEOUT_S for another node's worker, then says which worker did not
+    answer; live lines reach pages through the log pump's events instead.
+    """
+    if server.node.name == settings.NODE_NAME:
+        return lines_read(server.pk, lines=lines, query=query)
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from servers.tasks import server_log_tail_task
+    from sparkportal.celery import enqueue_on_node
+    from sparkportal.exceptions import Unavailable
+
+    result = enqueue_on_node(server_log_tail_task, server.node, server.pk, lines, query,
+                             expires=REMOTE_READ_TIMEOUT_S)
+    try:
+        return result.get(timeout=REMOTE_READ_TIMEOUT_S)
+    except CeleryTimeout:
+        raise Unavailable(f"The worker of node {server.node.name} did not send the log within "
+                          f"{REMOTE_READ_TIMEOUT_S} s: check that it runs (queue {server.node.queue}).") from None
+
+
 def rotate(path: Path, *, backups: int) -> None:
     """copytruncate: server-1.log -> .1 -> .2 ...; the engine's descriptor stays valid."""
     for index in range(backups - 1, 0, -1):

@@ -115,7 +115,7 @@ class ServerEvent(models.Model):
 
 
 class ServerMetricSample(models.Model):
-    """The engine figures of one scrape interval of one server (servers.metrics.derive).
+    """The engine figures of one scrape interval of one server (servers.metrics.derive.derive).
 
     Raw rows (resolution_s=0) are averaged into one row per minute (resolution_s=60) once they
     are older than PORTAL_METRICS_DOWNSAMPLE_AFTER_MINUTES, and every row is deleted after

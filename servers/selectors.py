@@ -40,23 +40,6 @@ def node_overview() -> list[dict]:
     return rows
 
 
-def server_log_lines(*, server: Server, lines: int = 200, query: str = "") -> list[str]:
-    """The log's tail (or the lines matching `query`), read on the host that has the file."""
-    from django.conf import settings
-
-    from servers import logs
-
-    if server.node.name == settings.NODE_NAME:
-        path = logs.log_path(server.pk)
-        if query:
-            return [f"{number}: {line}" for number, line in logs.search(path, query)]
-        return logs.tail(path, lines)
-    from servers.tasks import server_log_tail_task
-
-    result = server_log_tail_task.apply_async(args=[server.pk, lines, query], queue=server.node.queue)
-    return result.get(timeout=10)
-
-
 # What the model registry's weights page and deletion ask (models_registry.in_use): a stopping server
 # has let go of its weights' files, a queued one is about to open them.
 WEIGHTS_HOLDING = (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY)

@@ -5,7 +5,7 @@ from sparkportal.celery import app, enqueue_on_node
 
 @app.task(ignore_result=True, time_limit=30)
 def server_metrics_scrape_task(node_name: str) -> None:
-    from servers import metric_services
+    from servers.metrics import services as metric_services
 
     metric_services.server_metrics_scrape_node(node_name=node_name)
 
@@ -21,7 +21,7 @@ def server_metrics_fanout_task() -> None:
 
 @app.task(ignore_result=True, time_limit=600)
 def server_metric_samples_compact_task() -> None:
-    from servers import metric_services
+    from servers.metrics import services as metric_services
 
     metric_services.server_metric_samples_compact()
 
@@ -72,7 +72,4 @@ def server_log_tail_task(server_id: int, lines: int = 200, query: str = "") -> l
     """Read a log on the host that has it (the web may run elsewhere)."""
     from servers import logs
 
-    path = logs.log_path(server_id)
-    if query:
-        return [f"{number}: {line}" for number, line in logs.search(path, query)]
-    return logs.tail(path, lines)
+    return logs.lines_read(server_id, lines=lines, query=query)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from servers import views
+from servers.metrics import views as metric_views
 
 urlpatterns = [
     path("", views.server_list, name="servers-list"),
@@ -11,4 +12,5 @@ urlpatterns = [
     path("<int:server_id>/stop/", views.server_stop, name="servers-stop"),
     path("<int:server_id>/start/", views.server_restart, name="servers-restart"),
     path("<int:server_id>/adopt/", views.server_adopt, name="servers-adopt"),
+    path("<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
 ]

@@ -70,7 +70,7 @@ def server_detail(request, server_id: int):
     server = selectors.server_get_visible(user=request.user, server_id=server_id)
     query = request.GET.get("q", "").strip()
     can_logs = request.user.is_operator
-    lines = selectors.server_log_lines(server=server, lines=200, query=query) if can_logs else []
+    lines = logs.server_log_lines(server=server, lines=200, query=query) if can_logs else []
     context = {"server": server, "events": selectors.server_events(server=server), "log_lines": lines,
                "query": query, "can_logs": can_logs, "can_operate": request.user.is_operator,
                "command_line": shlex.join(server.argv) if server.argv else "",

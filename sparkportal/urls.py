@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from servers import metric_views
 from sparkportal import exporter
 from sparkportal.api import api
 
@@ -12,7 +11,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", exporter.metrics_view, name="portal-metrics"),
-    path("servers/<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
     path("benchmarks/", include("benchmarks.urls")),
     path("classifier/", include("classifier.urls")),
     path("servers/", include("servers.urls")),

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from benchmarks import bench_cli, loadgen, metrics, parsing
+from benchmarks import bench_cli, loadgen, parsing, statistics
 from benchmarks.models import SUMMARY_KEYS, BenchmarkPlan, BenchmarkResult, BenchmarkSummary
 from benchmarks.services.runs import run_should_stop
 from servers import processes
@@ -142,13 +142,13 @@ def summary_compute(*, summary: BenchmarkSummary, statistic: str) -> BenchmarkSu
     """The plan's statistic (median by default) over the stored successful repeats, and their spread."""
     results = list(summary.results.filter(status=BenchmarkResult.Status.OK))
     failed = summary.results.exclude(status=BenchmarkResult.Status.OK).count()
-    reduce = metrics.median if statistic == BenchmarkPlan.Statistic.MEDIAN else metrics.mean
+    reduce = statistics.median if statistic == BenchmarkPlan.Statistic.MEDIAN else statistics.mean
     values: dict[str, float | None] = {}
     spread: dict[str, float | None] = {}
     for key in SUMMARY_KEYS:
         series = [v for v in (r.value(key) for r in results) if v is not None]
         values[key] = reduce(series) if series else None
-        spread[key] = metrics.spread_pct(series)
+        spread[key] = statistics.spread_pct(series)
     for key, value in values.items():
         setattr(summary, key, value)
     summary.spread = spread

@@ -328,21 +328,21 @@ def logs_step(server):
 def metrics_step(server):
     import httpx
 
-    from servers import metrics
+    from servers.metrics import derive
     from servers.models import ServerMetricSample
 
     body = httpx.get(f"{server.base_url}/metrics", timeout=10).text
     (OUT / "metrics.txt").write_text(body)
     families = [ln.split()[2] for ln in body.splitlines() if ln.startswith("# TYPE ")]
-    wanted = {name: any(name == f for f in families) for fam in metrics.VLLM_FAMILIES for name in fam.names}
+    wanted = {name: any(name == f for f in families) for fam in derive.VLLM_FAMILIES for name in fam.names}
     n = 300
     t = time.perf_counter()
     for _ in range(n):
-        snap = metrics.snapshot(body, at=time.time())
+        snap = derive.snapshot(body, at=time.time())
     snapshot_ms = (time.perf_counter() - t) / n * 1000
     t = time.perf_counter()
     for _ in range(n):
-        metrics.select_families(body, metrics.VLLM_FAMILIES)
+        derive.select_families(body, derive.VLLM_FAMILIES)
     select_ms = (time.perf_counter() - t) / n * 1000
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -1,7 +1,7 @@
 """`{% server_metric_points server as points %}`: the chart's starting points, so the partial needs no view code."""
 from django import template
 
-from servers import metric_selectors
+from servers.metrics import selectors as metric_selectors
 
 register = template.Library()
 

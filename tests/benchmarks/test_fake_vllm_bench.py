@@ -3,7 +3,7 @@ import json
 import subprocess
 
 from tests.benchmarks.conftest import FAKE_VLLM
-from tests.benchmarks.test_metrics import REFERENCE
+from tests.benchmarks.test_statistics import REFERENCE
 
 
 def bench(*args: str, cwd) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.loadgen import Cancelled, LoadSpec, run_load_sync
 from tests.benchmarks.conftest import FAKE_VLLM
-from tests.benchmarks.test_metrics import REFERENCE
+from tests.benchmarks.test_statistics import REFERENCE
 
 
 def test_it_writes_the_tool_keys_and_exact_token_counts(fake_vllm_server):

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from benchmarks.parsing import ResultFileError, parse_result_text, parse_summary_table, summary_values
-from tests.benchmarks.test_metrics import REFERENCE
+from tests.benchmarks.test_statistics import REFERENCE
 
 
 def test_it_reads_both_reference_result_files():

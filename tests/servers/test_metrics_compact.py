@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nodes import services as node_services
-from servers import metric_selectors, metric_services
+from servers.metrics import selectors as metric_selectors
+from servers.metrics import services as metric_services
 from servers.models import Server, ServerMetricSample
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from servers import metrics
+from servers.metrics import derive
 from servers.models import ServerMetricSample
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "vllm"
@@ -17,7 +17,7 @@ T1 = (FIXTURES / "metrics_t1.txt").read_text()
 
 @pytest.fixture(scope="module")
 def figures():
-    return metrics.derive(metrics.snapshot(T0, at=1000.0), metrics.snapshot(T1, at=1010.0))
+    return derive.derive(derive.snapshot(T0, at=1000.0), derive.snapshot(T1, at=1010.0))
 
 
 def test_throughput_and_cache_figures_match_the_reference(figures):
@@ -53,7 +53,7 @@ def test_gauges_are_read_from_the_newer_scrape(figures):
 
 def test_the_selected_families_parse_to_the_same_values_as_a_full_parse():
     full = {m.name: m for m in text_string_to_metric_families(T1)}
-    snap = metrics.snapshot(T1, at=0.0)
+    snap = derive.snapshot(T1, at=0.0)
     assert snap["counters"]["generation_tokens"] == full["vllm:generation_tokens"].samples[0].value == 13675
     assert snap["counters"]["requests_finished"] == sum(s.value for s in full["vllm:request_success"].samples)
     ttft = full["vllm:time_to_first_token_seconds"].samples
@@ -66,7 +66,7 @@ def test_the_selected_families_parse_to_the_same_values_as_a_full_parse():
 
 
 def test_the_first_scrape_gives_gauges_only():
-    figures = metrics.derive(None, metrics.snapshot(T0, at=0.0))
+    figures = derive.derive(None, derive.snapshot(T0, at=0.0))
     assert figures["running"] == 16 and figures["waiting"] == 2
     assert figures["kv_cache_usage"] == pytest.approx(0.04875827814569537)
     assert figures["interval_s"] is None
@@ -74,14 +74,14 @@ def test_the_first_scrape_gives_gauges_only():
 
 
 def test_a_restarted_engine_gives_no_rates_for_that_interval():
-    figures = metrics.derive(metrics.snapshot(T1, at=0.0), metrics.snapshot(T0, at=5.0))
+    figures = derive.derive(derive.snapshot(T1, at=0.0), derive.snapshot(T0, at=5.0))
     assert figures["reset"] is True
     assert figures["generation_tps"] is None and figures["prefix_cache_hit_rate"] is None
     assert figures["running"] == 16
 
 
 def test_an_idle_interval_has_zero_rates_and_no_latencies():
-    figures = metrics.derive(metrics.snapshot(T1, at=0.0), metrics.snapshot(T1, at=5.0))
+    figures = derive.derive(derive.snapshot(T1, at=0.0), derive.snapshot(T1, at=5.0))
     assert figures["generation_tps"] == 0 and figures["requests_per_s"] == 0
     assert figures["ttft_mean_s"] is None and figures["ttft_p95_s"] is None
     assert figures["prefix_cache_hit_rate"] is None
@@ -93,7 +93,7 @@ def test_older_vllm_metric_names_are_understood():
                 .replace("vllm:prefix_cache_", "vllm:gpu_prefix_cache_")
                 .replace("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"))
 
-    old = metrics.derive(metrics.snapshot(as_old_vllm(T0), at=0.0), metrics.snapshot(as_old_vllm(T1), at=10.0))
+    old = derive.derive(derive.snapshot(as_old_vllm(T0), at=0.0), derive.snapshot(as_old_vllm(T1), at=10.0))
     assert old["prefix_cache_hit_rate"] == pytest.approx(1 / 3)
     assert old["itl_p95_s"] == pytest.approx(0.175514, abs=1e-6)
     assert old["kv_cache_usage"] == pytest.approx(0.043377483443708606)
@@ -108,7 +108,7 @@ def test_data_parallel_engines_are_summed_and_kv_usage_averaged():
                 lines.append(line.replace('engine="0"', 'engine="1"'))
         return "\n".join(lines) + "\n"
 
-    figures = metrics.derive(metrics.snapshot(two_engines(T0), at=0.0), metrics.snapshot(two_engines(T1), at=10.0))
+    figures = derive.derive(derive.snapshot(two_engines(T0), at=0.0), derive.snapshot(two_engines(T1), at=10.0))
     assert figures["generation_tps"] == pytest.approx(2 * 205.7)
     assert figures["running"] == 28
     assert figures["kv_cache_usage"] == pytest.approx(0.043377483443708606)
@@ -118,22 +118,22 @@ def test_data_parallel_engines_are_summed_and_kv_usage_averaged():
 
 def test_histogram_quantile_follows_prometheus():
     inf = float("inf")
-    assert metrics.histogram_quantile(0.5, [[1.0, 0], [2.0, 0], [inf, 0]]) is None
-    assert metrics.histogram_quantile(0.5, [[1.0, 4], [2.0, 8], [inf, 8]]) == pytest.approx(1.0)
-    assert metrics.histogram_quantile(0.25, [[1.0, 4], [2.0, 8], [inf, 8]]) == pytest.approx(0.5)
+    assert derive.histogram_quantile(0.5, [[1.0, 0], [2.0, 0], [inf, 0]]) is None
+    assert derive.histogram_quantile(0.5, [[1.0, 4], [2.0, 8], [inf, 8]]) == pytest.approx(1.0)
+    assert derive.histogram_quantile(0.25, [[1.0, 4], [2.0, 8], [inf, 8]]) == pytest.approx(0.5)
     # A rank in the +Inf bucket answers the highest finite bound.
-    assert metrics.histogram_quantile(0.95, [[1.0, 1], [2.0, 2], [inf, 10]]) == 2.0
+    assert derive.histogram_quantile(0.95, [[1.0, 1], [2.0, 2], [inf, 10]]) == 2.0
 
 
 def test_a_body_that_is_not_prometheus_text_is_refused_clearly():
     body = "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{engine=0} 5\n"
-    with pytest.raises(metrics.MetricsError, match="not in Prometheus text format"):
-        metrics.snapshot(body, at=0.0)
+    with pytest.raises(derive.MetricsError, match="not in Prometheus text format"):
+        derive.snapshot(body, at=0.0)
 
 
 def test_every_figure_has_a_column():
     columns = {f.name for f in ServerMetricSample._meta.get_fields()}
-    assert set(metrics.FIGURE_FIELDS) <= columns
+    assert set(derive.FIGURE_FIELDS) <= columns
 
 
 # --- Text Embeddings Inference -------------------------------------------------------------
@@ -167,8 +167,8 @@ def test_tei_metrics_give_requests_tokens_latency_and_queue():
     before = tei_body(single=10, batch=2, durations=[0.01] * 12, input_tokens=[20] * 14, queue=0)
     after = tei_body(single=30, batch=2, durations=[0.01] * 12 + [0.02] * 19 + [0.5], input_tokens=[20] * 14
                      + [50] * 20, queue=3)
-    figures = metrics.derive(metrics.snapshot(before, at=0.0, engine="tei"),
-                             metrics.snapshot(after, at=4.0, engine="tei"))
+    figures = derive.derive(derive.snapshot(before, at=0.0, engine="tei"),
+                             derive.snapshot(after, at=4.0, engine="tei"))
     assert figures["requests_per_s"] == pytest.approx(20 / 4)
     assert figures["prompt_tps"] == pytest.approx(20 * 50 / 4)
     assert figures["e2e_mean_s"] == pytest.approx((19 * 0.02 + 0.5) / 20)
@@ -178,15 +178,15 @@ def test_tei_metrics_give_requests_tokens_latency_and_queue():
 
 
 def test_the_engine_is_told_by_the_command_line():
-    assert metrics.engine_of(["/opt/tei/bin/text-embeddings-router", "--model-id", "x"]) == "tei"
-    assert metrics.engine_of(["/opt/vllm/bin/vllm", "serve", "x"]) == "vllm"
-    assert metrics.engine_of([]) == "vllm"
+    assert derive.engine_of(["/opt/tei/bin/text-embeddings-router", "--model-id", "x"]) == "tei"
+    assert derive.engine_of(["/opt/vllm/bin/vllm", "serve", "x"]) == "vllm"
+    assert derive.engine_of([]) == "vllm"
 
 
 def test_a_body_without_engine_metrics_says_what_to_check():
     process_only = T1.split("# HELP vllm:")[0]  # what --disable-log-stats leaves
-    with pytest.raises(metrics.MetricsError) as error:
-        metrics.snapshot(process_only, at=0.0)
+    with pytest.raises(derive.MetricsError) as error:
+        derive.snapshot(process_only, at=0.0)
     assert str(error.value) == (
         "The /metrics body has none of the vllm engine's metrics (vllm:generation_tokens_total, "
         "vllm:prompt_tokens_total, vllm:request_success_total, ...). Is this the engine's port, and was it "

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from nodes import services as node_services
-from servers import metric_services
+from servers.metrics import services as metric_services
 from servers.models import Server, ServerMetricSample
 from tests.conftest import login
 

@@ -14,7 +14,8 @@ from django.conf import settings
 from django.core.cache import cache
 
 from nodes import services as node_services
-from servers import events, metric_services
+from servers import events
+from servers.metrics import services as metric_services
 from servers.models import Server, ServerMetricSample
 from servers.tasks import server_metrics_fanout_task
 
@@ -149,7 +150,7 @@ def test_an_engine_that_does_not_answer_is_logged_and_others_still_scraped(endpo
     try:
         ok = make_server(endpoint.port)
         failing = make_server(broken.port, pid=1)
-        with caplog.at_level(logging.INFO, logger="servers.metric_services"):
+        with caplog.at_level(logging.INFO, logger="servers.metrics.services"):
             samples = metric_services.server_metrics_scrape_node(node_name=settings.NODE_NAME)
     finally:
         broken.close()
@@ -159,7 +160,7 @@ def test_an_engine_that_does_not_answer_is_logged_and_others_still_scraped(endpo
 
     cache.clear()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="servers.metric_services"):
+    with caplog.at_level(logging.INFO, logger="servers.metrics.services"):
         metric_services.server_metrics_scrape_node(node_name=settings.NODE_NAME)
     assert f"http://127.0.0.1:{dead_port}/metrics could not be reached: ConnectError" in caplog.text
 
@@ -168,7 +169,7 @@ def test_an_engine_that_does_not_answer_is_logged_and_others_still_scraped(endpo
 def test_a_body_that_is_not_prometheus_text_stores_nothing(endpoint, fast_scrapes, caplog):
     server = make_server(endpoint.port)
     endpoint.body = "<html>not metrics</html>\n"
-    with caplog.at_level(logging.WARNING, logger="servers.metric_services"):
+    with caplog.at_level(logging.WARNING, logger="servers.metrics.services"):
         assert metric_services.server_metrics_scrape_node(node_name=settings.NODE_NAME) == []
     assert f"metrics of server {server.pk} unreadable" in caplog.text
     assert not ServerMetricSample.objects.exists()

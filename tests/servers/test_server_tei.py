@@ -5,7 +5,8 @@ import httpx
 import pytest
 from django.core.cache import cache
 
-from servers import logs, metric_services, services
+from servers import logs, services
+from servers.metrics import services as metric_services
 from tests.conftest import free_port
 from tests.servers.conftest import FAKE_TEI, engine_pids, wait_status
 

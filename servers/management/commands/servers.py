@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.models import User
 from models_registry.models import ModelProfile
 from nodes.models import Node
-from servers import selectors, services
+from servers import logs, selectors, services
 from servers.models import Server
 from sparkportal.exceptions import ApplicationError
 
@@ -98,7 +98,7 @@ class Command(BaseCommand):
         server = Server.objects.filter(pk=server_id).select_related("node").first()
         if server is None:
             raise CommandError(f"There is no server {server_id}: see `manage.py servers list`.")
-        for line in selectors.server_log_lines(server=server, lines=lines, query=grep):
+        for line in logs.server_log_lines(server=server, lines=lines, query=grep):
             self.stdout.write(line)
 
     def _wait(self, server, statuses, timeout: float = 1800):

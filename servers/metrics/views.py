@@ -2,7 +2,7 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from servers import metric_selectors
+from servers.metrics import selectors as metric_selectors
 
 
 @login_required

@@ -12,7 +12,8 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from servers import clients, events, metrics
+from servers import clients, events
+from servers.metrics import derive
 from servers.models import Server, ServerMetricSample
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def server_engine(server: Server) -> str:
     """"tei" or "vllm": the profile says so; an adopted process without a profile is told by its argv."""
     if server.profile_id is not None:
         return server.profile.engine
-    return metrics.engine_of(server.argv)
+    return derive.engine_of(server.argv)
 
 
 def scrape_timeout_s() -> float:
@@ -67,17 +68,17 @@ def server_metrics_scrape_node(*, node_name: str) -> list[ServerMetricSample]:
 def server_metrics_record(*, server: Server, text: str, received_at: datetime) -> ServerMetricSample | None:
     """Derive the figures since this server's previous scrape, store them and publish `metrics.sample`."""
     try:
-        snap = metrics.snapshot(text, at=received_at.timestamp(), engine=server_engine(server))
-    except metrics.MetricsError as exc:
+        snap = derive.snapshot(text, at=received_at.timestamp(), engine=server_engine(server))
+    except derive.MetricsError as exc:
         log.warning("metrics of server %s unreadable: %s", server.pk, exc)
         return None
     key = _snapshot_key(server)
     previous = cache.get(key)
     cache.set(key, snap, timeout=SNAPSHOT_TTL_S)
-    figures = metrics.derive(previous, snap)
+    figures = derive.derive(previous, snap)
     sample = ServerMetricSample.objects.create(
         server=server, at=received_at, interval_s=figures["interval_s"],
-        **{field: figures.get(field) for field in metrics.FIGURE_FIELDS})
+        **{field: figures.get(field) for field in derive.FIGURE_FIELDS})
     events.send_metrics_sample(events.metrics_payload(sample))
     return sample
 
@@ -118,7 +119,7 @@ def server_metric_samples_compact(*, now: datetime | None = None) -> dict[str, i
         ServerMetricSample(
             server_id=server_id, at=minute, resolution_s=DOWNSAMPLE_S,
             interval_s=sum(r.interval_s or 0.0 for r in rows) or None,
-            **{field: _weighted(rows, field) for field in metrics.FIGURE_FIELDS})
+            **{field: _weighted(rows, field) for field in derive.FIGURE_FIELDS})
         for (server_id, minute), rows in minutes.items()
     ])
     # New rows are stamped `now`, after the cutoff, so this deletes exactly the rows averaged above.

@@ -6,7 +6,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 from nodes.models import Node
-from servers import metric_selectors
+from servers.metrics import selectors as metric_selectors
 from servers.models import Server
 
 GIB = 1024**3

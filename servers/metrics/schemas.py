@@ -1,12 +1,8 @@
-"""REST: a server's engine-metric history (GET /api/servers/{id}/metrics)."""
+"""Schemas of the engine-metric history endpoint."""
 from datetime import datetime
 
-from ninja import Query, Router, Schema
+from ninja import Schema
 from pydantic import Field
-
-from servers import events, metric_selectors
-
-router = Router()
 
 
 class MetricSampleOut(Schema):
@@ -37,12 +33,3 @@ class MetricFilter(Schema):
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(1000, ge=1, le=20000)
-
-
-@router.get("/{server_id}/metrics", response=list[MetricSampleOut], url_name="server-metrics")
-def server_metrics_history(request, server_id: int, filters: Query[MetricFilter]):
-    """Samples oldest first: one per scrape for the last hour, then one per minute (7 days are kept)."""
-    server = metric_selectors.server_for_metrics(user=request.user, server_id=server_id)
-    rows = metric_selectors.server_metric_history(server=server, since=filters.since, until=filters.until,
-                                                  limit=filters.limit)
-    return [{**events.metrics_payload(row), "resolution_s": row.resolution_s} for row in rows]

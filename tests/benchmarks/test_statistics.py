@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.metrics import RequestOutput, calculate_metrics, median, spread_pct
+from benchmarks.statistics import RequestOutput, calculate_metrics, median, spread_pct
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 
