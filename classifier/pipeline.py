@@ -132,7 +132,12 @@ def job_run(*, job_id: int) -> ClassificationJob | None:
     try:
         with services.rerank_access(owner=job.owner, models=[job.rerank_model], name=f"classifier job #{job.pk}",
                                     lifetime=services.JOB_KEY_LIFETIME) as access:
-            _run(job, progress, rerank.Reranker(access, model=job.rerank_model, user=job.owner.get_username()))
+            finished = _run(job, progress, rerank.Reranker(access, model=job.rerank_model,
+                                                            user=job.owner.get_username()))
+        # Done only once the run's key is revoked: whoever sees a finished job sees its key gone too.
+        if finished:
+            ClassificationJob.objects.filter(pk=job.pk, status=ClassificationJob.Status.RUNNING).update(
+                status=ClassificationJob.Status.DONE, finished_at=timezone.now())
     except Exception as exc:
         log.exception("classification job %s failed", job_id)
         ClassificationJob.objects.filter(pk=job_id, status=ClassificationJob.Status.RUNNING).update(
@@ -156,7 +161,8 @@ def _example_set(job: ClassificationJob) -> examples.ExampleSet | None:
     return chosen
 
 
-def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) -> None:
+def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) -> bool:
+    """Classify the job's files; False when the job stopped running meanwhile (cancelled)."""
     source = Path(job.source_path)
     if not scan.inside_roots(source):
         raise PermissionError(f"{source} is no longer inside the archive roots")
@@ -195,7 +201,7 @@ def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) 
     size = settings.PORTAL_CLASSIFIER_BATCH
     for start in range(0, len(todo), size):
         if not _still_running(job):
-            return
+            return False
         stats = _classify_batch(job, labels, embedder, todo[start:start + size], reranker)
         ClassificationJob.objects.filter(pk=job.pk).update(
             files_done=F("files_done") + len(todo[start:start + size]),
@@ -203,5 +209,4 @@ def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) 
             seconds_extract=F("seconds_extract") + stats["extract"],
             seconds_embed=F("seconds_embed") + stats["embed"], seconds_rerank=F("seconds_rerank") + stats["rerank"])
         progress.send()
-    ClassificationJob.objects.filter(pk=job.pk, status=ClassificationJob.Status.RUNNING).update(
-        status=ClassificationJob.Status.DONE, finished_at=timezone.now())
+    return True

@@ -2,6 +2,7 @@
 import threading
 
 import pytest
+from playwright.sync_api import expect
 
 from models_registry.models import Download, ModelProfile
 from tests.conftest import login
@@ -73,7 +74,7 @@ def test_the_weights_page_lists_each_node_live_and_deletes_after_confirmation(hu
     login(page, asgi_server, "oscar")
     page.goto(f"{asgi_server.url}/models/weights/")
     row = page.locator(f'[data-weights-node="{node.name}"] tr[data-repo="{TINY}"]')
-    row.wait_for()  # the local worker's scan arrived over the websocket
+    row.wait_for(timeout=30_000)  # the local worker's scan arrived over the websocket
     assert "no profile uses this" in row.inner_text()
     assert "GB free of" in page.inner_text(f"#weights-{node.name}")
     page.wait_for_selector("#weights-gpu2 >> text=Asking gpu2's worker for a fresh list")
@@ -86,4 +87,6 @@ def test_the_weights_page_lists_each_node_live_and_deletes_after_confirmation(hu
     row.locator("text=Delete weights").click()
     page.wait_for_selector(f"text=Deleting the weights of {TINY} on {node.name}")
     page.wait_for_selector(f"#weights-{node.name} >> text=Nothing downloaded on {node.name}.")
-    assert f"delete {TINY}: done, 3.1\xa0MB freed" in page.inner_text(f'#weights-{node.name} [data-testid="deletions"]')
+    # The list and the deletion's outcome arrive as separate events: wait for the outcome itself.
+    expect(page.locator(f'#weights-{node.name} [data-testid="deletions"]')).to_contain_text(
+        f"delete {TINY}: done, 3.1\xa0MB freed", timeout=15_000)
