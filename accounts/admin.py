@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts import services
-from accounts.models import ApiKey, AuditEvent, Quota, UsageRecord, User
+from accounts.models import ApiKey, AuditEvent, Quota, User
 
 
 @admin.register(User)
@@ -93,18 +93,3 @@ class QuotaAdmin(admin.ModelAdmin):
         services.audit_record(actor=request.user, action="accounts.quota.deleted", target=obj,
                               ip=services.client_ip(request), details={"quota": str(obj)})
         super().delete_model(request, obj)
-
-
-@admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "username", "key_prefix", "model", "endpoint", "status", "prompt_tokens",
-                    "completion_tokens", "ttft_ms", "duration_ms")
-    list_filter = ("status", "endpoint", "model")
-    search_fields = ("username", "key_prefix", "model")
-    date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -119,39 +119,3 @@ class Quota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.user}" if self.user_id else f"default quota of role {self.role}"
-
-
-class UsageRecord(models.Model):
-    """The ledger: one row per gateway request, written in batches off the hot path."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    username = models.CharField(max_length=150)
-    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    key_prefix = models.CharField(max_length=16, blank=True, help_text="Empty for the chat page (session).")
-    model = models.CharField(max_length=200)
-    # The servers app sits above accounts, so the ledger keeps the server's id, not a key into its table.
-    server_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    endpoint = models.CharField(max_length=40)
-    stream = models.BooleanField(default=False)
-    status = models.PositiveSmallIntegerField()
-    error_code = models.CharField(max_length=60, blank=True)
-    prompt_tokens = models.PositiveIntegerField(default=0)
-    completion_tokens = models.PositiveIntegerField(default=0)
-    ttft_ms = models.FloatField(null=True, blank=True)
-    duration_ms = models.FloatField(default=0)
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
-    created_at = models.DateTimeField(db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [
-            models.Index(fields=["user", "-created_at"], name="accounts_usage_user_time"),
-            models.Index(fields=["model", "-created_at"], name="accounts_usage_model_time"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.username} {self.model} {self.status}"
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens

@@ -45,34 +45,3 @@ def audit_event_list(*, user: User, actor: str = "", action: str = "", day_from:
     if day_to:
         qs = qs.filter(created_at__date__lte=day_to)
     return qs
-
-
-def usage_records(*, user: User, everyone: bool = False, days: int = 30) -> QuerySet:
-    """Ledger rows of the last `days` days: the user's own, or everyone's for an admin who asks."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from accounts.models import UsageRecord
-
-    qs = UsageRecord.objects.filter(created_at__gte=timezone.now() - timedelta(days=days))
-    if everyone:
-        require_admin(user)
-        return qs
-    return qs.filter(user=user)
-
-
-def usage_summary(*, records: QuerySet) -> dict:
-    """Totals per day, per model, per key and per user, plus the latest errors."""
-    from django.db.models import Count, Sum
-    from django.db.models.functions import TruncDate
-
-    sums = {"requests": Count("id"), "prompt": Sum("prompt_tokens"), "completion": Sum("completion_tokens")}
-    return {
-        "per_day": list(records.annotate(day=TruncDate("created_at")).values("day").annotate(**sums).order_by("-day")),
-        "per_model": list(records.values("model").annotate(**sums).order_by("-requests")),
-        "per_key": list(records.values("key_prefix").annotate(**sums).order_by("-requests")),
-        "per_user": list(records.values("username").annotate(**sums).order_by("-completion", "-requests")[:20]),
-        "errors": list(records.filter(status__gte=400).order_by("-created_at")[:50]),
-        "totals": records.aggregate(**sums),
-    }

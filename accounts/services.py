@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import revocation
-from accounts.models import ApiKey, AuditEvent, Quota, UsageRecord, User
+from accounts.models import ApiKey, AuditEvent, Quota, User
 from sparkportal.exceptions import AuthenticationFailed, NotFound, ValidationFailed
 
 KEY_MARK = "sk-sp-"
@@ -270,23 +270,11 @@ def quota_set(*, actor: User, user: User | None = None, role: str = "", requests
     return quota
 
 
-def usage_record_bulk(*, rows: list[dict]) -> int:
-    """Append gateway requests to the ledger (one INSERT per batch) and mark the keys as used.
+def api_keys_mark_used(*, last_use: dict[int, datetime]) -> None:
+    """Record when keys were last used, at most every PORTAL_API_KEY_TOUCH_SECONDS per key (the ledger calls
+    this with each batch; a bulk update, so it moves no auth generation)."""
+    stale_before = timezone.now() - timedelta(seconds=settings.PORTAL_API_KEY_TOUCH_SECONDS)
+    for key_id, at in last_use.items():
+        ApiKey.objects.filter(pk=key_id).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)).update(last_used_at=at)
 
-    Each row holds UsageRecord field values (user_id, api_key_id, server_id, ...). Called from the
-    gateway's background writer, never on a request's path.
-    """
-    if not rows:
-        return 0
-    with transaction.atomic():
-        UsageRecord.objects.bulk_create([UsageRecord(**row) for row in rows], batch_size=500)
-        last_use: dict[int, datetime] = {}
-        for row in rows:
-            key_id = row.get("api_key_id")
-            if key_id is not None and (key_id not in last_use or row["created_at"] > last_use[key_id]):
-                last_use[key_id] = row["created_at"]
-        stale_before = timezone.now() - timedelta(seconds=settings.PORTAL_API_KEY_TOUCH_SECONDS)
-        for key_id, at in last_use.items():
-            ApiKey.objects.filter(pk=key_id).filter(
-                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)).update(last_used_at=at)
-    return len(rows)

@@ -19,14 +19,7 @@ def child_env(*, base: dict, node, profile, server_id: int, instance: str, cuda_
 
     `node` needs `extra_env` and `ld_library_path_prefix`; `profile` may be None or have `extra_env`.
     """
-    env = {k: v for k, v in base.items() if k in PASSED_THROUGH}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update({str(k): str(v) for k, v in (node.extra_env or {}).items()})
-    env.update({str(k): str(v) for k, v in (getattr(profile, "extra_env", None) or {}).items()})
-    prefix = (node.ld_library_path_prefix or "").strip(":")
-    current = env.get("LD_LIBRARY_PATH", base.get("LD_LIBRARY_PATH", ""))
-    if prefix or current:
-        env["LD_LIBRARY_PATH"] = ":".join(p for p in (prefix, current) if p)
+    env = _node_env(base=base, node=node, extra=getattr(profile, "extra_env", None) or {})
     if cuda_visible_devices:
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
     env["HF_HOME"] = hf_home
@@ -54,3 +47,27 @@ def probe_env(*, base: dict, node, hf_home: str) -> dict:
     env.pop(MARKER, None)
     env.pop(INSTANCE, None)
     return env
+
+
+def tool_env(*, base: dict, node, hf_home: str) -> dict:
+    """The environment of an engine's own tool (`vllm bench serve`) on a node: the node's engine settings
+    (its library path first, field notes rule two) and the weights cache, nothing else of the worker's."""
+    env = _node_env(base=base, node=node, extra={})
+    env.setdefault("HF_HOME", hf_home)
+    env.update({"VLLM_NO_USAGE_STATS": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def _node_env(*, base: dict, node, extra: dict) -> dict:
+    """A few of the worker's variables, the node's extra environment, then `extra`; the node's library path
+    prefix goes first in LD_LIBRARY_PATH."""
+    env = {k: v for k, v in base.items() if k in PASSED_THROUGH}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update({str(k): str(v) for k, v in (node.extra_env or {}).items()})
+    env.update({str(k): str(v) for k, v in extra.items()})
+    prefix = (node.ld_library_path_prefix or "").strip(":")
+    current = env.get("LD_LIBRARY_PATH", base.get("LD_LIBRARY_PATH", ""))
+    if prefix or current:
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (prefix, current) if p)
+    return env
+

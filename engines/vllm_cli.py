@@ -91,13 +91,13 @@ def engine_version() -> str:
     return json.loads(FLAGS_FILE.read_text())["version"]
 
 
-def _typed(default: str | None):
+def typed_by_default(default: str | None):
     """vLLM declares int/float flags with typed defaults; reproduce the type check for those."""
     if default is None:
         return str
     if re.fullmatch(r"-?\d+", default):
         return int
-    if re.fullmatch(r"-?\d+\.\d*", default):
+    if re.fullmatch(r"-?\d+\.\d*|inf", default):
         return float
     return str
 
@@ -112,7 +112,7 @@ class FlagError(ValueError):
     """Raised by a parser built with `raise_errors=True` for an unknown or malformed flag."""
 
 
-class _Parser(argparse.ArgumentParser):
+class FlagParser(argparse.ArgumentParser):
     def __init__(self, *args, raise_errors: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._raise_errors = raise_errors
@@ -125,7 +125,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(*, prog: str = "vllm serve", raise_errors: bool = False) -> argparse.ArgumentParser:
     """An argparse parser with every `vllm serve` flag and the optional positional model tag."""
-    parser = _Parser(prog=prog, usage=f"{prog} [model_tag] [options]", add_help=True, raise_errors=raise_errors)
+    parser = FlagParser(prog=prog, usage=f"{prog} [model_tag] [options]", add_help=True, raise_errors=raise_errors)
     parser.add_argument("model_tag", nargs="?", default=None)
     for spec in load_flags():
         names = spec["names"]
@@ -138,7 +138,7 @@ def build_parser(*, prog: str = "vllm serve", raise_errors: bool = False) -> arg
             if negative:
                 parser.add_argument(*negative, dest=dest, action="store_false")
             continue
-        kind = _TYPES.get(long_names[0]) or _typed(spec.get("default"))
+        kind = _TYPES.get(long_names[0]) or typed_by_default(spec.get("default"))
         kwargs: dict = {"dest": dest, "default": None, "type": kind}
         if spec["nargs"]:
             kwargs["nargs"] = spec["nargs"]

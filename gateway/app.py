@@ -21,8 +21,8 @@ from django.conf import settings
 from accounts import limits, revocation
 from gateway import clients, db, errors, loading, proxy, routing, selectors
 from gateway.errors import GatewayError
-from gateway.ledger import Ledger
 from gateway.routing import RoutingTable
+from gateway.usage.ledger import Ledger
 from sparkportal.exceptions import AuthenticationFailed
 from sparkportal.lib.respipe import RedisUnavailable, ReplyError
 

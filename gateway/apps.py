@@ -6,7 +6,7 @@ class GatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from gateway.exporter import GatewayCollector
+        from gateway.usage.exporter import GatewayCollector
         from sparkportal import exporter
 
         exporter.register(GatewayCollector())

@@ -126,7 +126,7 @@ def main() -> int:
 
 
 def ledger_rows() -> int:
-    from accounts.models import UsageRecord
+    from gateway.models import UsageRecord
 
     return UsageRecord.objects.count()
 

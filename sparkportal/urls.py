@@ -15,6 +15,5 @@ urlpatterns = [
     path("classifier/", include("classifier.urls")),
     path("servers/", include("servers.urls")),
     path("chat/", include("gateway.urls")),
-    path("usage/", include("accounts.usage_urls")),
-    path("usage/cost/", include("gateway.cost_urls")),
+    path("usage/", include("gateway.usage.urls")),
 ]

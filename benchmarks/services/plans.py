@@ -8,8 +8,8 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from accounts.models import User
 from accounts.services import audit_record
-from benchmarks import bench_cli
 from benchmarks.models import BenchmarkPlan, PlanEntry, Workload
+from engines import bench_cli
 from models_registry.models import ModelProfile
 from nodes.models import Node
 from sparkportal.exceptions import ValidationFailed

@@ -6,9 +6,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from benchmarks import bench_cli, loadgen, parsing, statistics
+from benchmarks import loadgen, parsing, statistics
 from benchmarks.models import SUMMARY_KEYS, BenchmarkPlan, BenchmarkResult, BenchmarkSummary
 from benchmarks.services.runs import run_should_stop
+from engines import bench_cli, environment
 from servers import processes
 
 RESULTS_DIR = "benchmarks"
@@ -79,7 +80,7 @@ def repeat_execute(*, result_id: int) -> BenchmarkResult | None:
                                 result_filename=filename, label=label)
     BenchmarkResult.objects.filter(pk=result.pk).update(argv=argv)
     log_path = out_dir / f"{filename}.log"
-    env = _tool_env(node)
+    env = environment.tool_env(base=dict(os.environ), node=node, hf_home=str(settings.PORTAL_WEIGHTS_DIR))
     code, stopped = processes.run_watched(argv, env=env, log_path=str(log_path), should_stop=stop,
                                           timeout=settings.BENCHMARK_REPEAT_TIMEOUT_S)
     tail = _tail(log_path)
@@ -103,17 +104,6 @@ def repeat_execute(*, result_id: int) -> BenchmarkResult | None:
     except parsing.ResultFileError as exc:
         return _finish(result, status=BenchmarkResult.Status.FAILED, message=str(exc), stdout_tail=tail, argv=argv)
     return _finish(result, status=BenchmarkResult.Status.OK, raw=raw, stdout_tail=tail, argv=argv)
-
-
-def _tool_env(node) -> dict:
-    """The tool runs with the node's engine environment (rule two: its library path first)."""
-    env = dict(os.environ)
-    env.update({str(k): str(v) for k, v in (node.extra_env or {}).items()})
-    if node.ld_library_path_prefix:
-        env["LD_LIBRARY_PATH"] = node.ld_library_path_prefix + (
-            ":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
-    env.setdefault("HF_HOME", str(settings.PORTAL_WEIGHTS_DIR))
-    return env
 
 
 def _builtin(result: BenchmarkResult, config: dict, label: str, stop) -> BenchmarkResult:

@@ -395,7 +395,7 @@ def chat(key: str, model: str, *, stream: bool, max_tokens: int = 16, timeout: f
 
 @step("chat through the gateway")
 def chat_step(ctx, server):
-    from accounts.models import UsageRecord
+    from gateway.models import UsageRecord
 
     _admin, raw, *_ = ctx
     streamed = chat(raw, "tiny", stream=True)

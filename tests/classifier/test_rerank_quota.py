@@ -12,10 +12,11 @@ import pytest
 import redis
 
 from accounts import services as account_services
-from accounts.models import ApiKey, AuditEvent, UsageRecord
+from accounts.models import ApiKey, AuditEvent
 from classifier import pipeline, services
 from classifier.models import ClassificationResult
 from classifier.tasks import classification_job_run_task, evaluation_run_task
+from gateway.models import UsageRecord
 from nodes.models import Node
 from servers.models import Server
 from tests.classifier.test_jobs import wait_for

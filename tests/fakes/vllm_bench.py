@@ -319,7 +319,7 @@ def _write(args, result: dict, behaviour: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from benchmarks.bench_cli import build_parser
+    from engines.bench_cli import build_parser
 
     args = build_parser(prog="vllm bench serve").parse_args(argv)
     behaviour = _next_behaviour()

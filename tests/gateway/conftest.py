@@ -90,7 +90,7 @@ class Portal:
 
     def usage_rows(self, user, *, count: int, timeout: float = 10.0) -> list:
         """Wait for the background ledger writer to have written `count` rows of this user."""
-        from accounts.models import UsageRecord
+        from gateway.models import UsageRecord
 
         deadline = time.monotonic() + timeout
         while True:

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from gateway import cost
+from gateway.usage import cost
 
 S = cost.Sample
 FLAT = {"load_w": 240, "idle_w": 60, "max_gap_s": 60}
@@ -75,7 +75,7 @@ NOW = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def ledger(db, member_user, stranger):
     """A node since April 1st with an hour of 100 W samples and an hour of requests, and ledger rows."""
-    from accounts.models import UsageRecord
+    from gateway.models import UsageRecord
     from nodes.models import Node, NodeSample
     from servers.models import Server
 
@@ -102,7 +102,7 @@ def ledger(db, member_user, stranger):
 
 
 def test_the_report_prices_each_users_month_and_the_nodes_electricity(ledger, member_user, admin_user):
-    from gateway import selectors
+    from gateway.usage import selectors
 
     mine = selectors.cost_report(user=member_user, months=2, now=NOW)
     names = [p.name for p in mine.prices]

@@ -12,8 +12,7 @@ pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
 @pytest.mark.browser
 def test_the_chat_page_streams_a_reply_and_saves_the_conversation(portal, page):
-    from accounts.models import UsageRecord
-    from gateway.models import ChatMessage
+    from gateway.models import ChatMessage, UsageRecord
 
     user, _raw = portal.member(requests_per_minute=100)
     login(page, portal.server, user.username)

@@ -54,7 +54,7 @@ def test_a_client_disconnect_cancels_the_upstream_request(portal):
 
 
 def test_a_clean_stop_writes_every_pending_usage_row(portal, tmp_path):
-    from accounts.models import UsageRecord
+    from gateway.models import UsageRecord
 
     user, raw = portal.member()
     # Batches every minute: the rows are still in memory when the stop comes.

@@ -1,11 +1,54 @@
+"""Pages of usage (mine, the team's, CSV) and cost (what the ledger would cost on paid APIs, electricity)."""
+import csv
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts import limits
 from accounts.services import client_ip
-from gateway import forms, selectors, services
+from gateway.usage import forms, selectors, services
 from sparkportal.exceptions import ApplicationError
+
+CSV_FIELDS = ["created_at", "username", "key_prefix", "model", "endpoint", "stream", "status", "error_code",
+              "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms", "client_ip"]
+
+
+def _days(request) -> int:
+    try:
+        return max(1, min(366, int(request.GET.get("days", 30))))
+    except ValueError:
+        return 30
+
+
+@login_required
+def usage_mine(request):
+    days = _days(request)
+    summary = selectors.usage_summary(records=selectors.usage_records(user=request.user, days=days))
+    return render(request, "gateway/usage.html", {"summary": summary, "team": False, "days": days,
+                                                   "tokens_today": limits.tokens_used_today(request.user.pk)})
+
+
+@login_required
+def usage_team(request):
+    days = _days(request)
+    summary = selectors.usage_summary(records=selectors.usage_records(user=request.user, everyone=True, days=days))
+    return render(request, "gateway/usage.html", {"summary": summary, "team": True, "days": days})
+
+
+@login_required
+def usage_export(request):
+    everyone = request.GET.get("scope") == "team"
+    records = selectors.usage_records(user=request.user, everyone=everyone, days=_days(request)).order_by("created_at")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-{"team" if everyone else "mine"}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(CSV_FIELDS)
+    for row in records.values_list(*CSV_FIELDS).iterator():
+        writer.writerow(row)
+    return response
 
 
 def _months(request) -> int:

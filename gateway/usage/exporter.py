@@ -10,7 +10,7 @@ class GatewayCollector:
     def collect(self):
         from django.db.models import Count, Sum
 
-        from accounts.models import UsageRecord
+        from gateway.models import UsageRecord
 
         requests = CounterMetricFamily("portal_gateway_requests", "Gateway requests by user, model and HTTP status.",
                                        labels=["user", "model", "status"])

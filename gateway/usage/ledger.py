@@ -53,17 +53,17 @@ class Ledger:
             self._write(batch)
 
     def _write(self, batch: list[dict]) -> None:
-        from accounts import services as account_services
+        from gateway.usage import services as usage_services
         from servers import services as server_services
 
         with self._lock:
             try:
-                account_services.usage_record_bulk(rows=batch)
+                usage_services.usage_record_bulk(rows=batch)
             except IntegrityError:
                 # A user, key or server deleted since its request: write the others one by one.
                 for row in batch:
                     try:
-                        account_services.usage_record_bulk(rows=[row])
+                        usage_services.usage_record_bulk(rows=[row])
                     except IntegrityError:
                         log.warning("dropped a usage row whose user, key or server is gone: %s", row)
             server_services.server_touch(seen=_last_request_per_server(batch))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 from functools import cache
 from pathlib import Path
+
+from engines.vllm_cli import FlagError, FlagParser, typed_by_default
 
 FLAGS_FILE = Path(__file__).with_name("vllm_bench_flags.json")
 
@@ -36,16 +37,6 @@ def known_long_flags() -> set[str]:
     return {name for spec in load_flags() for name in spec["names"] if name.startswith("--")}
 
 
-def _typed(default: str | None):
-    if default is None:
-        return str
-    if re.fullmatch(r"-?\d+", default):
-        return int
-    if re.fullmatch(r"-?\d+\.\d*|inf", default):
-        return float
-    return str
-
-
 _TYPES = {"--num-prompts": int, "--seed": int, "--max-concurrency": int, "--num-warmups": int,
           "--random-input-len": int, "--random-output-len": int, "--request-rate": float, "--temperature": float,
           "--port": int, "--burstiness": float, "--top-p": float, "--top-k": int, "--min-p": float,
@@ -53,23 +44,8 @@ _TYPES = {"--num-prompts": int, "--seed": int, "--max-concurrency": int, "--num-
           "--metric-percentiles": str, "--timeline-itl-thresholds": str, "--random-range-ratio": str}
 
 
-class FlagError(ValueError):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, raise_errors: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._raise_errors = raise_errors
-
-    def error(self, message: str):
-        if self._raise_errors:
-            raise FlagError(message)
-        super().error(message)
-
-
 def build_parser(*, prog: str = "vllm bench serve", raise_errors: bool = False) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, usage=f"{prog} [options]", raise_errors=raise_errors)
+    parser = FlagParser(prog=prog, usage=f"{prog} [options]", raise_errors=raise_errors)
     for spec in load_flags():
         names = spec["names"]
         dest = names[0][2:].replace("-", "_")
@@ -81,7 +57,7 @@ def build_parser(*, prog: str = "vllm bench serve", raise_errors: bool = False) 
             if negative:
                 parser.add_argument(*negative, dest=dest, action="store_false")
             continue
-        kwargs: dict = {"dest": dest, "type": _TYPES.get(names[0]) or _typed(spec.get("default"))}
+        kwargs: dict = {"dest": dest, "type": _TYPES.get(names[0]) or typed_by_default(spec.get("default"))}
         default = spec.get("default")
         kwargs["default"] = None if default in (None, "None") else kwargs["type"](default) \
             if kwargs["type"] is not str else default
