@@ -1,7 +1,8 @@
 """Why an engine failed to start, in plain words, from the last lines of its log.
 
-The patterns are the lines vLLM 0.33 prints for each cause (shared vLLM reference, section 4)
-and the field notes' wheel/library failures. The first matching rule wins; the order puts root
+The patterns are the lines vLLM 0.33 prints for each cause (shared vLLM reference, section 4),
+the field notes' wheel/library failures, and what real vLLM 0.26.0 printed on an H100 (a missing
+flashinfer wheel). The first matching rule wins; the order puts root
 causes before the wrapper ("Engine core initialization failed") that follows them.
 """
 from __future__ import annotations
@@ -42,9 +43,20 @@ RULES: list[tuple[str, re.Pattern, str]] = [
      "gpu_memory_utilization."),
     ("too_many_gpus", re.compile(r"World size \((?P<detail>\d+)\) is larger than the number of available GPUs"),
      "The profile asks for {detail} GPUs, more than this node has visible: lower tensor/pipeline parallel size."),
+    # vLLM 0.26's V2 sampler imports flashinfer unguarded; the API server then says only "Failed core proc(s): {}".
+    ("missing_module", re.compile(r"ModuleNotFoundError: No module named '(?P<detail>[\w.]+)'"),
+     "The engine's Python lacks the module {detail}: install it into the engine's environment."),
     ("engine_failed", re.compile(r"Engine core initialization failed"),
      "The engine process failed during initialization; see the log lines above the error."),
 ]
+
+
+# Missing modules with a way round them: the message names that way instead of the generic one.
+MODULE_HINTS = {
+    "flashinfer": "The engine's Python lacks flashinfer, which vLLM's sampler imports at start: set "
+                  "VLLM_USE_FLASHINFER_SAMPLER=0 in the node's or profile's environment, or install "
+                  "flashinfer-python into the engine's environment.",
+}
 
 
 def classify(log_tail: str, *, exit_code: int | None = None) -> Failure:
@@ -52,6 +64,8 @@ def classify(log_tail: str, *, exit_code: int | None = None) -> Failure:
         match = pattern.search(log_tail)
         if match:
             detail = (match.groupdict().get("detail") or "").strip()
+            if code == "missing_module" and detail.split(".")[0] in MODULE_HINTS:
+                return Failure(code, MODULE_HINTS[detail.split(".")[0]])
             return Failure(code, template.format(detail=detail) if "{detail}" in template else template)
     if exit_code is not None:
         return Failure("exited", f"The engine exited with status {exit_code} before it became ready; see the log.")

@@ -1,8 +1,17 @@
 """Which engine versions the portal supports, and how a node learns the version it has.
 
-vLLM 0.26 (run for real on an H100: processes, metrics, bench JSON, sleep mode) up to 0.33 (the flag table
-in `vllm_serve_flags.json` and the interface facts the stand-ins follow); TEI 1.9. Older or newer engines
-still start, and the start page says the version is outside what was checked.
+vLLM 0.26 up to 0.33 (the flag table in `vllm_serve_flags.json` and the interface facts the stand-ins follow);
+TEI 1.9. Older or newer engines still start, and the start page says the version is outside what was checked.
+
+Verified against a real vLLM 0.26.0 on an NVIDIA H100 (torch 2.11.0+cu130; perf/real_vllm/ drove the portal's
+node side): this probe reads 0.26.0; start through the supervisor, ready, the marker on all three processes
+(API server, resource tracker, EngineCore: one process group) with SPT_NOENV=1; the weights line "Model loading
+took X GiB and Y seconds" (0.33: "X GiB memory and"); every metric family the portal reads (0.26 lacks 0.33's
+admission_rejections, prompt_tokens_cached_by_source and request_num_preemptions); a streaming chat through the
+gateway with usage; `vllm bench serve` JSON (no latencies/queue_times without --save-detailed); stop by SIGTERM
+to the group; after a SIGKILL of the API server alone the EngineCore and tracker survive until the reconcile
+kills them by marker; a start without the flashinfer wheel dies unless VLLM_USE_FLASHINFER_SAMPLER=0; sleep and
+wake answer (the portal has no sleeping state yet). The stand-ins play 0.26 with FAKE_VLLM_VERSION=0.26.0.
 """
 from __future__ import annotations
 

@@ -60,10 +60,10 @@ def memory_need_gb(profile, node: Node | None = None) -> tuple[float | None, str
     """(GB, where the number comes from): the last measured run of this profile, else the registry estimate."""
     measured = (Server.objects.filter(profile=profile, measured_memory_gb__isnull=False)
                 .order_by("-ready_at").values_list("measured_memory_gb", flat=True).first())
-    if measured:
+    if measured is not None:
         return float(measured), "measured at its last start"
     estimate = registry_estimate_gb(profile, node)
-    if estimate:
+    if estimate is not None:  # a tiny model's estimate rounds to 0.0 GB and is still an estimate
         return estimate, "estimated from the weights and the KV cache for max_model_len"
     return None, ""
 

@@ -43,7 +43,15 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
             continue
         tail = logs.tail(logs.log_path(server.pk))
         failure = failures.classify("\n".join(tail))
-        reason = f"The engine process (pid {server.pid}) is gone. {failure.message}"
+        # A SIGKILLed API server leaves its EngineCore (holding the GPU memory) and resource tracker running;
+        # _fail kills what carries the marker once the row is failed.
+        survivors = processes.marked(instance=instance, server_id=server.pk)
+        reason = f"The engine process (pid {server.pid}) is gone."
+        if survivors:
+            reason += (f" It left {len(survivors)} process(es) with its marker running (its EngineCore keeps the "
+                       "GPU memory); they were killed.")
+        if failure.code != "exited" or not survivors:
+            reason += f" {failure.message}"
         supervisor._fail(server.pk, code=failure.code, reason=reason, tail=tail)
         report["failed"].append(server.pk)
     if at_worker_start:

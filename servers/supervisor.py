@@ -154,7 +154,8 @@ def _watch(server_id: int) -> str:
         time.sleep(settings.PORTAL_HEALTH_POLL_S)
 
 
-_MEM = [re.compile(r"Model loading took ([\d.]+) GiB memory"), re.compile(r"Available KV cache memory: ([\d.]+) GiB"),
+# "Model loading took X GiB memory and Y seconds" (0.33) or "... X GiB and Y seconds" (0.26, seen for real).
+_MEM = [re.compile(r"Model loading took ([\d.]+) GiB\b"), re.compile(r"Available KV cache memory: ([\d.]+) GiB"),
         re.compile(r"Graph capturing finished in .* took ([\d.]+) GiB")]
 
 

@@ -45,7 +45,7 @@ PORTAL_PORT = 8000
 PY = sys.executable
 STEPS = set(os.environ.get("RV_STEPS", "bench,sleep").split(","))  # optional steps; the core ones always run
 R: dict = {"steps": {}, "errors": []}
-LOG = open(OUT / "driver.log", "a", buffering=1)  # noqa: SIM115 - open for the whole run
+LOG = OUT / "driver.log"
 CHILDREN: list[tuple[str, subprocess.Popen]] = []
 
 
@@ -55,7 +55,8 @@ def left() -> float:
 
 def say(*parts) -> None:
     line = f"[{time.monotonic() - T0:6.1f}s] " + " ".join(str(p) for p in parts)
-    LOG.write(line + "\n")
+    with LOG.open("a") as fh:
+        fh.write(line + "\n")
     print(line, flush=True)
 
 
@@ -137,9 +138,9 @@ def spawn(name: str, argv: list[str], cpus: str = "") -> subprocess.Popen:
 
     if cpus and shutil.which("taskset"):
         argv = ["taskset", "-c", cpus, *argv]
-    out = open(VAR / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps writing to it
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    with open(VAR / f"{name}.log", "ab") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     CHILDREN.append((name, proc))
     say(f"started {name} pid {proc.pid}")
     return proc
@@ -189,16 +190,18 @@ def setup_node():
     from accounts import services as accounts
     from accounts.models import User
     from models_registry import services as registry
+    from nodes import services as nodes
+    from nodes.models import Node
     from servers import services
-    from servers.models import Node
 
     admin = User.objects.create_user(username="ops", password="ops-Secret-123", role="admin")
     accounts.quota_set(actor=admin, user=admin, requests_per_minute=10_000_000, tokens_per_day=10**15,
                        concurrent_requests=100_000)
     _key, raw = accounts.api_key_create(owner=admin, name="real-vllm")
-    node = services.node_register(name=NODE)
-    # The engine gets an explicit environment: the carried site-packages, NVLink multicast off. The profiles
-    # turn the flashinfer sampler off (the wheel is not carried; vLLM's V2 sampler imports it unguarded).
+    node = nodes.node_register(name=NODE)
+    # The engine gets an explicit environment (README, node setup): the carried site-packages, NVLink multicast
+    # off. The profiles turn the flashinfer sampler off (the wheel is not carried; vLLM's V2 sampler imports it
+    # unguarded), except the `nofi` step's, which shows the failure classified as missing_module.
     extra = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
              "NVSHMEM_DISABLE_NVLS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
     if SITE:
@@ -207,7 +210,7 @@ def setup_node():
                                            ld_library_path_prefix=os.environ.get("RV_LD_PREFIX", ""))
     node.refresh_from_db()
     began = time.monotonic()
-    services.node_heartbeat(node=node)
+    nodes.node_heartbeat(node=node)
     node.refresh_from_db()
     rec("node and profiles", heartbeat_s=round(time.monotonic() - began, 2), gpus=node.gpu_facts,
         engines=node.host_facts.get("engines"))

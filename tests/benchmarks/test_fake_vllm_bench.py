@@ -1,13 +1,18 @@
 """The `vllm bench serve` stand-in writes the real tool's keys and table, from real requests."""
 import json
+import os
 import subprocess
+from pathlib import Path
 
 from tests.benchmarks.conftest import FAKE_VLLM
 from tests.benchmarks.test_statistics import REFERENCE
 
+REAL_026 = Path(__file__).resolve().parents[1] / "fixtures" / "vllm-0.26"
 
-def bench(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([FAKE_VLLM, "bench", "serve", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+def bench(*args: str, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([FAKE_VLLM, "bench", "serve", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
 
 
 def table_labels(stdout: str) -> list[str]:
@@ -56,3 +61,15 @@ def test_unknown_flags_exit_2_like_argparse(tmp_path):
     done = bench("--no-such-flag", "3", cwd=tmp_path)
     assert done.returncode == 2
     assert "vllm bench serve: error: unrecognized arguments: --no-such-flag 3" in done.stderr
+
+
+def test_as_026_the_plain_result_has_the_real_026_keys(fake_vllm_server, tmp_path):
+    # The same command line as the real run of vLLM 0.26.0's bench on an H100: no latencies, no queue_times.
+    done = bench("--backend", "openai-chat", "--base-url", fake_vllm_server.url, "--endpoint", "/v1/chat/completions",
+                 "--model", "qwen3-8b", "--tokenizer", "/models/tiny", "--dataset-name", "random",
+                 "--random-input-len", "16", "--random-output-len", "8", "--num-prompts", "5", "--temperature", "0",
+                 "--save-result", "--result-filename", str(tmp_path / "r.json"), cwd=tmp_path,
+                 env={"FAKE_VLLM_VERSION": "0.26.0"})
+    assert done.returncode == 0, done.stderr
+    real = json.loads((REAL_026 / "bench.json").read_text())
+    assert list(json.loads((tmp_path / "r.json").read_text())) == list(real)

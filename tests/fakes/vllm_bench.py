@@ -1,4 +1,5 @@
-"""A stand-in for `vllm bench serve` (vLLM 0.33.0) for machines without a GPU or tokenizer.
+"""A stand-in for `vllm bench serve` (vLLM 0.33.0, or 0.26.0 with FAKE_VLLM_VERSION) for machines without a GPU
+or tokenizer.
 
 Run through `tests/fakes/bin/vllm bench serve [flags]`. It follows the shared vLLM reference
 (README section 3, bench_serve_result*.json, bench_serve_stdout*.txt, vllm_bench_serve_help_all.txt):
@@ -17,6 +18,7 @@ Run through `tests/fakes/bin/vllm bench serve [flags]`. It follows the shared vL
   --save-detailed) to --result-dir/--result-filename or the tool's default name.
 
 Environment knobs:
+FAKE_VLLM_VERSION       below 0.33, the real 0.26.0's result file: no latencies/queue_times without --save-detailed
 FAKE_VLLM_BENCH_SCRIPT  path of a JSON list; each run pops its first entry and behaves so:
                         "ok", "truncate" (result file cut in the middle), "malformed" (not JSON),
                         "empty" (zero bytes), "missing-keys" (no TTFT figures), "no-file" (writes none),
@@ -37,6 +39,8 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+
+from tests.fakes.vllm_serve import AS_026
 
 
 def _next_behaviour() -> str:
@@ -274,10 +278,13 @@ def _result(args, outs: list[Out], duration: float, model_id: str, tokenizer_id:
     if args.save_detailed:
         r.update({"input_lens": [o.prompt_len for o in outs], "output_lens": [o.output_tokens for o in outs],
                   "ttfts": [o.ttft for o in outs], "itls": [o.itl for o in outs]})
-    r["latencies"] = [o.latency for o in outs]
+    # 0.33 keeps these two without --save-detailed (shared reference); the real 0.26.0 wrote them only with it.
+    if args.save_detailed or not AS_026:
+        r["latencies"] = [o.latency for o in outs]
     if args.save_detailed:
         r["start_times"] = [o.start for o in outs]
-    r["queue_times"] = [o.queue for o in outs]
+    if args.save_detailed or not AS_026:
+        r["queue_times"] = [o.queue for o in outs]
     if args.save_detailed:
         r.update({"generated_texts": [o.text for o in outs], "errors": [o.error for o in outs]})
     peak_tokens, peak_running = _peaks(outs)

@@ -1,4 +1,4 @@
-"""A stand-in for `vllm serve` (vLLM 0.33.0) for machines without a GPU.
+"""A stand-in for `vllm serve` (vLLM 0.33.0, or 0.26.0 as run for real) for machines without a GPU.
 
 Run through the fake executable `tests/fakes/bin/vllm serve MODEL [flags]`, set as a test node's vLLM
 executable, so the portal cannot tell it apart from the real engine. It follows the shared vLLM
@@ -10,7 +10,11 @@ reference (README, openai_api_samples.json, metrics_t0/t1.txt):
   and uvicorn's on stderr, ending with `INFO:     Application startup complete.`;
 - binds the port before "loading the model" (a taken port fails with `OSError: [Errno 98] Address
   already in use` right after the version line) and answers HTTP only once the engine is ready;
-- forks a child titled `VLLM::EngineCore` (setproctitle), which inherits the environment;
+- starts multiprocessing's resource tracker (`python -B -c from multiprocessing.resource_tracker import
+  main;main(N)`) and forks a child titled `VLLM::EngineCore` (setproctitle): three processes in the API
+  server's process group and session, all with its environment, as real vLLM 0.26 runs;
+- when the API server is SIGKILLed alone, the EngineCore and the tracker live on (reparented, still in the
+  dead server's process group), as real vLLM 0.26 does: only a sweep by the marker frees the GPU;
 - serves GET /health, /ping, /version, /load, /v1/models, /metrics; POST /v1/chat/completions,
   /v1/completions (stream and not, `usage`, `stream_options.include_usage`,
   `continuous_usage_stats`, OpenAI chunk format, chat answers that follow `response_format`'s JSON
@@ -28,16 +32,23 @@ FAKE_VLLM_FAIL              make startup fail the way vLLM does and exit 1:
                             `oom` (CUDA out of memory while loading weights), `no-kv-cache` (No available
                             memory for the cache blocks), `free-memory` (free memory below the requested
                             utilization), `missing-library` (libcusparseLt.so.0 not found), `wrong-wheel`
-                            (undefined symbol: cuTensorMapEncodeTiled)
+                            (undefined symbol: cuTensorMapEncodeTiled), `missing-flashinfer` (vLLM 0.26's real
+                            lines when the flashinfer wheel is absent: ModuleNotFoundError in the EngineCore,
+                            then the API server's `Failed core proc(s): {}`)
+FAKE_VLLM_VERSION           the version it is (default 0.33.0). Below 0.33 it behaves as the real 0.26.0 did:
+                            `Model loading took X GiB and Y seconds`, no admission_rejections,
+                            prompt_tokens_cached_by_source or request_num_preemptions families, and `vllm bench
+                            serve` drops latencies/queue_times without --save-detailed. The version probe reads
+                            the package metadata: point the node's PYTHONPATH at tests/fakes/site-0.26 to match.
 FAKE_VLLM_IGNORE_SIGTERM=1  the API server ignores SIGTERM (only SIGKILL stops it)
-FAKE_VLLM_ORPHAN_ENGINE=1   the EngineCore child leaves the process group (setsid) and keeps running after
-                            its parent dies, as vLLM 0.33's EngineCore does; by default it exits with its parent
+FAKE_VLLM_ENGINE_SETSID=1   the EngineCore child leaves the process group (setsid), as vLLM 0.33's source
+                            suggests (not observed on 0.26)
 FAKE_VLLM_TTFT_S            seconds before the first token of each request (default 0)
 FAKE_VLLM_TOKEN_DELAY_S     seconds between tokens (default 0)
 FAKE_VLLM_OUTPUT_TOKENS     length of an answer that ends with finish_reason "stop" (default 12)
 FAKE_VLLM_EXIT_AFTER_S      once ready, die with exit status 1 after this many seconds (an engine crash)
 FAKE_VLLM_LOG_LINES_PER_S   once ready, write this many extra log lines per second on stdout
-FAKE_VLLM_WEIGHTS_GIB       weights size printed in "Model loading took ... GiB memory" (default 1.5)
+FAKE_VLLM_WEIGHTS_GIB       weights size printed in "Model loading took ... GiB" (default 1.5)
 FAKE_VLLM_KV_CACHE_GIB      printed in "Available KV cache memory: ... GiB" (default 10.0)
 FAKE_VLLM_REJECT_FLAGS      comma-separated flags this "older vLLM" does not know (argparse error, exit 2), for
                             a node whose engine lags behind the portal's flag table
@@ -50,9 +61,19 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 
-VERSION = "0.33.0"
+VERSION = os.environ.get("FAKE_VLLM_VERSION") or "0.33.0"
 ENGINE_TITLE = "VLLM::EngineCore"
+MISSING_FLASHINFER = Path(__file__).with_name("vllm_026_missing_flashinfer.log")
+
+
+def version_tuple(version: str = VERSION) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+
+
+# What the real 0.26.0 did; versions between 0.26 and 0.33 were not observed and get 0.26's behaviour.
+AS_026 = version_tuple() < (0, 33)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -178,11 +199,23 @@ def bind_socket(cfg: Config) -> socket.socket:
     return sock
 
 
-def engine_core(cfg: Config, ready_fd: int, sock: socket.socket, parent: int, orphan: bool) -> None:
+def real_lines(part: str) -> list[str]:
+    """One process's part ("EngineCore" or "APIServer") of the recorded 0.26 failure, with this pid filled in."""
+    lines, current = [], ""
+    for line in MISSING_FLASHINFER.read_text().splitlines():
+        if line.startswith("# --- "):
+            current = line[6:]
+        elif current == part:
+            lines.append(line.replace("@PID@", str(os.getpid())).replace("@TIME@", time.strftime("%m-%d %H:%M:%S"))
+                         .replace("@WTIME@", time.strftime("%m%d %H:%M:%S.000000000")))
+    return lines
+
+
+def engine_core(cfg: Config, ready_fd: int, sock: socket.socket, setsid: bool) -> None:
     """Body of the forked EngineCore child. Never returns."""
     try:
         sock.close()  # the port must free as soon as the API server is gone
-        if orphan:
+        if setsid:
             os.setsid()
         try:
             import setproctitle
@@ -222,8 +255,16 @@ def engine_core(cfg: Config, ready_fd: int, sock: socket.socket, parent: int, or
             sys.stderr.flush()
             os._exit(1)
         log("EngineCore", "INFO", "default_loader.py:291", f"Loading weights took {delay:.2f} seconds")
-        log("EngineCore", "INFO", "gpu_model_runner.py:4202",
-            f"Model loading took {cfg.weights_gib:.4f} GiB memory and {delay:.6f} seconds")
+        if AS_026:
+            log("EngineCore", "INFO", "model_runner.py:305",
+                f"Model loading took {cfg.weights_gib:.1f} GiB and {delay:.6f} seconds")
+        else:
+            log("EngineCore", "INFO", "gpu_model_runner.py:4202",
+                f"Model loading took {cfg.weights_gib:.4f} GiB memory and {delay:.6f} seconds")
+        if failure == "missing-flashinfer":  # the V2 sampler imports flashinfer after the weights are loaded
+            sys.stdout.write("\n".join(real_lines("EngineCore")) + "\n")
+            sys.stdout.flush()
+            os._exit(1)
         log("EngineCore", "INFO", "gpu_worker.py:376", f"Available KV cache memory: {cfg.kv_gib:.2f} GiB")
         tokens = cfg.num_gpu_blocks * cfg.block_size
         log("EngineCore", "INFO", "kv_cache_utils.py:1291", f"GPU KV cache size: {tokens:,} tokens")
@@ -235,10 +276,8 @@ def engine_core(cfg: Config, ready_fd: int, sock: socket.socket, parent: int, or
         sys.stdout.flush()
         os.write(ready_fd, b"R")
         os.close(ready_fd)
-        while not stop["now"]:
+        while not stop["now"]:  # outlives a SIGKILLed API server, as the real one does
             time.sleep(0.1)
-            if not orphan and os.getppid() != parent:
-                break
         os._exit(0)
     except BaseException:  # noqa: BLE001 - a forked child must never return into the parent's code
         traceback.print_exc()
@@ -246,20 +285,28 @@ def engine_core(cfg: Config, ready_fd: int, sock: socket.socket, parent: int, or
 
 
 def start_engine(cfg: Config, sock: socket.socket) -> int:
-    """Fork the EngineCore child and wait until it reports ready; exit 1 like vLLM if it dies."""
+    """Start the resource tracker, fork the EngineCore child and wait until it reports ready; exit 1 like vLLM
+    if it dies."""
+    from multiprocessing import resource_tracker
+
+    # vLLM's multiprocessing starts this child: it lives until every holder of its pipe (this process and
+    # the forked EngineCore) is gone, so it too survives a SIGKILLed API server.
+    resource_tracker.ensure_running()
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
-    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        engine_core(cfg, write_fd, sock, parent, os.environ.get("FAKE_VLLM_ORPHAN_ENGINE") == "1")
+        engine_core(cfg, write_fd, sock, os.environ.get("FAKE_VLLM_ENGINE_SETSID") == "1")
     os.close(write_fd)
     data = os.read(read_fd, 1)
     os.close(read_fd)
     if data != b"R":
         os.waitpid(pid, 0)
+        if os.environ.get("FAKE_VLLM_FAIL") == "missing-flashinfer":
+            sys.stderr.write("\n".join(real_lines("APIServer")) + "\n")
+            sys.exit(1)
         print_traceback(["RuntimeError: Engine core initialization failed. See root cause above. "
                          "Failed core proc(s): {'EngineCore': 1}"],
                         frames=['/opt/vllm/lib/python3.12/site-packages/vllm/v1/engine/utils.py", line 1021, '

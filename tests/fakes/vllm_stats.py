@@ -1,5 +1,6 @@
-"""Engine statistics of the fake vLLM: prometheus_client metrics with vLLM 0.33.0's names, a toy
-tokenizer, and a block-hash prefix cache, so that /metrics moves the way a real engine's does."""
+"""Engine statistics of the fake vLLM: prometheus_client metrics with vLLM 0.33.0's names (less those 0.26.0
+lacks when it plays 0.26), a toy tokenizer, and a block-hash prefix cache, so that /metrics moves the way a
+real engine's does."""
 from __future__ import annotations
 
 import re
@@ -8,7 +9,8 @@ import zlib
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary
 
-from tests.fakes.vllm_metrics_spec import FAMILIES
+from tests.fakes.vllm_metrics_spec import FAMILIES, NOT_IN_026
+from tests.fakes.vllm_serve import AS_026
 
 _PIECE = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 ANSWER = ("Hello! This is the stand-in engine answering one token at a time, the way a real vLLM server "
@@ -42,6 +44,16 @@ class Tokenizer:
         return [pieces[i % len(pieces)] for i in range(n)]
 
 
+class _Absent:
+    """A family this version does not expose: updates go nowhere."""
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
 class EngineStats:
     """vLLM's PrometheusStatLogger families, registered on the default registry like vLLM does."""
 
@@ -54,7 +66,7 @@ class EngineStats:
         self.running: dict[str, int] = {}  # request id -> tokens held in KV cache
         self.m: dict[str, object] = {}
         for kind, name, doc, labels, buckets, eager in FAMILIES:
-            if not name.startswith("vllm:"):
+            if not name.startswith("vllm:") or (AS_026 and name in NOT_IN_026):
                 continue
             self.m[name] = self._make(kind, name, doc, labels, buckets)
             for values in eager or [()]:
@@ -80,7 +92,9 @@ class EngineStats:
         return Histogram(name, doc, list(labels), buckets=list(buckets))
 
     def _child(self, name: str, *values: str):
-        metric = self.m[name]
+        metric = self.m.get(name)
+        if metric is None:
+            return _Absent()
         labels = {"engine": "0", "model_name": self.model_name}
         extra = [n for n in metric._labelnames if n not in labels]
         labels.update(dict(zip(extra, values, strict=False)))

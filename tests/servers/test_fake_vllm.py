@@ -161,3 +161,29 @@ def test_it_fails_with_the_oom_line_when_told(fake):
     assert server.proc.returncode == 1
     assert "torch.OutOfMemoryError: CUDA out of memory." in err
     assert "RuntimeError: Engine core initialization failed." in err
+
+
+REAL_026 = Path(__file__).resolve().parents[1] / "fixtures" / "vllm-0.26"
+
+
+def test_as_026_it_runs_three_processes_and_exposes_the_real_families(fake):
+    server = fake(env={"FAKE_VLLM_VERSION": "0.26.0"})
+    server.wait_ready()
+    assert httpx.get(f"{server.url}/version").json() == {"version": "0.26.0"}
+    session = subprocess.run(["pgrep", "-s", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(session) == 3  # API server, resource tracker, EngineCore
+    ours = {name for name in families(httpx.get(f"{server.url}/metrics").text) if name.startswith("vllm:")}
+    real = {name for name in families((REAL_026 / "metrics1.txt").read_text()) if name.startswith("vllm:")}
+    assert ours == real
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    out, _err = server.proc.communicate(timeout=10)
+    assert "Model loading took 1.5 GiB and 0.200000 seconds" in out
+
+
+def test_it_prints_the_real_026_lines_when_flashinfer_is_missing(fake):
+    server = fake(env={"FAKE_VLLM_FAIL": "missing-flashinfer"})
+    out, err = server.proc.communicate(timeout=10)
+    assert server.proc.returncode == 1
+    assert "ERROR" in out and "ModuleNotFoundError: No module named 'flashinfer'" in out
+    assert err.rstrip().endswith("RuntimeError: Engine core initialization failed. See root cause above. "
+                                 "Failed core proc(s): {}")

@@ -191,3 +191,19 @@ def test_a_body_without_engine_metrics_says_what_to_check():
         "The /metrics body has none of the vllm engine's metrics (vllm:generation_tokens_total, "
         "vllm:prompt_tokens_total, vllm:request_success_total, ...). Is this the engine's port, and was it "
         "started without --disable-log-stats?")
+
+
+def test_a_real_026_scrape_derives_its_figures():
+    # Real vLLM 0.26.0 on an H100 (a tiny model), before and after three chat requests: it lacks some 0.33
+    # families (admission_rejections, prompt_tokens_cached_by_source, request_num_preemptions) but none the
+    # portal reads.
+    real = Path(__file__).resolve().parent.parent / "fixtures" / "vllm-0.26"
+    before = derive.snapshot((real / "metrics1.txt").read_text(), at=0.0)
+    after = derive.snapshot((real / "metrics2.txt").read_text(), at=10.0)
+    figures = derive.derive(before, after)
+    assert figures["generation_tps"] == pytest.approx(4.0)
+    assert figures["prompt_tps"] == pytest.approx(5.5)
+    assert figures["requests_per_s"] == pytest.approx(0.3)
+    assert figures["prefix_cache_hit_rate"] == pytest.approx(16 / 55)
+    assert all(figures[f"{name}_mean_s"] is not None for name in ("ttft", "tpot", "itl", "e2e"))
+    assert figures["ttft_p50_s"] is not None and figures["reset"] is False

@@ -82,7 +82,7 @@ def test_a_restarted_worker_re_adopts_running_servers(node, make_profile, operat
     with _worker():
         server = wait_status(services.server_start(user=operator_user, profile=make_profile(), node=node), "ready")
     pids = engine_pids(server)
-    assert len(pids) == 2  # the worker is gone, the engine is not
+    assert len(pids) == 3  # the worker is gone, the engine (API server, resource tracker, EngineCore) is not
     caplog.clear()
     with _worker():
         deadline = time.monotonic() + 10

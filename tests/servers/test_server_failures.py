@@ -75,3 +75,11 @@ def test_a_port_taken_after_admission_fails_the_launch(node, make_profile, opera
 ])
 def test_log_lines_are_classified(line, code):
     assert failures.classify(f"INFO starting\n{line}\n").code == code
+
+
+def test_a_missing_flashinfer_wheel_says_how_to_start_without_it(celery_worker, node, make_profile, operator_user):
+    server = _fail_with(celery_worker, node, make_profile, operator_user, {"FAKE_VLLM_FAIL": "missing-flashinfer"})
+    assert server.failure_code == "missing_module"
+    assert "VLLM_USE_FLASHINFER_SAMPLER=0" in server.status_reason
+    assert "ModuleNotFoundError: No module named 'flashinfer'" in server.last_log_lines
+    assert server.last_log_lines.rstrip().endswith("Failed core proc(s): {}")

@@ -1,16 +1,18 @@
 """server_start: admission, launch, readiness and a stop that leaves nothing behind."""
+import os
 import socket
 
+import psutil
 import pytest
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
 from accounts.models import AuditEvent
-from servers import services
+from servers import logs, services, supervisor
 from servers.models import Server, ServerEvent
 from sparkportal.exceptions import ValidationFailed
 from tests.conftest import free_port
-from tests.servers.conftest import engine_pids, wait_status
+from tests.servers.conftest import FAKES, engine_pids, wait_status
 
 
 def test_it_starts_a_server_that_becomes_ready_and_stops_leaving_nothing(celery_worker, node, make_profile,
@@ -26,7 +28,12 @@ def test_it_starts_a_server_that_becomes_ready_and_stops_leaving_nothing(celery_
     assert server.argv[-3:] == ["--max-num-batched-tokens", "2048", "--enable-log-requests"]
     assert server.measured_memory_gb == pytest.approx((1.5 + 10.0) * 1.073741824, abs=0.01)
     pids = engine_pids(server)
-    assert len(pids) == 2  # the API server and its VLLM::EngineCore child, both carrying the marker
+    # The API server, multiprocessing's resource tracker and the EngineCore, all carrying the marker and all
+    # in the API server's process group, as real vLLM 0.26 runs.
+    assert len(pids) == 3 and {os.getpgid(pid) for pid in pids} == {server.pid}
+    engine, tracker = sorted((" ".join(psutil.Process(pid).cmdline()).strip() for pid in pids if pid != server.pid),
+                             key=lambda line: "resource_tracker" in line)
+    assert engine == "VLLM::EngineCore" and "-c from multiprocessing.resource_tracker import main;main(" in tracker
     with open(f"/proc/{server.pid}/environ", "rb") as fh:
         env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
     assert env[b"LD_LIBRARY_PATH"].startswith(b"/opt/cuda/lib64")
@@ -106,3 +113,19 @@ def test_it_refuses_a_second_start_of_the_same_profile(node, make_profile, opera
 def test_members_may_not_start_servers(node, make_profile, member_user):
     with pytest.raises(PermissionDenied):
         services.server_start(user=member_user, profile=make_profile(), node=node)
+
+
+def test_a_node_whose_vllm_is_026_starts_reads_its_version_and_memory(celery_worker, node, make_profile,
+                                                                      operator_user):
+    node.extra_env = {"PYTHONPATH": str(FAKES / "site-0.26"), "FAKE_VLLM_VERSION": "0.26.0"}
+    node.save()
+    supervisor._version_cache.clear()  # the probe's answer for this executable is cached
+    try:
+        server = wait_status(services.server_start(user=operator_user, profile=make_profile(), node=node), "ready")
+        assert server.engine_version == "0.26.0"
+        assert "Model loading took 1.5 GiB and " in logs.log_path(server.pk).read_text()
+        assert server.measured_memory_gb == pytest.approx((1.5 + 10.0) * 1.073741824, abs=0.01)
+        services.server_stop(user=operator_user, server=server)
+        wait_status(server, "stopped")
+    finally:
+        supervisor._version_cache.clear()

@@ -25,23 +25,50 @@ def test_a_parent_that_ignores_sigterm_is_killed_after_the_timeout(celery_worker
     assert engine_pids(server) == []
 
 
-def test_an_orphaned_engine_core_is_found_by_its_marker(celery_worker, node, make_profile, operator_user):
-    profile = make_profile(extra_env={"FAKE_VLLM_ORPHAN_ENGINE": "1", "FAKE_VLLM_STARTUP_DELAY_S": "0.1"})
-    server = wait_status(services.server_start(user=operator_user, profile=profile, node=node), "ready")
-    engine = _engine_core(engine_pids(server))
-    assert len(engine) == 1 and os.getpgid(engine[0]) != server.pid  # it left the server's process group
-
+def _sigkill_api_alone(server) -> None:
     os.kill(server.pid, signal.SIGKILL)  # the API server dies; its EngineCore keeps the (GPU) memory
     deadline = time.monotonic() + 5
     while psutil.pid_exists(server.pid) and psutil.Process(server.pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert engine_pids(server) == engine
+
+
+def test_a_sigkilled_api_server_leaves_survivors_that_the_reconcile_kills(celery_worker, node, make_profile,
+                                                                          operator_user):
+    server = wait_status(services.server_start(user=operator_user, profile=make_profile(), node=node), "ready")
+    pids = engine_pids(server)
+    survivors = [pid for pid in pids if pid != server.pid]
+    assert len(survivors) == 2 and len(_engine_core(pids)) == 1
+
+    _sigkill_api_alone(server)
+    # As real vLLM 0.26 on an H100: EngineCore and resource tracker live on, reparented, still in the dead API
+    # server's process group and session.
+    assert engine_pids(server) == survivors
+    for pid in survivors:
+        assert psutil.Process(pid).ppid() != server.pid
+        assert os.getpgid(pid) == server.pid and os.getsid(pid) == os.getsid(server.pid)
 
     report = reconcile.node_reconcile(node=node)
     server.refresh_from_db()
     assert report["failed"] == [server.pk] and server.status == "failed"
-    assert server.status_reason.startswith(f"The engine process (pid {server.pid}) is gone.")
+    assert server.status_reason == (f"The engine process (pid {server.pid}) is gone. It left 2 process(es) with its "
+                                    "marker running (its EngineCore keeps the GPU memory); they were killed.")
+    assert engine_pids(server) == []
+
+
+def test_an_engine_core_in_its_own_session_is_found_by_its_marker(celery_worker, node, make_profile, operator_user):
+    profile = make_profile(extra_env={"FAKE_VLLM_ENGINE_SETSID": "1", "FAKE_VLLM_STARTUP_DELAY_S": "0.1"})
+    server = wait_status(services.server_start(user=operator_user, profile=profile, node=node), "ready")
+    engine = _engine_core(engine_pids(server))
+    assert len(engine) == 1 and os.getpgid(engine[0]) != server.pid  # it left the server's process group
+
+    _sigkill_api_alone(server)
+    assert engine[0] in engine_pids(server)
+
+    report = reconcile.node_reconcile(node=node)
+    server.refresh_from_db()
+    assert report["failed"] == [server.pk] and server.status == "failed"
+    assert server.status_reason.startswith(f"The engine process (pid {server.pid}) is gone. It left 2 process(es)")
     assert engine_pids(server) == []
 
 
