@@ -1,6 +1,5 @@
 """Pages under /classifier/: taxonomies (import, tree, edit, lint, margin calibration), evaluation side by side,
 jobs (start from a folder or an upload, live progress, results)."""
-import csv
 import json
 
 from django.conf import settings
@@ -17,6 +16,7 @@ from classifier import events, forms, results_export, selectors, services
 from classifier.models import ClassificationResult
 from classifier.taxonomy import lint as lint_mod
 from sparkportal.exceptions import ApplicationError
+from sparkportal.lib.csvsafe import SafeDictWriter
 
 
 def _home_context(request, job_form=None) -> dict:
@@ -244,7 +244,7 @@ def job_export(request, job_id: int, fmt: str):
         response = JsonResponse(rows, safe=False, json_dumps_params={"ensure_ascii": False, "indent": 1})
     else:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
-        writer = csv.DictWriter(response, fieldnames=results_export.FIELDS)
+        writer = SafeDictWriter(response, fieldnames=results_export.FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     response["Content-Disposition"] = f'attachment; filename="classification-job-{job.pk}.{fmt}"'

@@ -1,5 +1,4 @@
 """python manage.py classify TAXONOMY PATH [--depth 2] [--out results.csv] [--examples labeled.csv]"""
-import csv
 import sys
 from pathlib import Path
 
@@ -8,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.models import User
 from classifier import evaluation, pipeline, results_export, selectors, services
 from sparkportal.exceptions import ApplicationError
+from sparkportal.lib.csvsafe import SafeDictWriter
 
 
 class Command(BaseCommand):
@@ -44,7 +44,7 @@ class Command(BaseCommand):
             raise CommandError(f"job {job.pk} {job.status}: {job.status_reason}")
         out = open(opts["out"], "w", newline="", encoding="utf-8") if opts["out"] else sys.stdout  # noqa: SIM115
         try:
-            writer = csv.DictWriter(out, fieldnames=results_export.FIELDS)
+            writer = SafeDictWriter(out, fieldnames=results_export.FIELDS)
             writer.writeheader()
             writer.writerows(results_export.rows(selectors.result_list(job=job)))
         finally:
