@@ -59,9 +59,9 @@ def _version(request, taxonomy):
     return selectors.version_get(taxonomy=taxonomy, number=int(number) if number and number.isdigit() else None)
 
 
-def _margins_context(version, **extra) -> dict:
+def _margins_context(request, version, **extra) -> dict:
     return {"taxonomy": version.taxonomy, "version": version, "margins": selectors.version_margins(version=version),
-            **extra}
+            "may_change": selectors.taxonomy_may_change(user=request.user, taxonomy=version.taxonomy), **extra}
 
 
 @login_required
@@ -70,7 +70,7 @@ def taxonomy_detail(request, name: str):
     version = _version(request, taxonomy)
     embedder = request.GET.get("embedder") or settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
     return render(request, "classifier/taxonomy.html", {
-        **_margins_context(version), "versions": taxonomy.versions.all(),
+        **_margins_context(request, version), "versions": taxonomy.versions.all(),
         "tree": selectors.tree(version=version), "findings": lint_mod.lint(version, embedder_key=embedder),
         "embedder": embedder, "calibration_form": forms.CalibrationForm(),
     })
@@ -80,7 +80,7 @@ def taxonomy_detail(request, name: str):
 @require_POST
 def margin_calibrate(request, name: str):
     """Starts the calibration on a worker; the form then polls its state (calibration_status)."""
-    version = _version(request, selectors.taxonomy_get(name=name))
+    version = _version(request, selectors.taxonomy_get_for_change(user=request.user, name=name))
     form = forms.CalibrationForm(request.POST, request.FILES)
     task = None
     if form.is_valid():
@@ -93,7 +93,7 @@ def margin_calibrate(request, name: str):
         except ApplicationError as exc:
             form.add_error(None, exc.message)
     return render(request, "classifier/taxonomy.html#calibrate",
-                  _margins_context(version, calibration_form=form, task=task))
+                  _margins_context(request, version, calibration_form=form, task=task))
 
 
 @login_required
@@ -101,13 +101,13 @@ def calibration_status(request, name: str, task_id: str):
     """Polled while the calibration runs; once done, it also refreshes the stored margins."""
     task = selectors.task_state(selectors.task_get_own(user=request.user, task_id=task_id))
     version = _version(request, selectors.taxonomy_get(name=name))
-    return render(request, "classifier/taxonomy.html#calibration-status", _margins_context(version, task=task))
+    return render(request, "classifier/taxonomy.html#calibration-status", _margins_context(request, version, task=task))
 
 
 @login_required
 @require_POST
 def margin_override(request, name: str):
-    version = _version(request, selectors.taxonomy_get(name=name))
+    version = _version(request, selectors.taxonomy_get_for_change(user=request.user, name=name))
     form = forms.MarginOverrideForm(request.POST)
     error = ""
     if form.is_valid():
@@ -120,8 +120,9 @@ def margin_override(request, name: str):
             error = exc.message
     else:
         error = " ".join(e for errors in form.errors.values() for e in errors)
-    return render(request, "classifier/taxonomy.html#margin-list", _margins_context(
-        version, override_error=error, override_key=f"{request.POST.get('embedder')}@{request.POST.get('depth')}"))
+    key = f"{request.POST.get('embedder')}@{request.POST.get('depth')}"
+    return render(request, "classifier/taxonomy.html#margin-list",
+                  _margins_context(request, version, override_error=error, override_key=key))
 
 
 @login_required
@@ -156,7 +157,7 @@ def evaluation_status(request, name: str, task_id: str):
 @login_required
 @require_POST
 def node_edit(request, node_id: int):
-    node = selectors.node_get(node_id=node_id)
+    node = selectors.node_get_for_change(user=request.user, node_id=node_id)
     try:
         new = services.taxonomy_node_update(actor=request.user, node=node, name=request.POST.get("name"),
                                             description=request.POST.get("description"), ip=client_ip(request))
