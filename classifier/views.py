@@ -15,7 +15,8 @@ from accounts.services import client_ip
 from classifier import events, forms, results_export, selectors, services
 from classifier.models import ClassificationResult
 from classifier.taxonomy import lint as lint_mod
-from sparkportal.exceptions import ApplicationError
+from classifier.taxonomy import yaml_import
+from sparkportal.exceptions import ApplicationError, PayloadTooLarge
 from sparkportal.lib.csvsafe import SafeDictWriter
 
 
@@ -43,10 +44,13 @@ def _redirect(request, url: str):
 @require_POST
 def taxonomy_import(request):
     upload = request.FILES.get("file")
-    text = upload.read().decode("utf-8", "replace") if upload else request.POST.get("yaml", "")
     try:
+        text = yaml_import.read_upload(upload, name=upload.name) if upload else request.POST.get("yaml", "")
         version = services.taxonomy_import(actor=request.user, name=request.POST.get("name", ""), yaml_text=text,
                                            ip=client_ip(request))
+    except PayloadTooLarge as exc:
+        return render(request, "classifier/home.html", {**_home_context(request), "import_error": exc.message},
+                      status=exc.status)
     except ApplicationError as exc:
         messages.error(request, f"Import failed: {exc.message}")
         return redirect("classifier-home")
