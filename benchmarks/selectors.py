@@ -1,5 +1,4 @@
 """Reads of the benchmarks app: lists, the comparison table with its warnings, history, export."""
-import csv
 import io
 import json
 
@@ -8,6 +7,7 @@ from django.http import Http404
 
 from accounts.models import User
 from benchmarks.models import SUMMARY_METRICS, BenchmarkPlan, BenchmarkRun, BenchmarkSummary, Workload
+from sparkportal.lib.csvsafe import SafeDictWriter
 
 SPREAD_LIMIT_PCT = 5.0
 # Spreads that make a row untrustworthy (the field notes' noise floor is about 1%).
@@ -141,7 +141,7 @@ def export_csv(rows: list[dict]) -> str:
                *[key for key, _l, _u in SUMMARY_METRICS], "spread_pct", "repeats_ok", "repeats_failed",
                "completed_requests", "failed_requests", "finished_at"]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+    writer = SafeDictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow(row)

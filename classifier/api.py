@@ -72,7 +72,7 @@ def taxonomy_lint(request, name: str, version: int | None = None, embedder: str 
 
 @router.patch("/nodes/{node_id}/", response={200: NodeOut, **ERRORS})
 def node_update(request, node_id: int, body: NodePatch):
-    node = selectors.node_get(node_id=node_id)
+    node = selectors.node_get_for_change(user=request.user, node_id=node_id)
     new = services.taxonomy_node_update(actor=request.user, node=node, name=body.name, description=body.description,
                                         keywords=body.keywords, ip=client_ip(request))
     return node_out(new)
@@ -130,7 +130,7 @@ def result_correct(request, result_id: int, body: CorrectionIn):
 @router.post("/taxonomies/{name}/calibrate/", response={202: TaskOut, **ERRORS})
 def margin_calibrate(request, name: str, body: CalibrateIn, version: int | None = None):
     """Runs on a worker (models never load in the web process); poll /tasks/{task_id}/."""
-    v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=name), number=version)
+    v = selectors.version_get(taxonomy=selectors.taxonomy_get_for_change(user=request.user, name=name), number=version)
     task_id = services.margin_calibration_start(actor=request.user, version=v, labeled_csv=body.labeled_csv,
                                                 embedder=body.embedder, depth=body.depth, target=body.target)
     return Status(202, {"task_id": task_id, "state": "PENDING"})
@@ -139,7 +139,7 @@ def margin_calibrate(request, name: str, body: CalibrateIn, version: int | None 
 @router.post("/taxonomies/{name}/margin/", response={200: VersionOut, **ERRORS})
 def margin_override(request, name: str, body: MarginIn, version: int | None = None):
     """Jobs use this margin instead of the calibrated one; the calibration's curve is kept."""
-    v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=name), number=version)
+    v = selectors.version_get(taxonomy=selectors.taxonomy_get_for_change(user=request.user, name=name), number=version)
     v = services.version_margin_override(actor=request.user, version=v, embedder_key=body.embedder,
                                          depth=body.depth, margin=body.margin, ip=client_ip(request))
     return version_out(v)

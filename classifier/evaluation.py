@@ -8,6 +8,7 @@ import csv
 import io
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -20,11 +21,15 @@ from classifier.models import LabeledExample, TaxonomyVersion
 from classifier.taxonomy import examples, label_index
 from sparkportal.exceptions import ValidationFailed
 
+# Thousands of labeled rows calibrate well; more only slows the worker down.
+MAX_LABELED_CSV_BYTES = 10 * 1024 * 1024
+
 
 def parse_labeled_csv(text: str) -> list[tuple[str, str]]:
     """Rows of (path or text, expected code); a header row is optional."""
     rows = []
-    for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    reader = csv.reader(io.StringIO(text))
+    for n, row in enumerate(_csv_rows(reader), start=1):
         if not row or not "".join(row).strip():
             continue
         if len(row) < 2:
@@ -39,6 +44,16 @@ def parse_labeled_csv(text: str) -> list[tuple[str, str]]:
     if not rows:
         raise ValidationFailed("The labeled CSV has no rows.")
     return rows
+
+
+def _csv_rows(reader) -> Iterator[list[str]]:
+    """The reader's rows; a row it cannot read (a cell over the csv module's size limit, a stray quote in
+    strict mode) is refused with its line instead of a server error."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ValidationFailed(f"labeled CSV line {reader.line_num}: {exc}; check that line's quotes and length.",
+                               code="invalid_csv") from None
 
 
 def decode_labeled_csv(raw: bytes, *, name: str = "the labeled CSV") -> str:

@@ -2,7 +2,7 @@
 from django import forms
 from django.conf import settings
 
-from classifier import selectors
+from classifier import evaluation, selectors
 from classifier.embedding import embedders
 
 
@@ -31,8 +31,13 @@ def _labeled_csv(form: forms.Form) -> str:
     """The labeled CSV from the uploaded file, else from the text box."""
     upload = form.cleaned_data.get("labeled_file")
     if upload:
+        raw = upload.read(evaluation.MAX_LABELED_CSV_BYTES + 1)
+        if len(raw) > evaluation.MAX_LABELED_CSV_BYTES:
+            form.add_error("labeled_file", f"{upload.name} is larger than "
+                                           f"{evaluation.MAX_LABELED_CSV_BYTES // 2**20} MB: label a sample of it.")
+            return ""
         try:
-            return upload.read().decode("utf-8-sig")
+            return raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             form.add_error("labeled_file", f"{upload.name} is not UTF-8 text: save the CSV as UTF-8 and upload again.")
             return ""

@@ -116,6 +116,9 @@ class ClassificationJob(models.Model):
 
     Status: queued -> running -> done | failed | cancelled; cancelled/failed -> queued (resume,
     finished files are kept and not redone). See TRANSITIONS.
+
+    `run_token` names the one run that may write the job: set when a task claims it (queued -> running),
+    so a run that was cancelled and resumed before it noticed finds a new token and stops without writing.
     """
 
     class Status(models.TextChoices):
@@ -149,6 +152,7 @@ class ClassificationJob(models.Model):
     shared = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     status_reason = models.TextField(blank=True)
+    run_token = models.CharField(max_length=32, blank=True, editable=False)
     files_total = models.PositiveIntegerField(default=0)
     files_done = models.PositiveIntegerField(default=0)
     files_reranked = models.PositiveIntegerField(default=0)

@@ -1,6 +1,8 @@
 """Running a classification job: walk, read, embed, search, rerank when needed, record.
 
-1. Claim the job (queued -> running); another worker that got there first makes this a no-op.
+1. Claim the job (queued -> running) with a fresh run token; another worker that got there first makes this
+   a no-op. Every later write of the run is conditional on that token: a run cancelled and resumed before it
+   noticed finds another run's token at its next write and stops, writing nothing (exactly one run counts).
 2. List the files under the source (confined to the roots); files already classified with the same
    content hash are kept (resume), problems become `skipped` results with their reason.
 3. In batches: extract name + first 4 KB, embed, score the classes (label along the whole path, combined
@@ -14,11 +16,13 @@
 import hashlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import F
+from django.db import transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from classifier import events, rerank, services
@@ -96,9 +100,14 @@ def _skip(job: ClassificationJob, found: scan.Found) -> ClassificationResult:
                                 reason=found.skip_reason)
 
 
+def _mine(job: ClassificationJob, token: str) -> QuerySet[ClassificationJob]:
+    """The job's row while this run holds it; empty once another run claimed it."""
+    return ClassificationJob.objects.filter(pk=job.pk, run_token=token)
+
+
 def _classify_batch(job: ClassificationJob, labels: label_index.LabelIndex, embedder, batch: list,
                     reranker: rerank.Reranker) -> dict:
-    """batch: [(found, hash)]. Returns timings and counts; saves the results."""
+    """batch: [(found, hash)]. Returns timings, counts and the unsaved results."""
     t0 = time.monotonic()
     texts = []
     for found, _digest in batch:
@@ -117,30 +126,51 @@ def _classify_batch(job: ClassificationJob, labels: label_index.LabelIndex, embe
             code=scored.node.code, label_path=scored.node.label_path, score=scored.score, margin=scored.margin,
             candidates=scored.candidates, method=scored.method, confidence=scored.confidence, reason=scored.reason))
     t3 = time.monotonic()
+    return {"extract": t1 - t0, "embed": t2 - t1, "rerank": t3 - t2, "reranked": reranked, "results": results}
+
+
+@transaction.atomic
+def _batch_save(job: ClassificationJob, token: str, stats: dict) -> bool:
+    """Count and save a batch while this run still holds the job; False (nothing saved) once it does not.
+    The conditional UPDATE comes first: it locks the row, so a claim by another run waits or wins."""
+    results = stats["results"]
+    held = _mine(job, token).filter(status=ClassificationJob.Status.RUNNING).update(
+        files_done=F("files_done") + len(results), files_reranked=F("files_reranked") + stats["reranked"],
+        seconds_extract=F("seconds_extract") + stats["extract"],
+        seconds_embed=F("seconds_embed") + stats["embed"], seconds_rerank=F("seconds_rerank") + stats["rerank"])
+    if not held:
+        return False
     ClassificationResult.objects.filter(job=job, path__in=[r.path for r in results]).delete()
     ClassificationResult.objects.bulk_create(results)
-    return {"extract": t1 - t0, "embed": t2 - t1, "rerank": t3 - t2, "reranked": reranked}
+    return True
+
+
+def job_claim(*, job_id: int) -> str | None:
+    """queued -> running under a fresh token; None when another run got there first or the job is not queued."""
+    token = uuid.uuid4().hex
+    claimed = ClassificationJob.objects.filter(pk=job_id, status=ClassificationJob.Status.QUEUED).update(
+        status=ClassificationJob.Status.RUNNING, run_token=token, started_at=timezone.now(), status_reason="")
+    return token if claimed else None
 
 
 def job_run(*, job_id: int) -> ClassificationJob | None:
-    claimed = ClassificationJob.objects.filter(pk=job_id, status=ClassificationJob.Status.QUEUED).update(
-        status=ClassificationJob.Status.RUNNING, started_at=timezone.now(), status_reason="")
-    if not claimed:
+    token = job_claim(job_id=job_id)
+    if token is None:
         return None
     job = ClassificationJob.objects.select_related("version", "owner").get(pk=job_id)
     progress = Progress(job)
     try:
         with services.rerank_access(owner=job.owner, models=[job.rerank_model], name=f"classifier job #{job.pk}",
                                     lifetime=services.JOB_KEY_LIFETIME) as access:
-            finished = _run(job, progress, rerank.Reranker(access, model=job.rerank_model,
-                                                            user=job.owner.get_username()))
+            finished = _run(job, token, progress,
+                            rerank.Reranker(access, model=job.rerank_model, user=job.owner.get_username()))
         # Done only once the run's key is revoked: whoever sees a finished job sees its key gone too.
         if finished:
-            ClassificationJob.objects.filter(pk=job.pk, status=ClassificationJob.Status.RUNNING).update(
+            _mine(job, token).filter(status=ClassificationJob.Status.RUNNING).update(
                 status=ClassificationJob.Status.DONE, finished_at=timezone.now())
     except Exception as exc:
         log.exception("classification job %s failed", job_id)
-        ClassificationJob.objects.filter(pk=job_id, status=ClassificationJob.Status.RUNNING).update(
+        _mine(job, token).filter(status=ClassificationJob.Status.RUNNING).update(
             status=ClassificationJob.Status.FAILED, status_reason=f"{type(exc).__name__}: {exc}"[:2000],
             finished_at=timezone.now())
     progress.send(force=True)
@@ -148,28 +178,41 @@ def job_run(*, job_id: int) -> ClassificationJob | None:
     return job
 
 
-def _still_running(job: ClassificationJob) -> bool:
-    return ClassificationJob.objects.filter(pk=job.pk, status=ClassificationJob.Status.RUNNING).exists()
+def _still_running(job: ClassificationJob, token: str) -> bool:
+    return _mine(job, token).filter(status=ClassificationJob.Status.RUNNING).exists()
 
 
-def _example_set(job: ClassificationJob) -> examples.ExampleSet | None:
+def _example_set(job: ClassificationJob, token: str) -> examples.ExampleSet | None:
     """The examples as of the job's first start: a resumed job keeps the set it began with."""
     if not job.use_examples:
         return None
     chosen = examples.example_set(job.version, up_to_id=job.example_set.get("last_id"))
-    ClassificationJob.objects.filter(pk=job.pk).update(example_set=chosen.summary())
+    _mine(job, token).update(example_set=chosen.summary())
     return chosen
 
 
-def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) -> bool:
-    """Classify the job's files; False when the job stopped running meanwhile (cancelled)."""
+@transaction.atomic
+def _start_save(job: ClassificationJob, token: str, found: list, skipped: list, kept: int) -> bool:
+    """The run's file counts and skipped files, saved while this run still holds the job (as _batch_save)."""
+    done_before = ClassificationResult.objects.filter(job=job).exclude(method=Method.SKIPPED)
+    held = _mine(job, token).update(
+        files_total=len(found), files_skipped=len(skipped), files_done=kept + len(skipped),
+        files_reranked=done_before.filter(method__in=[Method.RERANK, Method.FALLBACK]).count())
+    if not held:
+        return False
+    ClassificationResult.objects.filter(job=job, method=Method.SKIPPED).delete()
+    ClassificationResult.objects.bulk_create(skipped)
+    return True
+
+
+def _run(job: ClassificationJob, token: str, progress: Progress, reranker: rerank.Reranker) -> bool:
+    """Classify the job's files; False when this run no longer holds the job (cancelled, or resumed anew)."""
     source = Path(job.source_path)
     if not scan.inside_roots(source):
         raise PermissionError(f"{source} is no longer inside the archive roots")
     found = list(scan.walk(source, include=job.include, exclude=job.exclude, max_bytes=job.max_bytes))
     known = dict(ClassificationResult.objects.filter(job=job).exclude(method=Method.SKIPPED)
                  .values_list("path", "content_hash"))
-    ClassificationResult.objects.filter(job=job, method=Method.SKIPPED).delete()
     skipped = [_skip(job, f) for f in found if f.skip_reason]
     todo, kept = [], 0
     for f in found:
@@ -184,29 +227,22 @@ def _run(job: ClassificationJob, progress: Progress, reranker: rerank.Reranker) 
             kept += 1
         else:
             todo.append((f, digest))
-    ClassificationResult.objects.bulk_create(skipped)
-    done_before = ClassificationResult.objects.filter(job=job).exclude(method=Method.SKIPPED)
-    reranked_before = done_before.filter(method__in=[Method.RERANK, Method.FALLBACK]).count()
-    ClassificationJob.objects.filter(pk=job.pk).update(
-        files_total=len(found), files_skipped=len(skipped), files_done=kept + len(skipped),
-        files_reranked=reranked_before)
+    if not _start_save(job, token, found, skipped, kept):
+        return False
     if not embedders.is_loaded(job.embedder):
         progress.send(force=True, message=f"Loading the embedder {job.embedder} (its first use on a node converts "
                                           "and quantizes it once: about a minute).")
     embedder = embedders.load(job.embedder)
     progress.send(force=True, message="Embedding the taxonomy labels.")
-    chosen = _example_set(job)
+    chosen = _example_set(job, token)
     reranker.examples = chosen.by_code() if chosen is not None else {}
     labels = label_index.LabelIndex(job.version, job.embedder, job.depth, examples=chosen)
     size = settings.PORTAL_CLASSIFIER_BATCH
     for start in range(0, len(todo), size):
-        if not _still_running(job):
+        if not _still_running(job, token):
             return False
         stats = _classify_batch(job, labels, embedder, todo[start:start + size], reranker)
-        ClassificationJob.objects.filter(pk=job.pk).update(
-            files_done=F("files_done") + len(todo[start:start + size]),
-            files_reranked=F("files_reranked") + stats["reranked"],
-            seconds_extract=F("seconds_extract") + stats["extract"],
-            seconds_embed=F("seconds_embed") + stats["embed"], seconds_rerank=F("seconds_rerank") + stats["rerank"])
+        if not _batch_save(job, token, stats):
+            return False
         progress.send()
     return True

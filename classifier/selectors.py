@@ -1,6 +1,14 @@
-"""Classifier reads. Jobs are private to their owner unless shared; admins see all."""
+"""Classifier reads, and who may change what.
+
+Jobs are private to their owner unless shared (then readable by every member); admins see all.
+Taxonomies are the team's shared vocabulary: every member reads them and starts jobs with them, but only
+the owner and admins change them (labels, examples, margins, calibration). There is no per-taxonomy
+sharing: a member who wants a variant imports a copy under another name.
+Someone else's object gets a 404 where its reader may not see it, a 403 where they may see but not change it.
+"""
 from celery.result import AsyncResult
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
@@ -14,9 +22,27 @@ def taxonomy_list(*, user: User) -> QuerySet[Taxonomy]:
 
 
 def taxonomy_get(*, name: str) -> Taxonomy:
-    taxonomy = Taxonomy.objects.filter(name=name).first()
+    taxonomy = Taxonomy.objects.select_related("owner").filter(name=name).first()
     if taxonomy is None:
         raise Http404(f"No taxonomy named {name!r}.")
+    return taxonomy
+
+
+def taxonomy_may_change(*, user: User, taxonomy: Taxonomy) -> bool:
+    return taxonomy.owner_id == user.pk or user.is_portal_admin
+
+
+def taxonomy_change_check(*, user: User, taxonomy: Taxonomy) -> None:
+    """Raises PermissionDenied (403: every member sees taxonomies) unless `user` may change `taxonomy`."""
+    if not taxonomy_may_change(user=user, taxonomy=taxonomy):
+        owner = taxonomy.owner.get_username()
+        raise PermissionDenied(f"Taxonomy {taxonomy.name!r} belongs to {owner}: only {owner} or an admin may change "
+                               "its labels, examples or margins. Import a copy under another name to change your own.")
+
+
+def taxonomy_get_for_change(*, user: User, name: str) -> Taxonomy:
+    taxonomy = taxonomy_get(name=name)
+    taxonomy_change_check(user=user, taxonomy=taxonomy)
     return taxonomy
 
 
@@ -36,9 +62,15 @@ def version_get_by_id(*, version_id: int) -> TaxonomyVersion:
 
 
 def node_get(*, node_id: int) -> TaxonomyNode:
-    node = TaxonomyNode.objects.select_related("version__taxonomy").filter(pk=node_id).first()
+    node = TaxonomyNode.objects.select_related("version__taxonomy__owner").filter(pk=node_id).first()
     if node is None:
         raise Http404("No such taxonomy node.")
+    return node
+
+
+def node_get_for_change(*, user: User, node_id: int) -> TaxonomyNode:
+    node = node_get(node_id=node_id)
+    taxonomy_change_check(user=user, taxonomy=node.version.taxonomy)
     return node
 
 
@@ -67,10 +99,11 @@ def job_get_visible(*, user: User, job_id: int) -> ClassificationJob:
 
 
 def job_get_own(*, user: User, job_id: int) -> ClassificationJob:
-    """For changes: the owner or an admin (a shared job is readable, not writable, by others)."""
+    """For changes: the owner or an admin (a shared job is readable, not writable, by others: 403)."""
     job = job_get_visible(user=user, job_id=job_id)
     if job.owner_id != user.pk and not user.is_portal_admin:
-        raise Http404("No such job among yours.")
+        raise PermissionDenied(f"Job {job.pk} belongs to {job.owner.get_username()} and is shared for reading: "
+                               "only its owner or an admin may change it.")
     return job
 
 

@@ -65,9 +65,8 @@ def taxonomy_import(*, actor: User, name: str, yaml_text: str, ip: str | None = 
                                code="invalid_name")
     parsed = yaml_import.parse(yaml_text)
     taxonomy, created = Taxonomy.objects.select_for_update().get_or_create(name=name, defaults={"owner": actor})
-    if not created and taxonomy.owner_id != actor.pk and not actor.is_portal_admin:
-        raise ValidationFailed(f"Taxonomy {name!r} belongs to {taxonomy.owner.get_username()}: pick another name.",
-                               code="name_taken")
+    if not created:
+        selectors.taxonomy_change_check(user=actor, taxonomy=taxonomy)
     number = (taxonomy.versions.aggregate(m=Max("number"))["m"] or 0) + 1
     version = TaxonomyVersion.objects.create(taxonomy=taxonomy, number=number, source=yaml_text, created_by=actor,
                                              note="imported")
@@ -84,6 +83,7 @@ def taxonomy_node_update(*, actor: User, node: TaxonomyNode, name: str | None = 
     """Versions are immutable (jobs point at them): an edit copies the tree into the next version."""
     old = node.version
     taxonomy = Taxonomy.objects.select_for_update().get(pk=old.taxonomy_id)
+    selectors.taxonomy_change_check(user=actor, taxonomy=taxonomy)
     if name is not None and not name.strip():
         raise ValidationFailed("A label cannot be empty.", code="empty_label")
     number = (taxonomy.versions.aggregate(m=Max("number"))["m"] or 0) + 1
@@ -220,6 +220,8 @@ def examples_import(*, actor: User | None, taxonomy: Taxonomy, rows: list[tuple[
     """Labeled rows (path or text, code) become examples of their classes in the taxonomy's latest
     version; returns how many were new. Every row is checked before any is stored: one bad row imports
     nothing. A row already stored (same code and text) is not stored twice."""
+    if actor is not None:  # None: a task whose starter was checked, then deleted
+        selectors.taxonomy_change_check(user=actor, taxonomy=taxonomy)
     version = selectors.version_get(taxonomy=taxonomy)
     evaluation.rows_check(version=version, rows=rows)
     texts = [evaluation.text_of(item) for item, _ in rows]
@@ -239,7 +241,10 @@ def examples_import(*, actor: User | None, taxonomy: Taxonomy, rows: list[tuple[
 
 
 def _correction_example(*, actor: User, result: ClassificationResult, node: TaxonomyNode) -> None:
-    """A corrected result teaches the next jobs: its text becomes an example of the right class."""
+    """A corrected result teaches the next jobs: its text becomes an example of the right class, when the
+    corrector may change the taxonomy (a job on someone else's taxonomy corrects only its own results)."""
+    if not selectors.taxonomy_may_change(user=actor, taxonomy=result.job.version.taxonomy):
+        return
     text = evaluation.example_text(result.path)
     if not text:
         return
@@ -381,6 +386,7 @@ def margin_calibration_start(*, actor: User, version: TaxonomyVersion, labeled_c
     process); returns the task id, whose result is also stored with the version."""
     from classifier import tasks
 
+    selectors.taxonomy_change_check(user=actor, taxonomy=version.taxonomy)
     rows = evaluation.parse_labeled_csv(labeled_csv)
     embedder = _settings_check(version=version, depth=depth, embedder=embedder, margin=None)
     if not 0 < target <= 1:
@@ -410,6 +416,7 @@ def margin_calibrate(*, actor: User | None, version: TaxonomyVersion, rows: list
 def version_margin_override(*, actor: User, version: TaxonomyVersion, embedder_key: str, depth: int, margin: float,
                             ip: str | None = None) -> TaxonomyVersion:
     """Jobs then use `margin`; the curve stays, and says what precision and rerank share it gives."""
+    selectors.taxonomy_change_check(user=actor, taxonomy=version.taxonomy)
     version = TaxonomyVersion.objects.select_for_update().get(pk=version.pk)
     key = f"{embedder_key}@{depth}"
     calibration = version.margins.get(key)
@@ -433,7 +440,8 @@ def version_margin_override(*, actor: User, version: TaxonomyVersion, embedder_k
 
 def evaluation_start(*, actor: User, taxonomy: Taxonomy, labeled_csv: str, sides: list[dict]) -> str:
     """Evaluate settings side by side on a worker. Each side: version (number; None = latest: its label
-    text), embedder, depth, margin (None = calibrated or default), rerank_model ("" = no rerank)."""
+    text), embedder, depth, margin (None = calibrated or default), rerank_model ("" = no rerank).
+    Any member may evaluate; the rows become examples of the taxonomy only when the actor may change it."""
     from classifier import tasks
 
     rows = evaluation.parse_labeled_csv(labeled_csv)
@@ -450,6 +458,7 @@ def evaluation_start(*, actor: User, taxonomy: Taxonomy, labeled_csv: str, sides
                               "use_examples": bool(side.get("use_examples", True))})
     task = tasks.evaluation_run_task.apply_async(kwargs={
         "version_id": settings_list[0]["version_id"], "rows": rows, "settings_list": settings_list,
-        "user": actor.get_username(), "user_id": actor.pk}, queue="default")
+        "user": actor.get_username(), "user_id": actor.pk,
+        "learn": selectors.taxonomy_may_change(user=actor, taxonomy=taxonomy)}, queue="default")
     _task_owned_by(task.id, actor)
     return task.id

@@ -12,9 +12,10 @@ def classification_job_run_task(job_id: int) -> str:
 
 @app.task(time_limit=3600)
 def evaluation_run_task(*, version_id: int, rows: list, settings_list: list, user: str,
-                        user_id: int | None = None) -> list:
+                        user_id: int | None = None, learn: bool = False) -> list:
     """Evaluate one or more settings on the same labeled rows (side by side); reranks are charged to `user_id`.
-    A setting may name its own version_id (the label text it is evaluated with); the others use `version_id`."""
+    A setting may name its own version_id (the label text it is evaluated with); the others use `version_id`.
+    `learn`: the rows become examples of the taxonomy (only when the starter may change it)."""
     from accounts.models import User
     from classifier import evaluation
     from classifier.models import TaxonomyVersion
@@ -22,7 +23,7 @@ def evaluation_run_task(*, version_id: int, rows: list, settings_list: list, use
     version = TaxonomyVersion.objects.get(pk=version_id)
     owner = User.objects.filter(pk=user_id).first() if user_id is not None else None
     return evaluation.evaluate_side_by_side(version=version, rows=[tuple(r) for r in rows],
-                                            settings_list=settings_list, user=user, owner=owner, learn=True)
+                                            settings_list=settings_list, user=user, owner=owner, learn=learn)
 
 
 @app.task(time_limit=3600)

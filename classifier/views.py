@@ -1,6 +1,5 @@
 """Pages under /classifier/: taxonomies (import, tree, edit, lint, margin calibration), evaluation side by side,
 jobs (start from a folder or an upload, live progress, results)."""
-import csv
 import json
 
 from django.conf import settings
@@ -16,7 +15,9 @@ from accounts.services import client_ip
 from classifier import events, forms, results_export, selectors, services
 from classifier.models import ClassificationResult
 from classifier.taxonomy import lint as lint_mod
-from sparkportal.exceptions import ApplicationError
+from classifier.taxonomy import yaml_import
+from sparkportal.exceptions import ApplicationError, PayloadTooLarge
+from sparkportal.lib.csvsafe import SafeDictWriter
 
 
 def _home_context(request, job_form=None) -> dict:
@@ -43,10 +44,13 @@ def _redirect(request, url: str):
 @require_POST
 def taxonomy_import(request):
     upload = request.FILES.get("file")
-    text = upload.read().decode("utf-8", "replace") if upload else request.POST.get("yaml", "")
     try:
+        text = yaml_import.read_upload(upload, name=upload.name) if upload else request.POST.get("yaml", "")
         version = services.taxonomy_import(actor=request.user, name=request.POST.get("name", ""), yaml_text=text,
                                            ip=client_ip(request))
+    except PayloadTooLarge as exc:
+        return render(request, "classifier/home.html", {**_home_context(request), "import_error": exc.message},
+                      status=exc.status)
     except ApplicationError as exc:
         messages.error(request, f"Import failed: {exc.message}")
         return redirect("classifier-home")
@@ -59,9 +63,9 @@ def _version(request, taxonomy):
     return selectors.version_get(taxonomy=taxonomy, number=int(number) if number and number.isdigit() else None)
 
 
-def _margins_context(version, **extra) -> dict:
+def _margins_context(request, version, **extra) -> dict:
     return {"taxonomy": version.taxonomy, "version": version, "margins": selectors.version_margins(version=version),
-            **extra}
+            "may_change": selectors.taxonomy_may_change(user=request.user, taxonomy=version.taxonomy), **extra}
 
 
 @login_required
@@ -70,7 +74,7 @@ def taxonomy_detail(request, name: str):
     version = _version(request, taxonomy)
     embedder = request.GET.get("embedder") or settings.PORTAL_CLASSIFIER_DEFAULT_EMBEDDER
     return render(request, "classifier/taxonomy.html", {
-        **_margins_context(version), "versions": taxonomy.versions.all(),
+        **_margins_context(request, version), "versions": taxonomy.versions.all(),
         "tree": selectors.tree(version=version), "findings": lint_mod.lint(version, embedder_key=embedder),
         "embedder": embedder, "calibration_form": forms.CalibrationForm(),
     })
@@ -80,7 +84,7 @@ def taxonomy_detail(request, name: str):
 @require_POST
 def margin_calibrate(request, name: str):
     """Starts the calibration on a worker; the form then polls its state (calibration_status)."""
-    version = _version(request, selectors.taxonomy_get(name=name))
+    version = _version(request, selectors.taxonomy_get_for_change(user=request.user, name=name))
     form = forms.CalibrationForm(request.POST, request.FILES)
     task = None
     if form.is_valid():
@@ -93,7 +97,7 @@ def margin_calibrate(request, name: str):
         except ApplicationError as exc:
             form.add_error(None, exc.message)
     return render(request, "classifier/taxonomy.html#calibrate",
-                  _margins_context(version, calibration_form=form, task=task))
+                  _margins_context(request, version, calibration_form=form, task=task))
 
 
 @login_required
@@ -101,13 +105,13 @@ def calibration_status(request, name: str, task_id: str):
     """Polled while the calibration runs; once done, it also refreshes the stored margins."""
     task = selectors.task_state(selectors.task_get_own(user=request.user, task_id=task_id))
     version = _version(request, selectors.taxonomy_get(name=name))
-    return render(request, "classifier/taxonomy.html#calibration-status", _margins_context(version, task=task))
+    return render(request, "classifier/taxonomy.html#calibration-status", _margins_context(request, version, task=task))
 
 
 @login_required
 @require_POST
 def margin_override(request, name: str):
-    version = _version(request, selectors.taxonomy_get(name=name))
+    version = _version(request, selectors.taxonomy_get_for_change(user=request.user, name=name))
     form = forms.MarginOverrideForm(request.POST)
     error = ""
     if form.is_valid():
@@ -120,8 +124,9 @@ def margin_override(request, name: str):
             error = exc.message
     else:
         error = " ".join(e for errors in form.errors.values() for e in errors)
-    return render(request, "classifier/taxonomy.html#margin-list", _margins_context(
-        version, override_error=error, override_key=f"{request.POST.get('embedder')}@{request.POST.get('depth')}"))
+    key = f"{request.POST.get('embedder')}@{request.POST.get('depth')}"
+    return render(request, "classifier/taxonomy.html#margin-list",
+                  _margins_context(request, version, override_error=error, override_key=key))
 
 
 @login_required
@@ -156,7 +161,7 @@ def evaluation_status(request, name: str, task_id: str):
 @login_required
 @require_POST
 def node_edit(request, node_id: int):
-    node = selectors.node_get(node_id=node_id)
+    node = selectors.node_get_for_change(user=request.user, node_id=node_id)
     try:
         new = services.taxonomy_node_update(actor=request.user, node=node, name=request.POST.get("name"),
                                             description=request.POST.get("description"), ip=client_ip(request))
@@ -244,7 +249,7 @@ def job_export(request, job_id: int, fmt: str):
         response = JsonResponse(rows, safe=False, json_dumps_params={"ensure_ascii": False, "indent": 1})
     else:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
-        writer = csv.DictWriter(response, fieldnames=results_export.FIELDS)
+        writer = SafeDictWriter(response, fieldnames=results_export.FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     response["Content-Disposition"] = f'attachment; filename="classification-job-{job.pk}.{fmt}"'

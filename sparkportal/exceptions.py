@@ -33,6 +33,13 @@ class NotFound(ApplicationError):
     code = "not_found"
 
 
+class PayloadTooLarge(ValidationFailed):
+    """A body or file over its size limit (413); a ValidationFailed, so callers that refuse bad input catch it."""
+
+    status = 413
+    code = "too_large"
+
+
 class InvalidTransition(ApplicationError):
     status = 409
     code = "invalid_transition"

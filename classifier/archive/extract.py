@@ -16,6 +16,28 @@ HEAD_BYTES = 4096
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".csv", ".tsv", ".json", ".yaml", ".yml", ".log", ".ini",
                  ".cfg", ".toml", ".py", ".sql", ".sh", ".xml", ".org", ".tex"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+OFFICE_SUFFIXES = {".docx", ".xlsx", ".pptx"}
+# An Office file is a zip whose readers inflate whole parts into memory: a few KB can declare gigabytes.
+# The declared sizes are checked before any reader opens it (zipfile stops inflating at a member's
+# declared size, so the declaration bounds the work).
+MAX_OFFICE_UNPACKED_BYTES = 200 * 2**20
+MAX_OFFICE_MEMBERS = 10_000
+
+
+class ArchiveTooLarge(ValueError):
+    pass
+
+
+def office_check(path: Path) -> None:
+    """Raise ArchiveTooLarge when the zip inside an Office file unpacks past the limits."""
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    if len(infos) > MAX_OFFICE_MEMBERS:
+        raise ArchiveTooLarge(f"{len(infos)} parts, over the limit of {MAX_OFFICE_MEMBERS}")
+    total = sum(info.file_size for info in infos)
+    if total > MAX_OFFICE_UNPACKED_BYTES:
+        raise ArchiveTooLarge(f"unpacks to {total // 2**20} MB, over the limit of "
+                              f"{MAX_OFFICE_UNPACKED_BYTES // 2**20} MB")
 
 
 class _Stripper(HTMLParser):
@@ -144,7 +166,11 @@ def extract(path: Path, *, size: int, mtime: float) -> tuple[str, str]:
         elif suffix in HTML_SUFFIXES:
             body, method = _html(path), "html"
         elif suffix in READERS:
+            if suffix in OFFICE_SUFFIXES:
+                office_check(path)
             body, method = READERS[suffix](path), suffix[1:]
+    except ArchiveTooLarge as exc:
+        body, method = "", f"metadata (not opened: {exc})"
     except Exception as exc:  # noqa: BLE001 - a broken document is classified by its name
         body, method = "", f"metadata ({type(exc).__name__} reading {suffix})"
     body = body[:HEAD_BYTES]

@@ -14,17 +14,28 @@ Explicit: a list of nodes with `code`, `name`, `description`, `keywords`, `examp
 (optionally under a top-level `nodes:` key; a node may instead name its `parent` by code).
 
 Errors name the line and the code, so a person can fix the file.
+
+Before any tree is built, libyaml's event stream is read once (linear in the file's size) and the file is
+refused if it uses an alias (`*name`: a taxonomy never needs one, and a few nested aliases expand into
+billions of nodes, or into a loop as in `a: &a [*a]`), nests deeper than MAX_YAML_DEPTH or holds more than
+MAX_YAML_NODES values. So every later walk of the tree is bounded by the file's own size.
 """
 import re
 from dataclasses import dataclass, field
 
 import yaml
+from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sparkportal.exceptions import ValidationFailed
+from sparkportal.exceptions import PayloadTooLarge, ValidationFailed
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_NODES = 5000
+# A taxonomy nests about 10 levels (explicit shape: list, node, children, ...); 5000 nodes with
+# descriptions, keywords and examples stay well under 200,000 values.
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 200_000
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 3
 CODE_RE = re.compile(r"^\d{2}(\.\d{2}){0,2}$")
 KEY_RE = re.compile(r"^\s*(\d[\d.]*)\s+(\S.*?)\s*$")
@@ -48,8 +59,59 @@ class TaxonomyError(ValidationFailed):
 
 
 def _fail(node: Node | None, message: str):
-    where = f"line {node.start_mark.line + 1}: " if node is not None else ""
+    _fail_at(node.start_mark if node is not None else None, message)
+
+
+def _fail_at(mark: Mark | None, message: str):
+    where = f"line {mark.line + 1}: " if mark is not None else ""
     raise TaxonomyError(where + message)
+
+
+def _events_check(text: str) -> None:
+    """Refuse aliases, deep nesting and too many values while reading events, before composing a tree."""
+    depth = values = 0
+    for event in yaml.parse(text, Loader=LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            _fail_at(event.start_mark, f"the alias *{event.anchor} is not allowed in a taxonomy: write the value "
+                                       "out where it is used (anchors and aliases are refused).")
+        if isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+            values += 1
+            if values > MAX_YAML_NODES:
+                _fail_at(event.start_mark, f"the file holds more than {MAX_YAML_NODES} values: split it or trim it.")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                _fail_at(event.start_mark, f"nested more than {MAX_YAML_DEPTH} levels deep: a taxonomy needs far "
+                                           "fewer; check the indentation and brackets.")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def decode(raw: bytes, *, name: str = "the taxonomy file") -> str:
+    """UTF-8 (a byte-order mark is dropped); anything else is refused with the line it breaks on."""
+    if len(raw) > MAX_BYTES:
+        raise too_large()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise TaxonomyError(f"{name} line {line}: not UTF-8 (byte {raw[exc.start]:#04x}); save it as UTF-8.",
+                            code="invalid_encoding") from None
+
+
+def read_upload(fh, *, name: str) -> str:
+    """An uploaded taxonomy file, read in chunks and refused as soon as it passes MAX_BYTES."""
+    chunks, size = [], 0
+    for chunk in fh.chunks() if hasattr(fh, "chunks") else iter(lambda: fh.read(1 << 16), b""):
+        size += len(chunk)
+        if size > MAX_BYTES:
+            raise too_large()
+        chunks.append(chunk)
+    return decode(b"".join(chunks), name=name)
+
+
+def too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(f"the taxonomy file is larger than {MAX_BYTES // 1024 // 1024} MB; split it or trim it.")
 
 
 def _scalar(node: Node, what: str) -> str:
@@ -198,9 +260,10 @@ def _check_tree(nodes: list[ParsedNode]) -> None:
 def parse(text: str) -> list[ParsedNode]:
     """Parse either shape into nodes, parents before children. Raises TaxonomyError."""
     if len(text.encode()) > MAX_BYTES:
-        raise TaxonomyError(f"the taxonomy file is larger than {MAX_BYTES // 1024 // 1024} MB; split it or trim it.")
+        raise too_large()
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _events_check(text)
+        root = yaml.compose(text, Loader=LOADER)
     except yaml.YAMLError as exc:
         mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

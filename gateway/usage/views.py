@@ -1,6 +1,4 @@
 """Pages of usage (mine, the team's, CSV) and cost (what the ledger would cost on paid APIs, electricity)."""
-import csv
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -11,6 +9,7 @@ from accounts import limits
 from accounts.services import client_ip
 from gateway.usage import forms, selectors, services
 from sparkportal.exceptions import ApplicationError
+from sparkportal.lib.csvsafe import SafeWriter
 
 CSV_FIELDS = ["created_at", "username", "key_prefix", "model", "endpoint", "stream", "status", "error_code",
               "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms", "client_ip"]
@@ -44,7 +43,7 @@ def usage_export(request):
     records = selectors.usage_records(user=request.user, everyone=everyone, days=_days(request)).order_by("created_at")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="usage-{"team" if everyone else "mine"}.csv"'
-    writer = csv.writer(response)
+    writer = SafeWriter(response)
     writer.writerow(CSV_FIELDS)
     for row in records.values_list(*CSV_FIELDS).iterator():
         writer.writerow(row)

@@ -74,7 +74,9 @@ def test_jobs_are_confined_to_the_roots_and_private(client, api, archive, jd_ver
     assert client.get("/api/classifier/jobs/", **as_stranger).json()["count"] == 0
     shared = services.job_create(owner=member_user, version=jd_version, source_path=str(root / "docs"), shared=True)
     assert client.get(f"/api/classifier/jobs/{shared.pk}/", **as_stranger).status_code == 200
-    assert client.post(f"/api/classifier/jobs/{shared.pk}/cancel/", **as_stranger).status_code == 404
+    response = client.post(f"/api/classifier/jobs/{shared.pk}/cancel/", **as_stranger)
+    assert response.status_code == 403 and "shared for reading" in response.json()["detail"]
+    assert client.post(f"/api/classifier/jobs/{job['id']}/cancel/", **as_stranger).status_code == 404
 
 
 def test_results_filters_correction_and_export(api, archive, jd_version, member_user, settings):

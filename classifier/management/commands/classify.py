@@ -1,13 +1,15 @@
 """python manage.py classify TAXONOMY PATH [--depth 2] [--out results.csv] [--examples labeled.csv]"""
-import csv
 import sys
 from pathlib import Path
 
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from classifier import evaluation, pipeline, results_export, selectors, services
+from classifier.taxonomy import yaml_import
 from sparkportal.exceptions import ApplicationError
+from sparkportal.lib.csvsafe import SafeDictWriter
 
 
 class Command(BaseCommand):
@@ -39,12 +41,14 @@ class Command(BaseCommand):
                                       enqueue=False)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
+        except PermissionDenied as exc:
+            raise CommandError(str(exc)) from None
         job = pipeline.job_run(job_id=job.pk)
         if job.status != job.Status.DONE:
             raise CommandError(f"job {job.pk} {job.status}: {job.status_reason}")
         out = open(opts["out"], "w", newline="", encoding="utf-8") if opts["out"] else sys.stdout  # noqa: SIM115
         try:
-            writer = csv.DictWriter(out, fieldnames=results_export.FIELDS)
+            writer = SafeDictWriter(out, fieldnames=results_export.FIELDS)
             writer.writeheader()
             writer.writerows(results_export.rows(selectors.result_list(job=job)))
         finally:
@@ -73,8 +77,10 @@ class Command(BaseCommand):
         if path.suffix in (".yaml", ".yml") or path.is_file():
             if not path.is_file():
                 raise CommandError(f"{taxonomy}: no such file.")
+            if path.stat().st_size > yaml_import.MAX_BYTES:
+                raise yaml_import.too_large()
             return services.taxonomy_import(actor=user, name=path.stem.lower().replace(".", "-"),
-                                            yaml_text=path.read_text(encoding="utf-8"))
+                                            yaml_text=yaml_import.decode(path.read_bytes(), name=taxonomy))
         try:
             return selectors.version_get(taxonomy=selectors.taxonomy_get(name=taxonomy))
         except Exception:  # noqa: BLE001 - Http404 from the selector
