@@ -4,7 +4,7 @@ import io
 
 from django.utils import timezone
 
-from accounts.models import UsageRecord
+from gateway.models import UsageRecord
 
 
 def test_a_refused_requests_model_name_is_exported_as_text(client, admin_user, member_user):
