@@ -8,6 +8,7 @@ from classifier.models import ClassificationJob, TaxonomyNode, TaxonomyVersion
 from classifier.schemas import (
     ApplyIn,
     CalibrateIn,
+    ClassifierResultOut,
     CorrectionIn,
     ErrorOut,
     EvaluateIn,
@@ -15,11 +16,10 @@ from classifier.schemas import (
     JobIn,
     JobOut,
     MarginIn,
-    NodeOut,
     NodePatch,
-    ResultOut,
     TaskOut,
     TaxonomyIn,
+    TaxonomyNodeOut,
     VersionOut,
 )
 from classifier.taxonomy import lint as lint_mod
@@ -57,7 +57,7 @@ def taxonomy_list(request):
     return [version_out(selectors.version_get(taxonomy=t)) for t in selectors.taxonomy_list(user=request.user)]
 
 
-@router.get("/taxonomies/{name}/nodes/", response={200: list[NodeOut], **ERRORS})
+@router.get("/taxonomies/{name}/nodes/", response={200: list[TaxonomyNodeOut], **ERRORS})
 def taxonomy_nodes(request, name: str, version: int | None = None):
     v = selectors.version_get(taxonomy=selectors.taxonomy_get(name=name), number=version)
     return [node_out(n) for n in v.nodes.select_related("parent").order_by("position")]
@@ -70,7 +70,7 @@ def taxonomy_lint(request, name: str, version: int | None = None, embedder: str 
     return [f.as_dict() for f in lint_mod.lint(v, embedder_key=embedder, similarity=similarity)]
 
 
-@router.patch("/nodes/{node_id}/", response={200: NodeOut, **ERRORS})
+@router.patch("/nodes/{node_id}/", response={200: TaxonomyNodeOut, **ERRORS})
 def node_update(request, node_id: int, body: NodePatch):
     node = selectors.node_get_for_change(user=request.user, node_id=node_id)
     new = services.taxonomy_node_update(actor=request.user, node=node, name=body.name, description=body.description,
@@ -111,7 +111,7 @@ def job_resume(request, job_id: int):
     return job_out(services.job_resume(actor=request.user, job=job, ip=client_ip(request)))
 
 
-@router.get("/jobs/{job_id}/results/", response={200: list[ResultOut], **ERRORS})
+@router.get("/jobs/{job_id}/results/", response={200: list[ClassifierResultOut], **ERRORS})
 @paginate
 def job_results(request, job_id: int, code: str = "", method: str = "", reason: str = "",
                 min_confidence: float | None = None, max_confidence: float | None = None):
@@ -121,7 +121,7 @@ def job_results(request, job_id: int, code: str = "", method: str = "", reason: 
     return qs
 
 
-@router.post("/results/{result_id}/correct/", response={200: ResultOut, **ERRORS})
+@router.post("/results/{result_id}/correct/", response={200: ClassifierResultOut, **ERRORS})
 def result_correct(request, result_id: int, body: CorrectionIn):
     result = selectors.result_get_own(user=request.user, result_id=result_id)
     return services.result_correct(actor=request.user, result=result, code=body.code, ip=client_ip(request))

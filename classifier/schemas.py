@@ -18,7 +18,7 @@ class VersionOut(Schema):
     created_at: datetime
 
 
-class NodeOut(Schema):
+class TaxonomyNodeOut(Schema):
     id: int
     code: str
     name: str
@@ -80,7 +80,7 @@ class JobOut(Schema):
     finished_at: datetime | None
 
 
-class ResultOut(Schema):
+class ClassifierResultOut(Schema):
     id: int
     path: str
     code: str

@@ -62,7 +62,7 @@ class ServerStartIn(Schema):
     allow_replica: bool = False
 
 
-class PlanOut(Schema):
+class AdmissionPlanOut(Schema):
     node: str
     budget: float
     used: float
@@ -129,7 +129,7 @@ def node_list(request):
              "servers": [s.pk for s in row["servers"]]} for row in selectors.node_overview()]
 
 
-@router.get("/plan", response=PlanOut, summary="What admission would say about a start (nothing is started)")
+@router.get("/plan", response=AdmissionPlanOut, summary="What admission would say about a start (nothing is started)")
 def server_plan(request, profile: str, node: str | None = None, gpu_memory_utilization: float | None = None):
     return services.server_plan(node=_node(node), profile=_profile(profile),
                                 gpu_memory_utilization=gpu_memory_utilization).as_dict()

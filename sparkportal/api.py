@@ -1,13 +1,38 @@
 """The one NinjaAPI. Apps add routers; errors become {"detail": ..., "code": ...}."""
+from http import HTTPStatus
+
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DataError, IntegrityError
 from django.http import Http404
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.schema import OpenAPISchema
 
 from accounts.auth import default_auth
 from sparkportal.exceptions import ApplicationError, QuotaExceeded
+from sparkportal.lib.bounds import OUT_OF_RANGE_MESSAGE, is_out_of_range
 
-api = NinjaAPI(
+_ERROR_SCHEMA = {"type": "object", "required": ["detail", "code"],
+                 "properties": {"detail": {"title": "Detail"}, "code": {"type": "string", "title": "Code"}}}
+
+
+class PortalAPI(NinjaAPI):
+    def get_openapi_schema(self, **kwargs) -> OpenAPISchema:
+        """ninja documents only the statuses a view declares; a request that fails validation gets a 422
+        from every operation that takes input, so each such operation documents it."""
+        schema = super().get_openapi_schema(**kwargs)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                if operation.get("parameters") or operation.get("requestBody"):
+                    operation["responses"].setdefault(422, {
+                        "description": "Validation error: `detail` lists each field to fix",
+                        "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
+        return schema
+
+
+api = PortalAPI(
     title="Spark Portal API",
     version="1",
     description="Models, servers, benchmarks, classifier and accounts of the portal. "
@@ -38,6 +63,43 @@ def _auth_error(request, exc):
 @api.exception_handler(ValidationError)
 def _validation_error(request, exc: ValidationError):
     return api.create_response(request, {"detail": exc.errors, "code": "validation_error"}, status=422)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    detail = str(exc)
+    if detail.startswith("Cannot parse request body"):
+        return _error(request, f"{detail}: send a JSON document with `Content-Type: application/json`.",
+                      "invalid_body", 400)
+    return _error(request, detail, _status_code(exc.status_code), exc.status_code)
+
+
+@api.exception_handler(SuspiciousOperation)
+def _suspicious(request, exc: SuspiciousOperation):
+    if isinstance(exc, RequestDataTooBig):
+        return _error(request, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes: "
+                      "send less.", "too_large", 413)
+    return _error(request, str(exc) or "The request was refused.", "bad_request", 400)
+
+
+@api.exception_handler(OverflowError)
+@api.exception_handler(DataError)
+@api.exception_handler(IntegrityError)
+def _out_of_range(request, exc: Exception):
+    if not is_out_of_range(exc):
+        raise exc  # a real integrity error is a bug: Django logs it and answers 500
+    return _error(request, OUT_OF_RANGE_MESSAGE, "out_of_range", 400)
+
+
+def _error(request, detail: str, code: str, status: int):
+    return api.create_response(request, {"detail": detail, "code": code}, status=status)
+
+
+def _status_code(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
 
 
 @api.exception_handler(Http404)

@@ -120,6 +120,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_VERBOSE = False
 
+# The API's lists: limit and offset bounded so that they always fit the database.
+NINJA_PAGINATION_CLASS = "sparkportal.pagination.BoundedLimitOffsetPagination"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True

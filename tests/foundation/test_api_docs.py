@@ -18,3 +18,36 @@ def test_version_answers_with_and_without_credentials(member_user):
     client = Client()
     client.force_login(member_user)
     assert client.get("/api/version").json()["user"] == "mia"
+
+
+def test_no_two_schemas_share_a_component_name():
+    """ninja names a component after its class; two different classes of one name silently overwrite
+    each other, and an operation is then documented with the other one's fields."""
+    from ninja.openapi.schema import OpenAPISchema
+
+    from sparkportal.api import api
+
+    seen: dict[str, dict] = {}
+    clashes: list[str] = []
+    original = OpenAPISchema.add_schema_definitions
+
+    def recording(self, definitions: dict) -> None:
+        for name, definition in definitions.items():
+            if seen.setdefault(name, definition) != definition:
+                clashes.append(name)
+        original(self, definitions)
+
+    OpenAPISchema.add_schema_definitions = recording
+    try:
+        api.get_openapi_schema()
+    finally:
+        OpenAPISchema.add_schema_definitions = original
+    assert not clashes, f"component names used by different schemas: {sorted(set(clashes))}"
+
+
+def test_every_operation_with_input_documents_its_422():
+    schema = Client().get("/api/openapi.json").json()
+    missing = [f"{method.upper()} {path}" for path, operations in schema["paths"].items()
+               for method, operation in operations.items()
+               if (operation.get("parameters") or operation.get("requestBody")) and "422" not in operation["responses"]]
+    assert not missing
