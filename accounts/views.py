@@ -1,12 +1,13 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
 from accounts.forms import ApiKeyForm, AuditFilterForm
 from sparkportal.exceptions import ApplicationError
+from sparkportal.lib.redirects import redirect_next
 
 
 @login_required
@@ -34,7 +35,7 @@ def key_revoke(request, key_id: int):
     key = selectors.api_key_get_visible(user=request.user, key_id=key_id)
     services.api_key_revoke(key=key, actor=request.user, ip=services.client_ip(request))
     messages.success(request, f"Key {key.display} ({key.name}) revoked: it stops working at once.")
-    return redirect(request.POST.get("next") or "accounts-keys")
+    return redirect_next(request, "accounts-keys")
 
 
 @login_required

@@ -10,6 +10,7 @@ from accounts.services import client_ip
 from models_registry import selectors, services
 from models_registry.forms import ProfileForm
 from sparkportal.exceptions import ApplicationError
+from sparkportal.lib.redirects import redirect_next
 
 
 def _form_errors(form: ProfileForm, exc: ApplicationError) -> None:
@@ -140,7 +141,7 @@ def profile_download(request, profile_id: int):
                          else f"Download of {download.repo_id} queued on {download.node.name}.")
     except ApplicationError as exc:
         messages.error(request, exc.message)
-    return redirect(request.POST.get("next") or "models-downloads")
+    return redirect_next(request, "models-downloads")
 
 
 @login_required
@@ -181,7 +182,7 @@ def download_action(request, download_id: int, action: str):
         messages.success(request, f"Download of {download.repo_id}: {action} done.")
     except ApplicationError as exc:
         messages.error(request, exc.message)
-    return redirect(request.POST.get("next") or "models-downloads")
+    return redirect_next(request, "models-downloads")
 
 
 def _weights_context(request, node_name: str = "") -> dict:

@@ -6,7 +6,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.template.loader import select_template
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import require_operator
@@ -14,6 +13,7 @@ from accounts.services import client_ip
 from servers import logs, selectors, services
 from servers.forms import ServerStartForm
 from sparkportal.exceptions import ApplicationError
+from sparkportal.lib.redirects import redirect_next
 
 
 def _list_context(request, form=None) -> dict:
@@ -104,10 +104,7 @@ def _action(request, server_id: int, service, done: str):
         messages.success(request, done.format(server=server))
     except ApplicationError as exc:
         messages.error(request, exc.message)
-    next_url = request.POST.get("next", "")
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = reverse("servers-detail", args=[server_id])
-    return redirect(next_url)
+    return redirect_next(request, "servers-detail", server_id=server_id)
 
 
 @login_required
