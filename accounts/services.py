@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts import revocation
 from accounts.models import ApiKey, AuditEvent, Quota, User
 from sparkportal.exceptions import AuthenticationFailed, NotFound, ValidationFailed
+from sparkportal.lib.clientip import request_client_ip
 
 KEY_MARK = "sk-sp-"
 PREFIX_RANDOM_CHARS = 8
@@ -18,14 +19,8 @@ PREFIX_LEN = len(KEY_MARK) + PREFIX_RANDOM_CHARS
 
 
 def client_ip(request) -> str | None:
-    """The peer address; X-Forwarded-For only when the portal is told it sits behind TLS proxy."""
-    if request is None:
-        return None
-    if settings.PORTAL_HTTPS:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address for audit rows (see sparkportal.lib.clientip)."""
+    return request_client_ip(request) if request is not None else None
 
 
 def audit_record(*, actor: User | None, action: str, target=None, target_type: str = "",

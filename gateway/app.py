@@ -24,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.routing import RoutingTable
 from gateway.usage.ledger import Ledger
 from sparkportal.exceptions import AuthenticationFailed
+from sparkportal.lib.clientip import scope_client_ip
 from sparkportal.lib.respipe import RedisUnavailable, ReplyError
 
 log = logging.getLogger(__name__)
@@ -298,7 +299,6 @@ class Gateway:
     # -- ledger ---------------------------------------------------------------------------------
     def _record(self, principal, call: proxy.Call, scope) -> None:
         call.recorded = True
-        client = scope.get("client")
         self.ledger.add({
             "user_id": principal.user_id, "username": principal.username, "api_key_id": principal.key_id,
             "key_prefix": principal.prefix, "model": call.model[:200], "server_id": call.server_id,
@@ -306,7 +306,7 @@ class Gateway:
             "error_code": call.error_code, "prompt_tokens": call.prompt_tokens,
             "completion_tokens": call.completion_tokens,
             "ttft_ms": call.ttft * 1000 if call.ttft is not None else None,
-            "duration_ms": (time.perf_counter() - call.t0) * 1000, "client_ip": client[0] if client else None,
+            "duration_ms": (time.perf_counter() - call.t0) * 1000, "client_ip": scope_client_ip(scope),
             "created_at": call.created_at})
 
     # -- process life ---------------------------------------------------------------------------

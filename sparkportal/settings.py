@@ -6,6 +6,7 @@ starts itself; DATABASE_URL / REDIS_URL switch to PostgreSQL and an external Red
 import socket
 from pathlib import Path
 
+from sparkportal.lib.clientip import parse_networks
 from sparkportal.lib.envhelpers import (
     env_bool,
     env_database,
@@ -119,6 +120,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_VERBOSE = False
+# Failures are keyed on the client's address as sparkportal.lib.clientip reads it (behind a proxy,
+# not the proxy's own address, or one attacker would lock everyone out of `admin`).
+AXES_CLIENT_IP_CALLABLE = "sparkportal.lib.clientip.request_client_ip"
 
 # The API's lists: limit and offset bounded so that they always fit the database.
 NINJA_PAGINATION_CLASS = "sparkportal.pagination.BoundedLimitOffsetPagination"
@@ -248,6 +252,8 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = PORTAL_HTTPS
 CSRF_COOKIE_SECURE = PORTAL_HTTPS
 SECURE_SSL_REDIRECT = PORTAL_HTTPS and env_bool("PORTAL_SSL_REDIRECT", True)
+# Proxies whose X-Forwarded-For is believed (addresses or CIDR blocks); from anyone else it is ignored.
+PORTAL_TRUSTED_PROXIES = parse_networks("PORTAL_TRUSTED_PROXIES", env_list("PORTAL_TRUSTED_PROXIES", []))
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PORTAL_HTTPS else None
 SECURE_HSTS_SECONDS = env_int("PORTAL_HSTS_SECONDS", 31536000) if PORTAL_HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PORTAL_HTTPS
