@@ -1,6 +1,4 @@
 """The one NinjaAPI. Apps add routers; errors become {"detail": ..., "code": ...}."""
-from http import HTTPStatus
-
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -13,6 +11,7 @@ from ninja.openapi.schema import OpenAPISchema
 from accounts.auth import default_auth
 from sparkportal.exceptions import ApplicationError, QuotaExceeded
 from sparkportal.lib.bounds import OUT_OF_RANGE_MESSAGE, is_out_of_range
+from sparkportal.middleware import status_code
 
 _ERROR_SCHEMA = {"type": "object", "required": ["detail", "code"],
                  "properties": {"detail": {"title": "Detail"}, "code": {"type": "string", "title": "Code"}}}
@@ -71,7 +70,7 @@ def _http_error(request, exc: HttpError):
     if detail.startswith("Cannot parse request body"):
         return _error(request, f"{detail}: send a JSON document with `Content-Type: application/json`.",
                       "invalid_body", 400)
-    return _error(request, detail, _status_code(exc.status_code), exc.status_code)
+    return _error(request, detail, status_code(exc.status_code), exc.status_code)
 
 
 @api.exception_handler(SuspiciousOperation)
@@ -93,13 +92,6 @@ def _out_of_range(request, exc: Exception):
 
 def _error(request, detail: str, code: str, status: int):
     return api.create_response(request, {"detail": detail, "code": code}, status=status)
-
-
-def _status_code(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return "error"
 
 
 @api.exception_handler(Http404)

@@ -59,3 +59,11 @@ def test_an_oversized_body_is_a_json_413(api):
     response = api.post("/servers/", content=b"x" * (3 * 1024 * 1024), headers={"Content-Type": "application/json"})
     body = assert_error(response, 413, "too_large")
     assert "bytes" in body["detail"]
+
+
+def test_no_route_and_a_wrong_method_answer_json_too(api):
+    body = assert_error(api.get("/no-such-thing"), 404, "not_found")
+    assert "/api/docs" in body["detail"]
+    response = api.put("/servers/", json={})
+    body = assert_error(response, 405, "method_not_allowed")
+    assert "GET" in body["detail"] and "POST" in response.headers["allow"]
