@@ -4,8 +4,9 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import revocation
@@ -17,7 +18,7 @@ PREFIX_RANDOM_CHARS = 8
 PREFIX_LEN = len(KEY_MARK) + PREFIX_RANDOM_CHARS
 
 
-def client_ip(request) -> str | None:
+def client_ip(request: HttpRequest) -> str | None:
     """The peer address; X-Forwarded-For only when the portal is told it sits behind TLS proxy."""
     if request is None:
         return None
@@ -28,7 +29,7 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def audit_record(*, actor: User | None, action: str, target=None, target_type: str = "",
+def audit_record(*, actor: User | None, action: str, target: models.Model | None = None, target_type: str = "",
                  target_id: str = "", details: dict | None = None, ip: str | None = None,
                  actor_name: str = "") -> AuditEvent:
     """Write one audit row. Services call this for every change made by a person."""
