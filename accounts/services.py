@@ -4,8 +4,9 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import revocation
@@ -18,12 +19,12 @@ PREFIX_RANDOM_CHARS = 8
 PREFIX_LEN = len(KEY_MARK) + PREFIX_RANDOM_CHARS
 
 
-def client_ip(request) -> str | None:
+def client_ip(request: HttpRequest | None) -> str | None:
     """The client's address for audit rows (see sparkportal.lib.clientip)."""
     return request_client_ip(request) if request is not None else None
 
 
-def audit_record(*, actor: User | None, action: str, target=None, target_type: str = "",
+def audit_record(*, actor: User | None, action: str, target: models.Model | None = None, target_type: str = "",
                  target_id: str = "", details: dict | None = None, ip: str | None = None,
                  actor_name: str = "") -> AuditEvent:
     """Write one audit row. Services call this for every change made by a person."""

@@ -1,12 +1,13 @@
 """Reads of the benchmarks app: lists, the comparison table with its warnings, history, export."""
 import io
 import json
+from collections.abc import Callable
 
 from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import User
-from benchmarks.models import SUMMARY_METRICS, BenchmarkPlan, BenchmarkRun, BenchmarkSummary, Workload
+from benchmarks.models import SUMMARY_METRICS, BenchmarkPlan, BenchmarkResult, BenchmarkRun, BenchmarkSummary, Workload
 from sparkportal.lib.csvsafe import SafeDictWriter
 
 SPREAD_LIMIT_PCT = 5.0
@@ -70,7 +71,7 @@ def summary_as_dict(summary: BenchmarkSummary) -> dict:
     return row
 
 
-def _differs(rows: list[BenchmarkSummary], getter) -> dict[str, list[str]]:
+def _differs(rows: list[BenchmarkSummary], getter: Callable[[BenchmarkSummary], object]) -> dict[str, list[str]]:
     """{value: [profiles]} when the rows disagree, else {}."""
     seen: dict[str, list[str]] = {}
     for row in rows:
@@ -171,7 +172,7 @@ def workload_get(*, workload_id: int) -> Workload:
     return workload
 
 
-def result_get(*, run_id: int, result_id: int):
+def result_get(*, run_id: int, result_id: int) -> BenchmarkResult:
     from benchmarks.models import BenchmarkResult
 
     result = BenchmarkResult.objects.filter(pk=result_id, summary__run_id=run_id).first()

@@ -149,7 +149,7 @@ def _settings_check(*, version: TaxonomyVersion, depth: int, embedder: str | Non
     return embedder
 
 
-def _globs(value) -> list[str]:
+def _globs(value: object) -> list[str]:
     if isinstance(value, str):
         value = re.split(r"[,\n]", value)
     return [g.strip() for g in (value or []) if g and g.strip()]
@@ -158,7 +158,7 @@ def _globs(value) -> list[str]:
 @transaction.atomic
 def job_create(*, owner: User, version: TaxonomyVersion, source_path: str, depth: int = 2,
                embedder: str | None = None, margin: float | None = None, rerank_model: str | None = None,
-               include=None, exclude=None, max_bytes: int | None = None, shared: bool = False,
+               include: object = None, exclude: object = None, max_bytes: int | None = None, shared: bool = False,
                use_examples: bool = True, ip: str | None = None, enqueue: bool = True) -> ClassificationJob:
     source = scan.check_source(source_path)
     uploads = scan.uploads_root()

@@ -6,10 +6,12 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.db.models import QuerySet
 
 from accounts import limits, revocation
 from accounts import services as account_services
-from accounts.models import User
+from accounts.models import ApiKey, User
+from gateway.models import Conversation
 from models_registry.models import ModelProfile
 from servers.models import Server
 
@@ -77,7 +79,7 @@ class Principal:
     generation: str
 
 
-def _principal(user: User, *, key=None, generation: str) -> Principal:
+def _principal(user: User, *, key: ApiKey | None = None, generation: str) -> Principal:
     quota = account_services.quota_effective(user=user)
 
     def limit(name: str) -> int:
@@ -119,13 +121,13 @@ def principal_for_session(*, session_key: str) -> Principal | None:
 
 
 
-def conversation_list(*, user):
+def conversation_list(*, user: User) -> QuerySet[Conversation]:
     from gateway.models import Conversation
 
     return Conversation.objects.filter(user=user)
 
 
-def conversation_get(*, user, conversation_id: int):
+def conversation_get(*, user: User, conversation_id: int) -> Conversation:
     """Someone else's conversation is a 404, never a 403."""
     from django.http import Http404
 
@@ -137,7 +139,7 @@ def conversation_get(*, user, conversation_id: int):
     return conversation
 
 
-def chat_models(*, user) -> list[str]:
+def chat_models(*, user: User) -> list[str]:
     """Models the user may chat with now or load on demand (what the chat page offers)."""
     allowed = account_services.quota_effective(user=user)["allowed_models"]
     names = set()

@@ -5,13 +5,15 @@ import logging
 
 from django.db import transaction
 
+from accounts.models import User
+from gateway.models import ChatMessage, Conversation
 from sparkportal.exceptions import ValidationFailed
 
 log = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def conversation_create(*, user, model: str, system_prompt: str = "", title: str = ""):
+def conversation_create(*, user: User, model: str, system_prompt: str = "", title: str = "") -> Conversation:
     from gateway.models import Conversation
 
     conversation = Conversation(user=user, model=model[:200], system_prompt=system_prompt, title=title[:200])
@@ -21,7 +23,7 @@ def conversation_create(*, user, model: str, system_prompt: str = "", title: str
 
 
 @transaction.atomic
-def chat_message_add(*, conversation, role: str, content: str):
+def chat_message_add(*, conversation: Conversation, role: str, content: str) -> ChatMessage:
     from gateway.models import ChatMessage, Conversation
 
     if role not in ChatMessage.Role.values:
@@ -37,5 +39,5 @@ def chat_message_add(*, conversation, role: str, content: str):
 
 
 @transaction.atomic
-def conversation_delete(*, conversation) -> None:
+def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()

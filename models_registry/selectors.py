@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from django.db.models import QuerySet
 from django.http import Http404
 
+from accounts.models import User
 from models_registry.models import Download, ModelProfile, NodeHubToken, NodeWeights, RepoSnapshot, WeightsDeletion
+from nodes.models import Node
 
 
-def profile_list(*, user, engine: str = "", task: str = "", search: str = "") -> QuerySet[ModelProfile]:
+def profile_list(*, user: User, engine: str = "", task: str = "", search: str = "") -> QuerySet[ModelProfile]:
     qs = ModelProfile.objects.select_related("created_by").order_by("name")
     if engine:
         qs = qs.filter(engine=engine)
@@ -20,7 +22,7 @@ def profile_list(*, user, engine: str = "", task: str = "", search: str = "") ->
     return qs
 
 
-def profile_get(*, user, profile_id: int | None = None, name: str | None = None) -> ModelProfile:
+def profile_get(*, user: User, profile_id: int | None = None, name: str | None = None) -> ModelProfile:
     qs = ModelProfile.objects.select_related("created_by")
     profile = qs.filter(pk=profile_id).first() if profile_id is not None else qs.filter(name=name).first()
     if profile is None:
@@ -28,7 +30,7 @@ def profile_get(*, user, profile_id: int | None = None, name: str | None = None)
     return profile
 
 
-def download_list(*, user, status: str = "", node: str = "", repo_id: str = "") -> QuerySet[Download]:
+def download_list(*, user: User, status: str = "", node: str = "", repo_id: str = "") -> QuerySet[Download]:
     qs = Download.objects.select_related("node", "profile", "requested_by")
     if status:
         qs = qs.filter(status=status)
@@ -39,14 +41,14 @@ def download_list(*, user, status: str = "", node: str = "", repo_id: str = "") 
     return qs
 
 
-def download_get(*, user, download_id: int) -> Download:
+def download_get(*, user: User, download_id: int) -> Download:
     download = Download.objects.select_related("node", "profile").filter(pk=download_id).first()
     if download is None:
         raise Http404(f"No download {download_id}.")
     return download
 
 
-def latest_downloads_by_repo(*, node=None) -> dict[str, Download]:
+def latest_downloads_by_repo(*, node: Node | None = None) -> dict[str, Download]:
     """The newest download row per repo (on a node), for status badges next to profiles."""
     qs = Download.objects.select_related("node").order_by("repo_id", "-created_at")
     if node is not None:
@@ -57,7 +59,7 @@ def latest_downloads_by_repo(*, node=None) -> dict[str, Download]:
     return latest
 
 
-def hub_token_status(*, node) -> dict:
+def hub_token_status(*, node: Node) -> dict:
     """Whether a node has a token, who set it and when; never the token itself."""
     row = NodeHubToken.objects.select_related("set_by").filter(node=node).first()
     if row is None:
@@ -69,11 +71,11 @@ def hub_token_status(*, node) -> dict:
 GB = 1e9
 
 
-def _ts(value) -> datetime | None:
+def _ts(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, tz=UTC) if value else None
 
 
-def weights_overview(*, user, node_name: str = "") -> list[dict]:
+def weights_overview(*, user: User, node_name: str = "") -> list[dict]:
     """Every node's latest scan of its cache, each repo with the profiles naming it (none: an orphan), the
     live servers on that node using it and whether a deletion of it is under way there."""
     from models_registry.in_use import weights_in_use_by
@@ -113,14 +115,14 @@ def weights_overview(*, user, node_name: str = "") -> list[dict]:
     return overview
 
 
-def weights_deletion_get(*, user, deletion_id: int) -> WeightsDeletion:
+def weights_deletion_get(*, user: User, deletion_id: int) -> WeightsDeletion:
     deletion = WeightsDeletion.objects.select_related("node").filter(pk=deletion_id).first()
     if deletion is None:
         raise Http404(f"No weights deletion {deletion_id}.")
     return deletion
 
 
-def repo_lookup_get(*, user, snapshot_id: int) -> RepoSnapshot:
+def repo_lookup_get(*, user: User, snapshot_id: int) -> RepoSnapshot:
     snap = RepoSnapshot.objects.select_related("lookup_node").filter(pk=snapshot_id).first()
     if snap is None:
         raise Http404(f"No hub look-up {snapshot_id}.")
@@ -145,7 +147,7 @@ def repo_lookup_state(snap: RepoSnapshot | None) -> dict:
     return {"status": snap.lookup_status, "error": snap.lookup_error, "active": snap.lookup_active}
 
 
-def node_list(*, names: list[str] | None = None):
+def node_list(*, names: list[str] | None = None) -> QuerySet[Node]:
     from nodes.models import Node
 
     qs = Node.objects.order_by("name")

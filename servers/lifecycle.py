@@ -23,6 +23,7 @@ from accounts.models import User
 from accounts.selectors import require_operator
 from accounts.services import audit_record
 from engines import flags as engine_flags
+from models_registry.models import ModelProfile
 from nodes.models import Node
 from servers import events, planner, processes, tasks
 from servers.models import Server, ServerEvent
@@ -96,7 +97,7 @@ def check_port(*, node: Node, port: int, exclude_id: int | None = None) -> None:
                                "pick another port.", code="port_in_use")
 
 
-def launch_argv(*, server: Server, profile, node: Node) -> list[str]:
+def launch_argv(*, server: Server, profile: ModelProfile, node: Node) -> list[str]:
     """The profile's argv on this server's port and utilization share, once its extra flags pass the engine's
     checks (the profile may have been written before a rule existed, or straight into the database)."""
     from models_registry import services as registry
@@ -109,22 +110,22 @@ def launch_argv(*, server: Server, profile, node: Node) -> list[str]:
                                  gpu_memory_utilization=util)
 
 
-def server_plan(*, node: Node, profile, gpu_memory_utilization: float | None = None,
+def server_plan(*, node: Node, profile: ModelProfile, gpu_memory_utilization: float | None = None,
                 cuda_visible_devices: str = "") -> planner.Plan:
     util = gpu_memory_utilization if gpu_memory_utilization is not None else _default_util(profile)
     return planner.plan_start(node=node, profile=profile, gpu_memory_utilization=util,
                               cuda_visible_devices=cuda_visible_devices)
 
 
-def _default_util(profile) -> float:
+def _default_util(profile: ModelProfile) -> float:
     # TEI has no utilization knob and holds little memory; it is planned by its estimate only.
     return 0.0 if profile.engine == "tei" else float(profile.gpu_memory_utilization)
 
 
 @transaction.atomic
-def server_start(*, user, profile, node: Node, port: int | None = None, gpu_memory_utilization: float | None = None,
-                 cuda_visible_devices: str = "", restart_policy: str = "never", allow_replica: bool = False,
-                 ip: str | None = None) -> Server:
+def server_start(*, user: User, profile: ModelProfile, node: Node, port: int | None = None,
+                 gpu_memory_utilization: float | None = None, cuda_visible_devices: str = "",
+                 restart_policy: str = "never", allow_replica: bool = False, ip: str | None = None) -> Server:
     """Admit and queue a new server; the node's worker launches it when the node's previous start is done.
 
     1. Lock the node row: admissions on one node are serialized, so two clicks see each other.
@@ -167,7 +168,7 @@ def server_start(*, user, profile, node: Node, port: int | None = None, gpu_memo
     return server
 
 
-def server_restart(*, user, server: Server, ip: str | None = None) -> Server:
+def server_restart(*, user: User, server: Server, ip: str | None = None) -> Server:
     """Queue a stopped or failed server again on its node and port (same profile, same settings)."""
     require_operator(user)
     with transaction.atomic():
@@ -198,7 +199,7 @@ def _requeue(locked: Server, *, reason: str) -> Server:
     return server
 
 
-def server_stop(*, user, server: Server, ip: str | None = None) -> Server:
+def server_stop(*, user: User, server: Server, ip: str | None = None) -> Server:
     """Stop a server: a queued one just leaves the queue; a running or external one is signalled by its node."""
     require_operator(user)
     with transaction.atomic():
@@ -222,7 +223,7 @@ def _send_stop(server_id: int, *, reason: str, allowed_from: tuple | None = None
     return server
 
 
-def server_adopt(*, user, server: Server, ip: str | None = None) -> Server:
+def server_adopt(*, user: User, server: Server, ip: str | None = None) -> Server:
     """Take over an engine found running: it becomes a `ready` server the portal routes to and can stop."""
     require_operator(user)
     with transaction.atomic():
@@ -252,7 +253,7 @@ def kick_queue(node: Node) -> Server | None:
 # --- load on demand and unload when idle (the gateway asks, these act) --------------------------------------------
 
 @transaction.atomic
-def server_on_demand_set(*, user, server: Server, load_on_demand: bool, unload_idle_minutes: int | None,
+def server_on_demand_set(*, user: User, server: Server, load_on_demand: bool, unload_idle_minutes: int | None,
                          ip: str | None = None) -> Server:
     """Mark a server to be started by the first request for its model, and/or stopped when idle."""
     require_operator(user)

@@ -1,16 +1,17 @@
 from django.db.models import QuerySet
 from django.http import Http404
 
+from accounts.models import User
 from nodes.models import Node
 from servers.models import Server, ServerEvent
 
 
-def server_list_visible(*, user) -> QuerySet[Server]:
+def server_list_visible(*, user: User) -> QuerySet[Server]:
     """Every server: members see what runs (they chat with it); changing anything needs an operator."""
     return Server.objects.select_related("node", "profile").order_by("node__name", "-created_at")
 
 
-def server_get_visible(*, user, server_id: int) -> Server:
+def server_get_visible(*, user: User, server_id: int) -> Server:
     server = server_list_visible(user=user).filter(pk=server_id).first()
     if server is None:
         raise Http404(f"There is no server #{server_id}.")

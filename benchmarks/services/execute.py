@@ -11,6 +11,7 @@ from benchmarks.models import BenchmarkResult, BenchmarkRun, BenchmarkSummary
 from benchmarks.services import repeats, sessions
 from benchmarks.services.lease import Lease, runner_name
 from benchmarks.services.runs import acting_user, cancel_requested, run_claim, run_finish, run_should_stop
+from servers.models import Server
 from sparkportal.exceptions import InvalidTransition
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def _failed_repeats_note(summary: BenchmarkSummary) -> str:
     return " ".join(f"Repeat {r.repeat} {r.status}: {r.message}" for r in failed)
 
 
-def _one_repeat(run: BenchmarkRun, summary: BenchmarkSummary, server, repeat: int, progress: _Progress) -> None:
+def _one_repeat(run: BenchmarkRun, summary: BenchmarkSummary, server: Server, repeat: int, progress: _Progress) -> None:
     from benchmarks.tasks import benchmark_repeat_task
 
     warmups = run.config["warmups"] if repeat == 1 else 0

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -77,7 +77,7 @@ class Lease:
             connection.close()  # this thread's own connection
 
 
-def _expired(now) -> Q:
+def _expired(now: datetime) -> Q:
     cutoff = now - timedelta(seconds=settings.BENCHMARK_LEASE_S)
     # A run claimed before runs had heartbeats counts from its start.
     return Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)

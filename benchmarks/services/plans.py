@@ -2,7 +2,7 @@
 import json
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
@@ -17,7 +17,7 @@ from sparkportal.exceptions import ValidationFailed
 SCHEDULED_TASK = "benchmarks.tasks.benchmark_plan_scheduled_task"
 
 
-def _clean(obj) -> None:
+def _clean(obj: models.Model) -> None:
     """full_clean, with Django's field errors turned into one sentence that names the fields."""
     try:
         obj.full_clean()

@@ -1,5 +1,6 @@
 """One repeat on the node (the tool or the built-in generator), and the statistic over repeats."""
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -106,7 +107,7 @@ def repeat_execute(*, result_id: int) -> BenchmarkResult | None:
     return _finish(result, status=BenchmarkResult.Status.OK, raw=raw, stdout_tail=tail, argv=argv)
 
 
-def _builtin(result: BenchmarkResult, config: dict, label: str, stop) -> BenchmarkResult:
+def _builtin(result: BenchmarkResult, config: dict, label: str, stop: Callable[[], bool]) -> BenchmarkResult:
     summary = result.summary
     work = config["workload"]
     spec = loadgen.LoadSpec(base_url=summary.server.base_url, model=summary.server.served_model_name,

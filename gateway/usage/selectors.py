@@ -10,8 +10,9 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from accounts.selectors import require_admin
-from gateway.models import UsageRecord
+from gateway.models import ApiPrice, UsageRecord
 from gateway.usage import cost
+from nodes.models import Node
 
 
 def usage_records(*, user: User, everyone: bool = False, days: int = 30) -> QuerySet:
@@ -86,7 +87,7 @@ def month_starts(now: datetime, months: int) -> list[datetime]:
     return starts
 
 
-def node_energy(*, node, start: datetime, end: datetime, busy: list[tuple[float, float]], load_w: float,
+def node_energy(*, node: Node, start: datetime, end: datetime, busy: list[tuple[float, float]], load_w: float,
                 idle_w: float) -> cost.Energy:
     """The energy of one node over [start, end), from its GPU samples and the fallback wattages."""
     from datetime import timedelta
@@ -105,7 +106,7 @@ def node_energy(*, node, start: datetime, end: datetime, busy: list[tuple[float,
                        idle_w=idle_w, max_gap_s=gap)
 
 
-def node_busy(*, node, start: datetime, end: datetime) -> list[tuple[float, float]]:
+def node_busy(*, node: Node, start: datetime, end: datetime) -> list[tuple[float, float]]:
     """The merged spans during which gateway requests ran on the node's servers."""
     from datetime import timedelta
 
@@ -174,7 +175,7 @@ def cost_report(*, user: User, months: int = 3, now: datetime | None = None) -> 
                       break_even)
 
 
-def api_price_get(*, price_id: int):
+def api_price_get(*, price_id: int) -> ApiPrice:
     from django.shortcuts import get_object_or_404
 
     from gateway.models import ApiPrice

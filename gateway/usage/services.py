@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts import services as account_services
-from gateway.models import UsageRecord
+from accounts.models import User
+from gateway.models import ApiPrice, CostSettings, UsageRecord
 from sparkportal.exceptions import ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,7 @@ def usage_record_bulk(*, rows: list[dict]) -> int:
     return len(rows)
 
 
-def cost_settings_ensure():
+def cost_settings_ensure() -> CostSettings:
     """The Cost view's settings row; created on first use with the field notes' defaults, together
     with their price table (so an admin who deletes every price does not get them back)."""
     from gateway.models import ApiPrice, CostSettings
@@ -46,14 +49,14 @@ def cost_settings_ensure():
     return settings_row
 
 
-def _price_state(price) -> dict:
+def _price_state(price: ApiPrice) -> dict:
     return {"name": price.name, "input_per_million": str(price.input_per_million),
             "output_per_million": str(price.output_per_million)}
 
 
 @transaction.atomic
-def api_price_save(*, actor, price=None, name: str, input_per_million, output_per_million,
-                   ip: str | None = None):
+def api_price_save(*, actor: User, price: ApiPrice | None = None, name: str, input_per_million: Decimal,
+                   output_per_million: Decimal, ip: str | None = None) -> ApiPrice:
     """Create a price row (price=None) or change one; admins only, audited."""
     from django.core.exceptions import ValidationError
 
@@ -84,7 +87,7 @@ def api_price_save(*, actor, price=None, name: str, input_per_million, output_pe
 
 
 @transaction.atomic
-def api_price_delete(*, actor, price, ip: str | None = None) -> None:
+def api_price_delete(*, actor: User, price: ApiPrice, ip: str | None = None) -> None:
     from accounts.selectors import require_admin
 
     require_admin(actor)
@@ -94,8 +97,8 @@ def api_price_delete(*, actor, price, ip: str | None = None) -> None:
 
 
 @transaction.atomic
-def cost_settings_set(*, actor, electricity_per_kwh, hardware_cost, load_watts: int, idle_watts: int,
-                      ip: str | None = None):
+def cost_settings_set(*, actor: User, electricity_per_kwh: Decimal, hardware_cost: Decimal, load_watts: int,
+                      idle_watts: int, ip: str | None = None) -> CostSettings:
     """Change the price per kWh, the hardware cost and the fallback wattages; admins only, audited."""
     from django.core.exceptions import ValidationError
 
@@ -126,7 +129,7 @@ def cost_settings_set(*, actor, electricity_per_kwh, hardware_cost, load_watts: 
     return row
 
 
-def _validation_text(exc, labels: dict[str, str]) -> str:
+def _validation_text(exc: ValidationError, labels: dict[str, str]) -> str:
     parts = []
     for field, messages in exc.message_dict.items():
         label = labels.get(field)

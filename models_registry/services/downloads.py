@@ -19,6 +19,7 @@ from accounts.services import audit_record
 from models_registry import clients, events, validation
 from models_registry.models import DEFAULT_IGNORE_PATTERNS, Download, ModelProfile, RepoSnapshot
 from models_registry.services.tokens import hub_token_reveal
+from nodes.models import Node
 from sparkportal.exceptions import InvalidTransition, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ PROGRESS_INTERVAL_S = 0.5  # at most two progress events a second per download
 DISK_MARGIN_BYTES = 256 * 1024**2
 
 
-def node_resolve(node_name: str | None = None):
+def node_resolve(node_name: str | None = None) -> Node:
     """The named node, or this host's node when no name is given."""
     from nodes import services as node_services
     from nodes.models import Node
@@ -50,7 +51,7 @@ def _send_task(download: Download) -> None:
 
 
 @transaction.atomic
-def download_request(*, actor: User | None, node, profile: ModelProfile | None = None, repo_id: str = "",
+def download_request(*, actor: User | None, node: Node, profile: ModelProfile | None = None, repo_id: str = "",
                      revision: str = "main", ip: str | None = None) -> tuple[Download, bool]:
     """Queue a download of a profile's repo (or a bare repo) on a node; returns (download, joined).
 
@@ -224,13 +225,13 @@ def progress_bar_class(progress: Progress, role: str = "") -> type:
                 "files" if "Fetching" in desc else ""))
             super().__init__(*args, **kwargs)
 
-        def update(self, n=1):
+        def update(self, n: int = 1) -> None:
             if n:
                 self.n += n
                 if self._role:
                     progress.add(self._role, n)
 
-        def set_postfix_str(self, s="", refresh=True):
+        def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
             pass
 
         @property

@@ -8,7 +8,9 @@ failure that says so.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -18,6 +20,7 @@ from django.utils import timezone
 from models_registry import clients, events, validation
 from models_registry.models import RepoSnapshot
 from models_registry.services.tokens import hub_token_reveal
+from nodes.models import Node
 from sparkportal.exceptions import ValidationFailed
 
 # Beyond the hub's deadline, time for the task to be picked up; after that a queued look-up counts as lost.
@@ -36,7 +39,10 @@ def ask_hub(*, repo_id: str, revision: str, token: str | None) -> tuple[str, lis
     return commit, [{"path": f.path, "size": f.size} for f in files], config
 
 
-def with_deadline(fn, seconds: float):
+T = TypeVar("T")
+
+
+def with_deadline(fn: Callable[[], T], seconds: float) -> T:
     """Run fn in a thread and wait at most `seconds`. huggingface_hub's HTTP client has no timeout of its
     own; a stuck call is left behind in its daemon thread rather than holding the task forever."""
     box: dict = {}
@@ -71,7 +77,7 @@ def lookup_lost_message(snap: RepoSnapshot) -> str:
             "(it consumes the node's queue), then look it up again.")
 
 
-def repo_lookup_request(*, repo_id: str, revision: str, node) -> tuple[RepoSnapshot, bool]:
+def repo_lookup_request(*, repo_id: str, revision: str, node: Node) -> tuple[RepoSnapshot, bool]:
     """Queue a hub look-up of a repo revision on `node`'s queue; returns (snapshot row, joined).
 
     A look-up of the same revision already queued or running is joined, unless it was lost.

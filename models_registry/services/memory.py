@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from models_registry import clients
 from models_registry.models import ModelProfile, RepoSnapshot
+from nodes.models import Node
 
 GB = 1e9
 WEIGHT_SUFFIXES = (".safetensors",)
@@ -40,7 +41,7 @@ class MemoryEstimate:
         return data
 
 
-def memory_estimate(*, profile: ModelProfile, node=None, fetch: bool = False) -> MemoryEstimate:
+def memory_estimate(*, profile: ModelProfile, node: Node | None = None, fetch: bool = False) -> MemoryEstimate:
     """Estimate what serving `profile` needs, from config.json and weight file sizes.
 
     Steps: 1. find config.json and weight sizes — on disk (the node's hub cache or the profile's local
@@ -130,7 +131,7 @@ def _kv_dtype_bytes(profile: ModelProfile, cfg: dict) -> int:
     return DTYPE_BYTES.get(dtype, 2)
 
 
-def node_memory_bytes(node) -> int | None:
+def node_memory_bytes(node: Node) -> int | None:
     if node is None:
         return None
     gpus = node.gpu_facts or []
@@ -168,14 +169,14 @@ def _from_disk(profile: ModelProfile) -> tuple[dict, int | None]:
     return clients.local_config(folder), (weights or None)
 
 
-def _hub_snapshot(profile: ModelProfile, *, node, fetch: bool) -> RepoSnapshot | None:
+def _hub_snapshot(profile: ModelProfile, *, node: Node, fetch: bool) -> RepoSnapshot | None:
     snap = RepoSnapshot.objects.filter(repo_id=profile.repo_id, revision=profile.revision or "main").first()
     if (snap is not None and snap.files) or not fetch:
         return snap
     return repo_snapshot_fetch(repo_id=profile.repo_id, revision=profile.revision or "main", node=node)
 
 
-def repo_snapshot_fetch(*, repo_id: str, revision: str, node=None) -> RepoSnapshot:
+def repo_snapshot_fetch(*, repo_id: str, revision: str, node: Node | None = None) -> RepoSnapshot:
     """Ask the hub now, in this process, and remember the answer (raises HubError). For workers and the
     command line; web requests queue a look-up instead (services.repo_lookup_request)."""
     from models_registry.services.lookups import ask_hub

@@ -15,6 +15,7 @@ from engines import argv as engine_argv
 from engines import flags as engine_flags
 from models_registry import validation
 from models_registry.models import ModelProfile
+from nodes.models import Node
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 PROFILE_FIELDS = (
@@ -215,7 +216,7 @@ def profile_serve_spec(profile: ModelProfile) -> engine_argv.ServeSpec:
         extra_env=dict(profile.extra_env or {}))
 
 
-def profile_argv(*, profile: ModelProfile, node=None, port: int = 8000, host: str = "127.0.0.1",
+def profile_argv(*, profile: ModelProfile, node: Node | None = None, port: int = 8000, host: str = "127.0.0.1",
                  gpu_memory_utilization: float | None = None) -> list[str]:
     """The exact argv a server of this profile launches on `node` (never a shell string).
 
@@ -227,6 +228,6 @@ def profile_argv(*, profile: ModelProfile, node=None, port: int = 8000, host: st
                                   hub_cache=str(settings.PORTAL_WEIGHTS_DIR / "hub"))
 
 
-def profile_command_line(*, profile: ModelProfile, node=None, port: int = 8000) -> str:
+def profile_command_line(*, profile: ModelProfile, node: Node | None = None, port: int = 8000) -> str:
     """The argv shown to people, quoted so it can be pasted into a terminal."""
     return engine_argv.command_line(profile_argv(profile=profile, node=node, port=port), profile.extra_env)

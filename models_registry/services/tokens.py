@@ -9,12 +9,13 @@ from accounts.selectors import require_admin
 from accounts.services import audit_record
 from models_registry.clients import HubError
 from models_registry.models import NodeHubToken
+from nodes.models import Node
 from sparkportal.exceptions import ValidationFailed
 from sparkportal.lib import sealed
 
 
 @transaction.atomic
-def hub_token_set(*, node, token: str, actor: User, ip: str | None = None) -> NodeHubToken:
+def hub_token_set(*, node: Node, token: str, actor: User, ip: str | None = None) -> NodeHubToken:
     require_admin(actor)
     token = (token or "").strip()
     if not token or any(c.isspace() for c in token) or len(token) > 500:
@@ -29,7 +30,7 @@ def hub_token_set(*, node, token: str, actor: User, ip: str | None = None) -> No
 
 
 @transaction.atomic
-def hub_token_clear(*, node, actor: User, ip: str | None = None) -> bool:
+def hub_token_clear(*, node: Node, actor: User, ip: str | None = None) -> bool:
     require_admin(actor)
     deleted, _ = NodeHubToken.objects.filter(node=node).delete()
     if deleted:
@@ -37,7 +38,7 @@ def hub_token_clear(*, node, actor: User, ip: str | None = None) -> bool:
     return bool(deleted)
 
 
-def hub_token_reveal(*, node) -> str | None:
+def hub_token_reveal(*, node: Node) -> str | None:
     """The node's token in clear, for its own hub calls only; None when none is set.
 
     Raises HubError("token_unreadable") when it was sealed with another key, with the fix.

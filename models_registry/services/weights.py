@@ -17,6 +17,7 @@ from accounts.models import User
 from accounts.services import audit_record
 from models_registry import clients, events, in_use, validation
 from models_registry.models import Download, NodeWeights, WeightsDeletion
+from nodes.models import Node
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,12 @@ SCAN_COALESCE = timedelta(seconds=30)
 D = WeightsDeletion.Status
 
 
-def _in_use_message(repo_id: str, node, users) -> str:
+def _in_use_message(repo_id: str, node: Node, users: list[dict]) -> str:
     names = ", ".join(f"{u['name']} on {node.name}:{u['port']} ({u['status']})" for u in users)
     return f"The weights of {repo_id} are in use by {names}: stop those servers first."
 
 
-def _wrong_host(node) -> str | None:
+def _wrong_host(node: Node) -> str | None:
     """A task meant for another host must not read or delete this host's cache."""
     if node.name == settings.NODE_NAME:
         return None
@@ -42,7 +43,7 @@ def _wrong_host(node) -> str | None:
 # --- scans --------------------------------------------------------------------------------------------
 
 
-def weights_scan_request(*, node) -> NodeWeights:
+def weights_scan_request(*, node: Node) -> NodeWeights:
     """Ask the node's worker for a fresh scan of its cache; the result arrives as a `weights.scan` event."""
     from models_registry.tasks import weights_scan_task
 
@@ -91,7 +92,7 @@ def weights_scan_run(*, node_id: int) -> NodeWeights:
 
 
 @transaction.atomic
-def weights_delete_request(*, node, repo_id: str, confirm: str = "", actor: User | None,
+def weights_delete_request(*, node: Node, repo_id: str, confirm: str = "", actor: User | None,
                            ip: str | None = None) -> tuple[WeightsDeletion, bool]:
     """Queue deleting a repo's weights from a node's cache; returns (deletion, joined).
 

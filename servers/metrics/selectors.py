@@ -3,6 +3,7 @@ from datetime import datetime
 
 from django.shortcuts import get_object_or_404
 
+from accounts.models import User
 from servers import events
 from servers.models import Server, ServerMetricSample
 
@@ -34,6 +35,6 @@ def server_metric_latest(*, servers: list[Server]) -> dict[int, ServerMetricSamp
     return latest
 
 
-def server_for_metrics(*, user, server_id: int) -> Server:
+def server_for_metrics(*, user: User, server_id: int) -> Server:
     """A server whose figures the user may read: every signed-in user may (they chat with these models)."""
     return get_object_or_404(Server.objects.select_related("node"), pk=server_id)
