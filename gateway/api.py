@@ -1,24 +1,12 @@
 """REST: mark servers load-on-demand / unload-when-idle (operators). The servers app owns the change."""
-from ninja import Router, Schema
+from ninja import Router
 
 from accounts.services import client_ip
+from gateway.schemas import OnDemandIn, OnDemandOut
 from servers import selectors as server_selectors
 from servers import services as server_services
 
 router = Router()
-
-
-class OnDemandIn(Schema):
-    load_on_demand: bool
-    unload_idle_minutes: int | None = None
-
-
-class OnDemandOut(Schema):
-    id: int
-    served_model_name: str
-    status: str
-    load_on_demand: bool
-    unload_idle_minutes: int | None
 
 
 @router.put("/servers/{server_id}/on-demand", response=OnDemandOut)

@@ -1,11 +1,9 @@
 """REST: servers (start, stop, adopt, status, logs) and the per-node planner. Thin: parse, select, call."""
-from datetime import datetime
 
 from django.http import FileResponse, Http404
-from ninja import Query, Router, Schema
+from ninja import Query, Router
 from ninja.pagination import paginate
 from ninja.responses import Status
-from pydantic import Field
 
 from accounts.selectors import require_operator
 from accounts.services import client_ip
@@ -13,95 +11,19 @@ from models_registry.models import ModelProfile
 from nodes import selectors as node_selectors
 from nodes.models import Node
 from servers import logs, selectors, services
-from servers.models import Server
+from servers.schemas import (
+    AdmissionPlanOut,
+    ErrorOut,
+    EventOut,
+    LogOut,
+    LogQuery,
+    NodeOut,
+    ServerOut,
+    ServerStartIn,
+)
 from sparkportal.exceptions import NotFound
 
 router = Router()
-
-
-class ServerOut(Schema):
-    id: int
-    node: str
-    profile: str | None
-    served_model_name: str
-    engine: str
-    base_url: str
-    port: int
-    status: str
-    status_reason: str
-    failure_code: str
-    pid: int | None
-    engine_version: str
-    gpu_memory_utilization: float
-    measured_memory_gb: float | None
-    restart_policy: str
-    restart_attempts: int
-    argv: list[str]
-    last_log_lines: str
-    created_at: datetime
-    started_at: datetime | None
-    ready_at: datetime | None
-    stopped_at: datetime | None
-
-    @staticmethod
-    def resolve_node(obj: Server) -> str:
-        return obj.node.name
-
-    @staticmethod
-    def resolve_profile(obj: Server) -> str | None:
-        return obj.profile.name if obj.profile_id else None
-
-
-class ServerStartIn(Schema):
-    profile: str = Field(description="Profile name.")
-    node: str | None = Field(None, description="Node name; the only node when there is one.")
-    port: int | None = Field(None, description="Omit to take the first free port of the engine range.")
-    gpu_memory_utilization: float | None = Field(None, description="Defaults to the profile's.")
-    cuda_visible_devices: str = ""
-    restart_policy: str = Field("never", pattern="^(never|on-failure)$")
-    allow_replica: bool = False
-
-
-class AdmissionPlanOut(Schema):
-    node: str
-    budget: float
-    used: float
-    new: float
-    after: float
-    total_gb: float | None
-    free_gb: float | None
-    need_gb: float | None
-    need_source: str
-    ok: bool
-    errors: list[str]
-    notes: list[str]
-
-
-class NodeOut(Schema):
-    name: str
-    queue: str
-    memory_budget: float
-    used: float
-    last_heartbeat_at: datetime | None
-    engines: dict
-    servers: list[int]
-
-
-class EventOut(Schema):
-    old: str
-    new: str
-    reason: str
-    at: datetime
-
-
-class LogOut(Schema):
-    server_id: int
-    lines: list[str]
-
-
-class ErrorOut(Schema):
-    detail: str
-    code: str
 
 
 def _profile(name: str) -> ModelProfile:
@@ -174,11 +96,6 @@ def server_restart(request, server_id: int):
 def server_adopt(request, server_id: int):
     server = selectors.server_get_visible(user=request.user, server_id=server_id)
     return services.server_adopt(user=request.user, server=server, ip=client_ip(request))
-
-
-class LogQuery(Schema):
-    lines: int = Field(200, ge=1, le=10000)
-    q: str = Field("", description="Only lines containing this text (case-insensitive), with line numbers.")
 
 
 @router.get("/{int:server_id}/logs", response=LogOut, summary="Tail or search a server's log (operators)")
