@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from engines import environment, failures, versions
@@ -81,6 +82,12 @@ def heartbeat_engine_facts(*, node: Node, host: dict, gpus: list[dict]) -> None:
 
 # --- launch and watch -------------------------------------------------------------------------------------------
 
+def _queued_before(server: Server) -> QuerySet[Server]:
+    """Queued servers of the same node that were asked for earlier (kick_queue's order)."""
+    return Server.objects.filter(node_id=server.node_id, status=S.QUEUED).filter(
+        Q(created_at__lt=server.created_at) | Q(created_at=server.created_at, pk__lt=server.pk))
+
+
 def server_launch(server_id: int) -> str:
     """Claim a queued server (one start at a time per node), spawn it, and watch it until ready or failed."""
     server = Server.objects.select_related("node", "profile").get(pk=server_id)
@@ -90,6 +97,11 @@ def server_launch(server_id: int) -> str:
         Node.objects.select_for_update().get(pk=server.node_id)
         if Server.objects.filter(node_id=server.node_id, status=S.STARTING).exclude(pk=server_id).exists():
             return "waiting"  # the start in progress kicks the queue when it is done
+        if _queued_before(server).exists():
+            # Starts go in the order they were asked for, whichever worker process picks a task up first.
+            node = server.node
+            transaction.on_commit(lambda: lifecycle.kick_queue(node))
+            return "waiting"
         try:
             server = lifecycle.transition(server_id, to=S.STARTING, allowed_from=(S.QUEUED,), reason="launching",
                                           started_at=timezone.now(), failure_code="", stopped_at=None)
