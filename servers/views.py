@@ -41,7 +41,9 @@ def server_plan(request):
             proposed_port = data["port"] or services.propose_port(data["node"])
         except ApplicationError:
             proposed_port = None
-    return render(request, "servers/list.html#plan", {"plan": plan, "form": form, "proposed_port": proposed_port})
+    # oob: the fragment also swaps the Start button, disabled while the plan says the engine is missing.
+    return render(request, "servers/list.html#plan", {"plan": plan, "form": form, "proposed_port": proposed_port,
+                                                      "oob": True})
 
 
 @login_required
