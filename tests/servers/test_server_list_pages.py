@@ -1,4 +1,5 @@
-"""Operators clear stopped and failed servers off the list; the row, its history and the audit stay."""
+"""The Servers list and detail pages: clearing stopped and failed servers (the row, its history and the audit
+stay), and what an external server offers."""
 import pytest
 from django.test import Client
 
@@ -36,3 +37,10 @@ def test_only_stopped_or_failed_servers_are_cleared_and_only_by_operators(node, 
     assert refused.json()["detail"] == f"Server #{ready.pk} is ready: only a stopped or failed server can be cleared."
     assert _login(member_user).post(f"/api/servers/{stopped.pk}/clear").status_code == 403
     assert _login(operator_user).post(f"/api/servers/{stopped.pk}/clear").json()["cleared_at"]
+
+
+def test_an_external_servers_page_offers_no_log_file_to_download(node, operator_user):
+    external = Server.objects.create(node=node, served_model_name="theirs", port=8104, status="external", pid=4242)
+    page = _login(operator_user).get(f"/servers/{external.pk}/").content.decode()
+    assert "download the whole file" not in page
+    assert "no log file: the portal did not start this engine (pid 4242)" in page
