@@ -19,10 +19,10 @@ def test_a_failed_server_is_cleared_from_the_list_and_kept_in_history(node, oper
     failed = Server.objects.create(node=node, served_model_name="broken", port=8101, status="failed")
     ready = Server.objects.create(node=node, served_model_name="fine", port=8102, status="ready")
     client = _login(operator_user)
-    assert 'data-server="%d"' % failed.pk in client.get("/servers/").content.decode()
+    assert f'data-server="{failed.pk}"' in client.get("/servers/").content.decode()
     client.post(f"/servers/{failed.pk}/clear/", {"next": "/servers/"})
     page = client.get("/servers/").content.decode()
-    assert 'data-server="%d"' % failed.pk not in page and 'data-server="%d"' % ready.pk in page
+    assert f'data-server="{failed.pk}"' not in page and f'data-server="{ready.pk}"' in page
     failed.refresh_from_db()
     assert failed.cleared_at is not None and failed.status == "failed"
     assert "cleared from the list by oscar" in client.get(f"/servers/{failed.pk}/").content.decode()
