@@ -30,6 +30,7 @@ class ServerOut(Schema):
     started_at: datetime | None
     ready_at: datetime | None
     stopped_at: datetime | None
+    cleared_at: datetime | None
 
     @staticmethod
     def resolve_node(obj: Server) -> str:
