@@ -1,4 +1,9 @@
+import re
+
 from django import forms
+
+# Served model names: no spaces or control characters (a pasted tab or newline would never match).
+MODEL_NAME = re.compile(r"[\w.:/@+-]{1,200}")
 
 
 class ApiKeyForm(forms.Form):
@@ -7,6 +12,14 @@ class ApiKeyForm(forms.Form):
                              help_text="Comma-separated model names; empty = every model you may use.")
     expires_at = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
                                      help_text="Empty = never expires.")
+
+    def clean_scopes(self) -> str:
+        scopes = self.cleaned_data.get("scopes", "")
+        bad = [name for name in (s.strip() for s in scopes.split(",")) if name and not MODEL_NAME.fullmatch(name)]
+        if bad:
+            raise forms.ValidationError(f"{bad[0]!r} is not a served model name: names have no spaces or control "
+                                        "characters. Pick them from the list, separated by commas.")
+        return scopes
 
     def scope_list(self) -> list[str]:
         return [s.strip() for s in self.cleaned_data.get("scopes", "").split(",") if s.strip()]

@@ -1,5 +1,6 @@
 """Accounts: audit log, API keys, roles, the first admin."""
 import hashlib
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -17,6 +18,8 @@ from sparkportal.lib.clientip import request_client_ip
 KEY_MARK = "sk-sp-"
 PREFIX_RANDOM_CHARS = 8
 PREFIX_LEN = len(KEY_MARK) + PREFIX_RANDOM_CHARS
+KEY_LEN = len(KEY_MARK) + 40  # secrets.token_urlsafe(30)
+KEY_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
@@ -140,10 +143,10 @@ def api_key_authenticate(*, raw: str, cached: bool = False) -> ApiKey:
     unchanged, for a few seconds at most; without it the row is always read from the database.
     """
     raw = (raw or "").strip()
-    if not raw.startswith(KEY_MARK) or len(raw) <= PREFIX_LEN:
-        raise AuthenticationFailed(
-            f"Malformed API key: portal keys start with {KEY_MARK!r}. Create one on the Keys page.",
-            code="invalid_api_key")
+    problem = _malformed_key_problem(raw)
+    if problem:
+        raise AuthenticationFailed(f"Malformed API key: {problem}. Create one on the Keys page.",
+                                   code="invalid_api_key")
     hashed = hash_key(raw)
     key = _api_key_cached(hashed) if cached else _api_key_load(hashed)
     now = timezone.now()
@@ -158,6 +161,18 @@ def api_key_authenticate(*, raw: str, cached: bool = False) -> ApiKey:
         raise AuthenticationFailed(f"The owner of API key {key.display} is deactivated.", code="inactive_user")
     _touch(key, now)
     return key
+
+
+def _malformed_key_problem(raw: str) -> str:
+    """What is wrong with a presented key's shape, in words ("" when nothing): never echoes the key."""
+    if not raw.startswith(KEY_MARK):
+        return f"portal keys start with {KEY_MARK!r} and this one does not"
+    if len(raw) <= PREFIX_LEN:
+        return (f"it has only {len(raw)} characters where a portal key has {KEY_LEN} ({KEY_MARK!r} and "
+                f"{KEY_LEN - len(KEY_MARK)} more); was it cut off when copied?")
+    if not KEY_CHARS.fullmatch(raw[len(KEY_MARK):]):
+        return "it contains characters no portal key has (spaces, quotes or line breaks picked up when copied?)"
+    return ""
 
 
 def _api_key_cached(hashed: str) -> ApiKey:

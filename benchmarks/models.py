@@ -235,6 +235,7 @@ class BenchmarkSummary(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "benchmark summaries"
         ordering = ["run", "position", "id"]
         constraints = [
             models.CheckConstraint(

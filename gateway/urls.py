@@ -5,6 +5,7 @@ from gateway import views
 urlpatterns = [
     path("", views.chat, name="gateway-chat"),
     path("<int:conversation_id>/", views.chat, name="gateway-conversation"),
+    path("getting-started/", views.getting_started, name="gateway-getting-started"),
     path("conversations/", views.conversation_create, name="gateway-conversation-create"),
     path("<int:conversation_id>/messages/", views.message_add, name="gateway-message-add"),
     path("<int:conversation_id>/delete/", views.conversation_delete, name="gateway-conversation-delete"),

@@ -5,6 +5,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
+from gateway import getting_started as getting_started_steps
 from gateway import selectors, services
 from sparkportal.exceptions import ApplicationError
 
@@ -58,3 +59,13 @@ def conversation_delete(request, conversation_id: int):
     conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
     services.conversation_delete(conversation=conversation)
     return JsonResponse({"deleted": conversation_id})
+
+
+@login_required
+def getting_started(request):
+    """The dashboard's checklist fragment (the dashboard lives in nodes, which cannot read these apps)."""
+    steps = getting_started_steps.checklist(user=request.user)
+    rows = [{"step": step, "can": getting_started_steps.allowed(request.user, step.action)} for step in steps]
+    return render(request, "gateway/_getting_started.html", {
+        "rows": rows, "all_done": getting_started_steps.checklist_done(steps),
+        "next_key": next((step.key for step in steps if not step.done), "")})

@@ -1,4 +1,5 @@
 """Pages under /models/: profiles, catalog, downloads, weights on disk. Thin: parse, call a service, render."""
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -79,7 +80,10 @@ def profile_detail(request, profile_id: int):
         return redirect("models-detail", profile_id=profile_id)
     context = {
         **_memory_context(profile, node),
-        "command_line": services.profile_command_line(profile=profile, node=node),
+        # The start takes the first free port of the engine range; its first port is the likeliest.
+        "command_line": services.profile_command_line(profile=profile, node=node,
+                                                      port=settings.PORTAL_ENGINE_PORT_FIRST),
+        "port_range": (settings.PORTAL_ENGINE_PORT_FIRST, settings.PORTAL_ENGINE_PORT_LAST),
         "downloads": selectors.download_list(user=request.user, repo_id=profile.repo_id)[:10],
         "problems": services.profile_problems(profile),
     }

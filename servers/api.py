@@ -98,6 +98,13 @@ def server_adopt(request, server_id: int):
     return services.server_adopt(user=request.user, server=server, ip=client_ip(request))
 
 
+@router.post("/{int:server_id}/clear", response={200: ServerOut, 409: ErrorOut},
+             summary="Clear a stopped or failed server from the list (its history and audit stay)")
+def server_clear(request, server_id: int):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    return services.server_clear(user=request.user, server=server, ip=client_ip(request))
+
+
 @router.get("/{int:server_id}/logs", response=LogOut, summary="Tail or search a server's log (operators)")
 def server_logs(request, server_id: int, query: Query[LogQuery]):
     require_operator(request.user)

@@ -194,7 +194,7 @@ def _requeue(locked: Server, *, reason: str) -> Server:
                        cuda_visible_devices=locked.cuda_visible_devices, exclude_id=locked.pk).raise_if_refused()
     argv = launch_argv(server=locked, profile=locked.profile, node=locked.node)
     server = transition(locked.pk, to=S.QUEUED, reason=reason, argv=argv, failure_code="", restart_attempts=0,
-                        next_restart_at=None)
+                        next_restart_at=None, cleared_at=None)
     _enqueue(tasks.server_launch_task, server)
     return server
 
@@ -221,6 +221,24 @@ def _send_stop(server_id: int, *, reason: str, allowed_from: tuple | None = None
     server = transition(server_id, to=S.STOPPING, reason=reason, allowed_from=allowed_from)
     _enqueue(tasks.server_stop_task, server)
     return server
+
+
+def server_clear(*, user: User, server: Server, ip: str | None = None) -> Server:
+    """Take a stopped or failed server off the Servers list; its row, events and audit stay as history."""
+    require_operator(user)
+    with transaction.atomic():
+        locked = _lock(server.pk)
+        if locked.status not in (S.STOPPED, S.FAILED):
+            raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only a stopped or failed server can "
+                                    "be cleared.")
+        if locked.cleared_at is None:
+            Server.objects.filter(pk=locked.pk).update(cleared_at=timezone.now())
+            ServerEvent.objects.create(server=locked, old=locked.status, new=locked.status,
+                                       reason=f"cleared from the list by {user}")
+            audit_record(actor=user, action="servers.server.cleared", target=locked, ip=ip,
+                         details={"status": locked.status, "served_model_name": locked.served_model_name})
+        locked.refresh_from_db()
+    return locked
 
 
 def server_adopt(*, user: User, server: Server, ip: str | None = None) -> Server:

@@ -2,6 +2,8 @@
 
 (a) The sum of `gpu_memory_utilization` of the node's live servers plus the new one must stay within
     the node's budget (0.85 by default): vLLM preallocates that share of the GPU and keeps it.
+(a') The profile's engine must be installed on the node (its heartbeat says so): otherwise the start
+    would only fail with "No such file or directory".
 (b) The model's weights + KV cache for max_model_len must fit in the free memory the node last
     reported, and in the share of the GPU the server is given. A profile that ran before is judged
     by the memory it really took (parsed from its startup log), not only by the estimate.
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db.models import Sum
+from django.urls import reverse
 
 from nodes.models import Node
 from servers.models import Server
@@ -29,7 +32,14 @@ class Plan:
     need_source: str = ""
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # what could not be checked, in a few words each
     code: str = ""
+    fix_url: str = ""  # where an admin fixes what refuses the start (the node's settings)
+
+    @property
+    def verdict(self) -> str:
+        """"refused", "unknown" (nothing refused, but something could not be checked) or "ok"."""
+        return "refused" if self.errors else "unknown" if self.unknown else "ok"
 
     @property
     def after(self) -> float:
@@ -42,7 +52,8 @@ class Plan:
     def as_dict(self) -> dict:
         return {"node": self.node, "budget": self.budget, "used": round(self.used, 4), "new": self.new,
                 "after": self.after, "total_gb": self.total_gb, "free_gb": self.free_gb, "need_gb": self.need_gb,
-                "need_source": self.need_source, "ok": self.ok, "errors": self.errors, "notes": self.notes}
+                "need_source": self.need_source, "ok": self.ok, "verdict": self.verdict, "errors": self.errors,
+                "notes": self.notes, "unknown": self.unknown, "fix_url": self.fix_url}
 
     def raise_if_refused(self) -> None:
         if self.errors:
@@ -118,12 +129,58 @@ def plan_start(*, node: Node, profile, gpu_memory_utilization: float, cuda_visib
             f"Node {node.name} would use {plan.after:.2f} of its GPU memory budget {plan.budget:.2f} "
             f"({plan.used:.2f} by running servers + {plan.new:.2f} for this one): lower gpu_memory_utilization "
             "or stop a server.")
+    check_engine(plan, node=node, engine=profile.engine)
+    check_weights(plan, node=node, profile=profile)
+    check_memory(plan, node=node, profile=profile, gpu_memory_utilization=gpu_memory_utilization,
+                 cuda_visible_devices=cuda_visible_devices)
+    return plan
+
+
+ENGINE_NAMES = {"vllm": "vLLM", "tei": "TEI"}
+
+
+def check_engine(plan: Plan, *, node: Node, engine: str) -> None:
+    """Refuse when the node's last heartbeat found no executable of the engine; unknown without a heartbeat."""
+    name = ENGINE_NAMES.get(engine, engine)
+    facts = ((node.host_facts or {}).get("engines") or {}).get(engine)
+    if facts is None:
+        plan.unknown.append(f"whether {name} is installed")
+        plan.notes.append(f"Unknown whether {name} is installed on node {node.name}: its worker has not reported "
+                          "its engines yet.")
+    elif not facts.get("found"):
+        plan.code = plan.code or "engine_missing"
+        plan.fix_url = reverse("admin:nodes_node_change", args=[node.pk])
+        plan.errors.append(f"{name} is not installed on node {node.name}: {facts.get('executable') or engine} "
+                           f"was not found. An admin sets the node's {name} executable in Admin → Nodes.")
+
+
+def check_weights(plan: Plan, *, node: Node, profile) -> None:
+    """Say when the node's last weights scan does not list the profile's repo: engines start offline."""
+    from models_registry.models import ModelProfile, NodeWeights
+
+    if profile.source != ModelProfile.Source.HUB or not profile.repo_id:
+        return
+    scan = NodeWeights.objects.filter(node=node, scanned_at__isnull=False).first()
+    if scan is None:
+        plan.unknown.append("whether the weights are downloaded")
+        plan.notes.append(f"Unknown whether {profile.repo_id} is downloaded on node {node.name}: its weights "
+                          "were never scanned.")
+    elif profile.repo_id.lower() not in {str(r.get("repo_id", "")).lower() for r in scan.repos or []}:
+        plan.unknown.append("the weights are not downloaded")
+        plan.notes.append(f"{profile.repo_id} is not among the weights downloaded on node {node.name} (last scan): "
+                          "download it first, engines start offline.")
+
+
+def check_memory(plan: Plan, *, node: Node, profile, gpu_memory_utilization: float,
+                 cuda_visible_devices: str) -> None:
     plan.total_gb, plan.free_gb = node_memory(node, cuda_visible_devices)
     plan.need_gb, plan.need_source = memory_need_gb(profile, node)
     if plan.need_gb is None:
+        plan.unknown.append("the memory the model needs")
         plan.notes.append("No memory estimate for this model yet (download it so its config.json and weights are "
                           "known); only the budget was checked.")
     elif plan.free_gb is None:
+        plan.unknown.append("the node's free GPU memory")
         plan.notes.append(f"The model needs about {plan.need_gb:.1f} GB ({plan.need_source}); node {node.name} "
                           "reported no GPU memory figures, so free memory was not checked.")
     else:
@@ -139,4 +196,3 @@ def plan_start(*, node: Node, profile, gpu_memory_utilization: float, cuda_visib
                 f"The model needs about {plan.need_gb:.1f} GB ({plan.need_source}) but gpu_memory_utilization "
                 f"{gpu_memory_utilization:.2f} gives it only {share:.1f} GB of {plan.total_gb:.1f} GB: raise "
                 "gpu_memory_utilization or lower max_model_len.")
-    return plan

@@ -30,6 +30,7 @@ class ServerOut(Schema):
     started_at: datetime | None
     ready_at: datetime | None
     stopped_at: datetime | None
+    cleared_at: datetime | None
 
     @staticmethod
     def resolve_node(obj: Server) -> str:
@@ -60,9 +61,13 @@ class AdmissionPlanOut(Schema):
     free_gb: float | None
     need_gb: float | None
     need_source: str
-    ok: bool
+    ok: bool = Field(description="Nothing refuses the start (some checks may still be unknown: see verdict).")
+    verdict: str = Field(description='"ok", "refused", or "unknown" when nothing refuses the start but something '
+                                     "could not be checked (listed in `unknown`).")
     errors: list[str]
     notes: list[str]
+    unknown: list[str]
+    fix_url: str = Field(description="Where an admin fixes what refuses the start, when there is such a page.")
 
 
 class NodeOut(Schema):

@@ -11,6 +11,11 @@ def server_list_visible(*, user: User) -> QuerySet[Server]:
     return Server.objects.select_related("node", "profile").order_by("node__name", "-created_at")
 
 
+def server_list_current(*, user: User) -> QuerySet[Server]:
+    """The Servers page's list: every server but the stopped and failed ones an operator cleared."""
+    return server_list_visible(user=user).filter(cleared_at__isnull=True)
+
+
 def server_get_visible(*, user: User, server_id: int) -> Server:
     server = server_list_visible(user=user).filter(pk=server_id).first()
     if server is None:

@@ -2,6 +2,7 @@
 from servers.lifecycle import (
     propose_port,
     server_adopt,
+    server_clear,
     server_ensure_ready,
     server_idle_stop,
     server_on_demand_set,
@@ -13,5 +14,6 @@ from servers.lifecycle import (
     servers_idle_stop,
 )
 
-__all__ = ["server_start", "server_stop", "server_adopt", "server_restart", "server_plan", "propose_port",
-           "server_ensure_ready", "server_idle_stop", "servers_idle_stop", "server_touch", "server_on_demand_set"]
+__all__ = ["server_start", "server_stop", "server_adopt", "server_restart", "server_clear", "server_plan",
+           "propose_port", "server_ensure_ready", "server_idle_stop", "servers_idle_stop", "server_touch",
+           "server_on_demand_set"]

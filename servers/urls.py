@@ -12,5 +12,6 @@ urlpatterns = [
     path("<int:server_id>/stop/", views.server_stop, name="servers-stop"),
     path("<int:server_id>/start/", views.server_restart, name="servers-restart"),
     path("<int:server_id>/adopt/", views.server_adopt, name="servers-adopt"),
+    path("<int:server_id>/clear/", views.server_clear, name="servers-clear"),
     path("<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
 ]

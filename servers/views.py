@@ -17,7 +17,7 @@ from sparkportal.lib.redirects import redirect_next
 
 
 def _list_context(request, form=None) -> dict:
-    return {"nodes": selectors.node_overview(), "servers": selectors.server_list_visible(user=request.user),
+    return {"nodes": selectors.node_overview(), "servers": selectors.server_list_current(user=request.user),
             "form": form or ServerStartForm(), "can_operate": request.user.is_operator}
 
 
@@ -41,7 +41,9 @@ def server_plan(request):
             proposed_port = data["port"] or services.propose_port(data["node"])
         except ApplicationError:
             proposed_port = None
-    return render(request, "servers/list.html#plan", {"plan": plan, "form": form, "proposed_port": proposed_port})
+    # oob: the fragment also swaps the Start button, disabled while the plan says the engine is missing.
+    return render(request, "servers/list.html#plan", {"plan": plan, "form": form, "proposed_port": proposed_port,
+                                                      "oob": True})
 
 
 @login_required
@@ -117,6 +119,13 @@ def server_stop(request, server_id: int):
 @require_POST
 def server_restart(request, server_id: int):
     return _action(request, server_id, services.server_restart, "Server #{server.pk} is queued again.")
+
+
+@login_required
+@require_POST
+def server_clear(request, server_id: int):
+    return _action(request, server_id, services.server_clear,
+                   "Server #{server.pk} is cleared from the list (its page and history stay).")
 
 
 @login_required

@@ -1,11 +1,15 @@
 """The one NinjaAPI. Apps add routers; errors become {"detail": ..., "code": ...}."""
+import json
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DataError, IntegrityError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.docs import Swagger
 from ninja.openapi.schema import OpenAPISchema
 
 from accounts.auth import default_auth
@@ -31,6 +35,18 @@ class PortalAPI(NinjaAPI):
         return schema
 
 
+class OfflineSwagger(Swagger):
+    """Swagger UI from the swagger-ui-dist npm package: ninja's own page loads it from a CDN unless
+    "ninja" is an installed app, and the portal must work without internet."""
+
+    template = "api/docs.html"
+
+    def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs) -> HttpResponse:
+        self.settings["url"] = self.get_openapi_url(api, kwargs)
+        context = {"swagger_settings": json.dumps(self.settings), "api": api, "add_csrf": True}
+        return render(request, self.template, context)
+
+
 api = PortalAPI(
     title="Spark Portal API",
     version="1",
@@ -39,6 +55,7 @@ api = PortalAPI(
     "or with the browser session.",
     auth=default_auth(),
     urls_namespace="api",
+    docs=OfflineSwagger(),
 )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
+NOTICE_DELAY_S = 6.0  # the worker, beat and daphne have printed their start-up lines by then
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -66,9 +67,14 @@ class Supervisor:
         self.settings = settings
         self.children: list[Child] = []
         self.stopping = False
+        self.notice = ""
 
     def manage(self, *args: str) -> None:
         subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR)
+
+    def manage_output(self, *args: str) -> str:
+        return subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR,
+                              stdout=subprocess.PIPE, text=True).stdout.strip()
 
     def start(self, name: str, argv: list[str], *, stop_timeout: float = 10.0) -> None:
         from sparkportal.lib import procs
@@ -105,7 +111,8 @@ class Supervisor:
                 self.embedded_redis()
             self.manage("migrate", "--noinput", "-v", "0")
             self.manage("collectstatic", "--noinput", "-v", "0")
-            self.manage("ensure_admin")
+            # Printed once the others' start-up lines are out, or a generated password scrolls away.
+            self.notice = self.manage_output("ensure_admin")
             if self.stopping:
                 return self.shutdown()
             node = s.NODE_NAME
@@ -124,7 +131,11 @@ class Supervisor:
             return 1
 
     def watch(self) -> int:
+        notice_at = time.monotonic() + NOTICE_DELAY_S
         while not self.stopping:
+            if self.notice and time.monotonic() >= notice_at:
+                print(f"\n{self.notice}\n", flush=True)
+                self.notice = ""
             try:
                 for child in self.children:
                     self.tend(child, time.monotonic())

@@ -2,6 +2,7 @@
 import fnmatch
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,25 @@ def uploads_root() -> Path:
     return (Path(settings.VAR_DIR) / "classifier" / "uploads").resolve()
 
 
+# Added only by `manage.py classify`, for its own process: whoever runs it in a shell can read the path
+# anyway; the configured roots guard the web and the API, which never add one.
+_command_line_roots: list[Path] = []
+
+
+@contextmanager
+def command_line_root(path: Path) -> Iterator[Path]:
+    """Let this process's jobs read `path` (a folder or file given on the command line) while inside."""
+    root = Path(os.path.realpath(path.expanduser()))
+    _command_line_roots.append(root)
+    try:
+        yield root
+    finally:
+        _command_line_roots.remove(root)
+
+
 def roots() -> list[Path]:
-    """The configured archive roots, plus the folder uploaded files are unpacked into."""
-    return [Path(r).resolve() for r in settings.PORTAL_CLASSIFIER_ROOTS] + [uploads_root()]
+    """The configured archive roots, plus the folder uploaded files are unpacked into (and a command line's)."""
+    return [Path(r).resolve() for r in settings.PORTAL_CLASSIFIER_ROOTS] + [uploads_root(), *_command_line_roots]
 
 
 def inside_roots(path: Path) -> bool:
@@ -34,7 +51,8 @@ def inside_roots(path: Path) -> bool:
 
 def check_source(path_text: str) -> Path:
     """The folder (or file) a job may read, or an error saying which roots are allowed."""
-    if not settings.PORTAL_CLASSIFIER_ROOTS and not Path(path_text.strip() or "/").is_relative_to(uploads_root()):
+    if not settings.PORTAL_CLASSIFIER_ROOTS and not _command_line_roots \
+            and not Path(path_text.strip() or "/").is_relative_to(uploads_root()):
         raise ValidationFailed("No archive roots are configured: an admin sets PORTAL_CLASSIFIER_ROOTS "
                                "(colon- or comma-separated folders) before jobs can read files.", code="no_roots")
     path = Path(path_text.strip() or ".").expanduser()

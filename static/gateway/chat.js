@@ -41,6 +41,21 @@
     errorBox.hidden = false;
   }
 
+  // A new conversation joins the sidebar at once, titled like the server titles it (the first line).
+  function sidebarAdd(url, text) {
+    const list = document.getElementById("chat-conversations");
+    list.querySelectorAll("li").forEach((li) => { li.classList.remove("active"); });
+    const empty = list.querySelector("[data-no-conversations]");
+    if (empty) empty.remove();
+    const li = document.createElement("li");
+    li.className = "active";
+    const a = document.createElement("a");
+    a.href = url;
+    a.textContent = text.split("\n")[0].slice(0, 80);
+    li.appendChild(a);
+    list.prepend(li);
+  }
+
   async function send() {
     const text = input.value.trim();
     if (!text) return;
@@ -53,7 +68,9 @@
       history.length = 0;
       window.history.replaceState(null, "", created.url);
     }
+    const first = history.length === 0 && !form.dataset.conversation;
     await post(`/chat/${conversation}/messages/`, { role: "user", content: text });
+    if (first) { sidebarAdd(`/chat/${conversation}/`, text); form.dataset.conversation = conversation; }
     history.push({ role: "user", content: text });
     bubble("user", text);
     input.value = "";

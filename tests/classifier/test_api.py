@@ -11,6 +11,7 @@ from accounts.models import AuditEvent
 from accounts.services import api_key_create
 from classifier import pipeline, services
 from classifier.models import ClassificationResult
+from sparkportal.exceptions import ValidationFailed
 
 COMPACT = "10 Finance:\n  description: money\n  10.06 Expenses:\n    10.06.03 Food: grocery receipts\n"
 
@@ -230,3 +231,20 @@ def test_a_zip_upload_becomes_a_job_folder_and_one_naming_paths_outside_it_is_re
     bad.name = "broken.zip"
     assert api.post("/api/classifier/uploads/", {"files": [bad]}).json()["detail"] == (
         "broken.zip is not a readable zip file.")
+
+
+def test_classify_command_reads_a_path_given_to_it_without_configured_roots(db, admin_user, corpus_dir, settings,
+                                                                          tmp_path):
+    from django.core.management import call_command
+
+    from classifier.archive import scan
+
+    root, labels = corpus_dir
+    settings.PORTAL_CLASSIFIER_ROOTS = []
+    out = tmp_path / "results.csv"
+    call_command("classify", "tests/classifier/data/jd.yaml", str(root / "docs"), "--out", str(out),
+                 "--rerank-model", "")
+    assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == len(labels)
+    assert scan.roots() == [scan.uploads_root()]  # the command's root ends with it: the web never sees it
+    with pytest.raises(ValidationFailed, match="No archive roots are configured"):
+        scan.check_source(str(root / "docs"))

@@ -13,6 +13,12 @@ def test_openapi_docs_and_schema_are_served():
     assert {"BearerKeyAuth", "HeaderKeyAuth"} <= set(schemes)
 
 
+def test_docs_page_loads_swagger_ui_from_the_portal_not_a_cdn():
+    html = Client().get("/api/docs").content.decode()
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower() and "https://" not in html
+
+
 def test_version_answers_with_and_without_credentials(member_user):
     assert Client().get("/api/version").json()["user"] is None
     client = Client()

@@ -14,6 +14,8 @@ def test_first_admin_is_created_once(monkeypatch):
     call_command("ensure_admin", stdout=out)
     assert "password '" in out.getvalue()
     password = out.getvalue().split("password '")[1].split("'")[0]
+    assert "manage.py changepassword admin" in out.getvalue()
+    assert out.getvalue().strip().startswith("=====") and out.getvalue().strip().endswith("=====")
     admin = User.objects.get(username="admin")
     assert admin.role == "admin" and admin.is_superuser and admin.check_password(password)
     out2 = StringIO()

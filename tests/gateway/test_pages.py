@@ -1,6 +1,7 @@
 """The chat page streams a reply through the gateway with the user's session; usage pages and CSV."""
 import csv
 import io
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -80,3 +81,24 @@ def test_usage_pages_and_csv_show_only_what_one_may_see(portal, admin_user):
     metrics = httpx.get(f"{portal.url}/metrics").text
     assert f'portal_gateway_requests_total{{model="chat-model",status="200",user="{mia.username}"}} 2.0' in metrics
     assert f'portal_gateway_tokens_total{{kind="completion",model="chat-model",user="{mia.username}"}} 4.0' in metrics
+
+
+@pytest.mark.browser
+def test_a_new_conversation_joins_the_sidebar_without_a_reload(portal, page):
+    user, _raw = portal.member(requests_per_minute=100)
+    login(page, portal.server, user.username)
+    page.goto(f"{portal.url}/chat/")
+    assert page.locator("#chat-conversations [data-no-conversations]").count() == 1
+    page.select_option("#chat-model", "chat-model")
+    page.fill("#chat-input", "First question\nwith a second line")
+    page.click("#chat-send")
+    entry = page.locator("#chat-conversations li.active a")
+    entry.wait_for()
+    assert entry.inner_text() == "First question"
+    assert page.locator("#chat-conversations [data-no-conversations]").count() == 0
+    page.locator(".msg-assistant[data-done='1']").wait_for()
+    page.fill("#chat-input", "A follow-up")
+    page.click("#chat-send")
+    page.locator(".msg-assistant[data-done='1']").nth(1).wait_for()
+    assert page.locator("#chat-conversations li").count() == 1
+    assert entry.get_attribute("href") == urlparse(page.url).path

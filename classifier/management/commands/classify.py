@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from classifier import evaluation, pipeline, results_export, selectors, services
+from classifier.archive import scan
 from classifier.taxonomy import yaml_import
 from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.csvsafe import SafeDictWriter
@@ -14,7 +15,8 @@ from sparkportal.lib.csvsafe import SafeDictWriter
 
 class Command(BaseCommand):
     help = ("Classify the files under PATH into TAXONOMY (an imported taxonomy's name, or a YAML file that is "
-            "imported on the fly) and write one CSV row per file.")
+            "imported on the fly) and write one CSV row per file. PATH need not be under PORTAL_CLASSIFIER_ROOTS: "
+            "the roots guard the web and the API, and the shell user can read PATH anyway.")
 
     def add_arguments(self, parser):
         parser.add_argument("taxonomy")
@@ -30,6 +32,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-examples", action="store_true", help="labels only (zero-shot)")
 
     def handle(self, *args, **opts):
+        path = Path(opts["path"])
+        if not path.exists():
+            raise CommandError(f"{opts['path']} does not exist.")
+        with scan.command_line_root(path):
+            self._classify(opts)
+
+    def _classify(self, opts: dict) -> None:
         user = self._user(opts["user"])
         try:
             version = self._version(opts["taxonomy"], user)
