@@ -170,9 +170,10 @@ def weights_list(request, node: str = ""):
 
 @router.post("/weights/scan", response={202: schemas.WeightsScanOut, **ERRORS})
 def weights_scan(request, payload: schemas.WeightsScanIn):
+    require_operator(request.user)
     nodes = [services.node_resolve(payload.node)] if payload.node else list(selectors.node_list())
     for target in nodes:
-        services.weights_scan_request(node=target)
+        services.weights_scan_request(user=request.user, node=target)
     return Status(202, {"requested": [n.name for n in nodes]})
 
 
