@@ -162,7 +162,8 @@ def server_start(*, user: User, profile: ModelProfile, node: Node, port: int | N
                     host=settings.PORTAL_ENGINE_HOST, status=S.QUEUED, engine=profile.engine,
                     gpu_memory_utilization=util, cuda_visible_devices=gpus, restart_policy=restart_policy,
                     started_by=user, load_on_demand=False)
-    server.argv = launch_argv(server=server, profile=profile, node=node)  # raises on unknown flags
+    # Stored for display only (the launch builds it again from the profile): without its secrets.
+    server.argv = redact.argv_redact(launch_argv(server=server, profile=profile, node=node))  # raises on unknown flags
     server.full_clean()
     server.save()
     ServerEvent.objects.create(server=server, old=S.STOPPED, new=S.QUEUED, reason=f"start requested by {user}")

@@ -113,3 +113,10 @@ def test_a_loopback_only_engine_on_another_node_cannot_be_adopted(db, node, oper
 def test_external_host_follows_the_engines_bind_address(settings, argv, host):
     settings.PORTAL_ENGINE_HOST = "engines.example"
     assert reconcile.external_host(argv) == host
+
+
+def test_a_started_servers_stored_argv_has_no_secret(node, make_profile, operator_user):
+    profile = make_profile(extra_flags=f"--api-key {SECRET}")
+    server = services.server_start(user=operator_user, profile=profile, node=node)
+    server.refresh_from_db()
+    assert "--api-key" in server.argv and SECRET not in " ".join(server.argv)
