@@ -23,7 +23,8 @@ def key_list(request, everyone: bool = False):
 @router.post("/keys", response={201: schemas.ApiKeyCreatedOut, **ERRORS})
 def key_create(request, payload: schemas.ApiKeyIn):
     key, raw = services.api_key_create(owner=request.user, name=payload.name, scopes=payload.scopes,
-                                       expires_at=payload.expires_at, ip=services.client_ip(request))
+                                       expires_at=payload.expires_at, ip=services.client_ip(request),
+                                       via=getattr(request, "api_key", None))
     key.key = raw
     return Status(201, key)
 
@@ -35,13 +36,14 @@ def key_update(request, key_id: int, payload: schemas.ApiKeyPatch):
     scopes = given["scopes"] if given.get("scopes") is not None else key.scopes
     return services.api_key_update(key=key, actor=request.user, scopes=scopes,
                                    expires_at=given.get("expires_at", key.expires_at),
-                                   ip=services.client_ip(request))
+                                   ip=services.client_ip(request), via=getattr(request, "api_key", None))
 
 
 @router.delete("/keys/{key_id}", response={200: schemas.ApiKeyOut, **ERRORS})
 def key_revoke(request, key_id: int):
     key = selectors.api_key_get_visible(user=request.user, key_id=key_id)
-    return services.api_key_revoke(key=key, actor=request.user, ip=services.client_ip(request))
+    return services.api_key_revoke(key=key, actor=request.user, ip=services.client_ip(request),
+                                   via=getattr(request, "api_key", None))
 
 
 @router.get("/audit", response=list[schemas.AuditEventOut])

@@ -1,7 +1,8 @@
 """Gateway quotas, counted atomically in Redis, and the auth generation counter.
 
 One Lua script per request (`QuotaEngine.acquire`) checks and counts, all or nothing:
-requests this minute, tokens today (the request's worst case is reserved up front), requests in
+requests in the last 60 seconds (a sliding log, so a burst straddling a minute boundary cannot pass
+at twice the limit), tokens today (the request's worst case is reserved up front), requests in
 flight. It also compares the caller's cached auth generation with the live one, so a revoked
 key, a changed quota or a deactivated user takes effect on the very next request in every
 gateway process (accounts.revocation says who bumps `AUTH_GEN_KEY` and what bounds a lost bump).
@@ -13,6 +14,7 @@ request are dropped before counting.
 """
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -23,22 +25,28 @@ UNLIMITED = -1
 
 _ACQUIRE = """
 local gen = redis.call('GET', KEYS[1]) or '0'
-if gen ~= ARGV[1] then return {-1, gen, 0} end
+if gen ~= ARGV[1] then return {-1, gen, 0, 0} end
 local rpm, tpd, conc = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local reserve, now, stale = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 if conc >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - stale)
   local n = redis.call('ZCARD', KEYS[4])
-  if n >= conc then return {3, gen, n} end
+  if n >= conc then return {3, gen, n, 1} end
 end
 if rpm >= 0 then
-  local n = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if n >= rpm then return {1, gen, n} end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60)
+  local n = redis.call('ZCARD', KEYS[2])
+  if n >= rpm then
+    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2]
+    return {1, gen, n, math.ceil(tonumber(oldest or now) + 60 - now)}
+  end
 end
 local used = tonumber(redis.call('GET', KEYS[3]) or '0')
-if tpd >= 0 and used + reserve > tpd then return {2, gen, used} end
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], 120)
+if tpd >= 0 and used + reserve > tpd then return {2, gen, used, 0} end
+if rpm >= 0 then
+  redis.call('ZADD', KEYS[2], now, ARGV[5])
+  redis.call('EXPIRE', KEYS[2], 61)
+end
 if reserve > 0 then
   redis.call('INCRBY', KEYS[3], reserve)
   redis.call('EXPIRE', KEYS[3], 172800)
@@ -49,7 +57,7 @@ if KEYS[5] ~= KEYS[4] then
   redis.call('ZADD', KEYS[5], now, ARGV[5])
   redis.call('EXPIRE', KEYS[5], stale)
 end
-return {0, gen, 0}
+return {0, gen, 0, 0}
 """
 
 _SETTLE = """
@@ -108,29 +116,30 @@ class QuotaEngine:
         self._acquire = Script(self.redis, _ACQUIRE)
         self._settle = Script(self.redis, _SETTLE)
         self._seq = 0
+        # Request ids are members of the per-user logs: unique across processes and restarts.
+        self._process = f"{settings.NODE_NAME}:{secrets.token_hex(4)}"
         self._stale = max_request_seconds()
 
     async def acquire(self, *, user_id: int, generation: str, limits: Limits, reserve: int,
                       server_id: int | None) -> Verdict:
         now = time.time()
-        minute = int(now // 60)
         day = time.strftime("%Y%m%d", time.gmtime(now))
         self._seq += 1
-        request_id = f"{settings.NODE_NAME}:{id(self)}:{self._seq}"
+        request_id = f"{self._process}:{self._seq}"
         base = f"portal:q:{user_id}:"
         conc_key = base + "conc"
         tokens_key = base + "tpd:" + day
         server_key = server_inflight_key(server_id) if server_id is not None else conc_key
-        outcome, gen, used = await self._acquire(
-            [AUTH_GEN_KEY, base + f"rpm:{minute}", tokens_key, conc_key, server_key],
+        outcome, gen, used, wait = await self._acquire(
+            [AUTH_GEN_KEY, base + "rpm", tokens_key, conc_key, server_key],
             [generation, limits.requests_per_minute, limits.tokens_per_day, limits.concurrent_requests,
-             request_id, reserve, now, self._stale])
+             request_id, int(reserve), now, self._stale])
         gen = gen.decode() if isinstance(gen, bytes) else str(gen)
         verdict = Verdict(outcome=int(outcome), generation=gen, used=int(used))
         if verdict.outcome == OK:
             verdict.ticket = Ticket(request_id, tokens_key, conc_key, server_key, reserve)
         elif verdict.outcome == RPM:
-            verdict.retry_after = max(1, 60 - int(now) % 60)
+            verdict.retry_after = max(1, int(wait))
         elif verdict.outcome == TPD:
             verdict.retry_after = max(1, 86400 - int(now) % 86400)
         return verdict

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts import revocation
 from accounts.models import ApiKey, AuditEvent, Quota, User
-from sparkportal.exceptions import AuthenticationFailed, NotFound, ValidationFailed
+from sparkportal.exceptions import AuthenticationFailed, NotFound, PermissionDenied, ValidationFailed
 from sparkportal.lib.clientip import request_client_ip
 
 KEY_MARK = "sk-sp-"
@@ -50,12 +50,35 @@ def hash_key(raw: str) -> str:
 
 
 @transaction.atomic
+def api_key_check_within(*, via: ApiKey | None, scopes: list[str] | None, expires_at: datetime | None,
+                         what: str = "a key") -> None:
+    """A request made with an API key may only make or touch keys no broader and no longer-lived than that
+    key: otherwise a key limited to one model, or about to expire, could mint its own unlimited successor.
+    The browser session (`via` None) may do anything its user may."""
+    if via is None:
+        return
+    wanted = {s.strip() for s in (scopes or []) if s and s.strip()}
+    if via.scopes and (not wanted or not wanted <= set(via.scopes)):
+        raise PermissionDenied(
+            f"API key {via.display} may only use {', '.join(via.scopes)}, so it may only manage keys limited to "
+            f"those models; {what} would reach {', '.join(sorted(wanted - set(via.scopes))) or 'every model'}. "
+            "Set scopes within them, or use the Keys page.", code="key_broader_than_caller")
+    if via.expires_at is not None and (expires_at is None or expires_at > via.expires_at):
+        raise PermissionDenied(
+            f"API key {via.display} expires on {via.expires_at:%Y-%m-%d %H:%M} UTC, so it may only manage keys "
+            f"that expire by then; {what} would "
+            f"{'never expire' if expires_at is None else f'expire on {expires_at:%Y-%m-%d %H:%M} UTC'}. "
+            "Set an earlier expiry, or use the Keys page.", code="key_outlives_caller")
+
+
 def api_key_create(*, owner: User, name: str, actor: User | None = None, scopes: list[str] | None = None,
                    expires_at: datetime | None = None, gateway_only: bool = False,
-                   ip: str | None = None) -> tuple[ApiKey, str]:
+                   ip: str | None = None, via: ApiKey | None = None) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the secret, which is never stored and never shown again.
 
-    `gateway_only` keys work on /v1 but not on the REST API (see accounts.auth)."""
+    `gateway_only` keys work on /v1 but not on the REST API (see accounts.auth). `via` is the key the
+    request was made with, if any (see api_key_check_within)."""
+    api_key_check_within(via=via, scopes=scopes, expires_at=expires_at, what="the new key")
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("Give the key a name, e.g. the tool or machine that will use it.")
@@ -96,7 +119,9 @@ def api_key_find(*, key_or_prefix: str) -> ApiKey:
 
 
 @transaction.atomic
-def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None, reason: str = "") -> ApiKey:
+def api_key_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None, reason: str = "",
+                   via: ApiKey | None = None) -> ApiKey:
+    api_key_check_within(via=via, scopes=key.scopes, expires_at=key.expires_at, what=f"key {key.display}")
     updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
     if updated:
@@ -114,7 +139,7 @@ _rest_keys: revocation.PrincipalCache[ApiKey] = revocation.PrincipalCache()
 
 @transaction.atomic
 def api_key_update(*, key: ApiKey, actor: User | None, scopes: list[str], expires_at: datetime | None,
-                   ip: str | None = None) -> ApiKey:
+                   ip: str | None = None, via: ApiKey | None = None) -> ApiKey:
     """Set a key's scopes and expiry; audited; effective on the next request everywhere.
 
     An expiry of now or earlier ends the key at once (a softer revoke that keeps its history).
@@ -123,6 +148,8 @@ def api_key_update(*, key: ApiKey, actor: User | None, scopes: list[str], expire
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.revoked_at is not None:
         raise ValidationFailed(f"API key {key.display} is revoked: create a new key instead of changing it.")
+    api_key_check_within(via=via, scopes=key.scopes, expires_at=key.expires_at, what=f"key {key.display}")
+    api_key_check_within(via=via, scopes=scopes, expires_at=expires_at, what=f"the changed key {key.display}")
     clean_scopes = sorted({s.strip() for s in scopes if s and s.strip()})
     old = {"scopes": key.scopes, "expires_at": key.expires_at.isoformat() if key.expires_at else None}
     key.scopes, key.expires_at = clean_scopes, expires_at

@@ -100,11 +100,7 @@ class Gateway:
         call.endpoint, generates, counts_prompt = spec
         body = await _read_body(receive)
         req = _parse(body)
-        model = req.get("model")
-        if not isinstance(model, str) or not model:
-            raise errors.bad_request('Say which model to use in the "model" field; GET /v1/models lists yours.',
-                                     code="model_missing", param="model")
-        call.model = model
+        call.model = model = _check_model_name(req.get("model"))
         _check_allowed(principal, model)
         entry = await self.table.lookup(model)
         if entry is None:
@@ -259,9 +255,10 @@ class Gateway:
             if verdict.outcome == limits.OK:
                 return verdict.ticket
             if verdict.outcome != limits.STALE:
-                call.status, call.error_code = 429, _QUOTA_CODES[verdict.outcome]
+                refusal = _quota_error(verdict, principal, reserve)
+                call.status, call.error_code = refusal.status, refusal.code  # the row says what the client got
                 self._record(principal, call, scope)
-                raise _quota_error(verdict, principal, reserve)
+                raise refusal
             # A key, user or quota changed somewhere: drop every cached principal, reload this one.
             self.keys.clear()
             principal = await self._authenticate(scope)
@@ -405,23 +402,57 @@ def _ask_for_usage(req: dict, body: bytes) -> tuple[bytes, bool]:
     return orjson.dumps(req), False
 
 
+MAX_N = 128  # OpenAI's own ceiling for `n`; it also keeps a reservation far below 2**53
+
+
 def _reserve(req: dict, body: bytes, max_model_len: int, generates: bool, counts_prompt: bool) -> int:
-    """The most tokens this request can cost: prompt estimate + max_tokens (x n), capped by the model."""
+    """The most tokens this request can cost: prompt estimate + prompts x n x max_tokens.
+
+    Without max_tokens each answer may fill the model's context after its prompt. A value that is not
+    a positive integer is refused here: it would otherwise reach the quota script and fail there.
+    """
     if not counts_prompt:
         return 0
     prompt = len(body) // 3 + 1  # over-estimate: a token is rarely shorter than 3 bytes of JSON
     if not generates:
         return prompt
-    max_tokens = req.get("max_completion_tokens") or req.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
-        return max_model_len
-    n = req.get("n")
-    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-    return min(max_model_len, prompt + max_tokens) * n
+    n = _positive_int(req, "n", ceiling=MAX_N) or 1
+    prompts = _prompt_count(req.get("prompt"))
+    per_prompt = prompt // prompts + 1
+    max_tokens = _positive_int(req, "max_completion_tokens") or _positive_int(req, "max_tokens")
+    answer = min(max_tokens, max_model_len) if max_tokens else max(1, max_model_len - per_prompt)
+    return prompt + prompts * n * answer
 
 
-_QUOTA_CODES = {limits.RPM: "requests_per_minute_exceeded", limits.TPD: "tokens_per_day_exceeded",
-                limits.CONCURRENT: "concurrent_requests_exceeded"}
+def _positive_int(req: dict, field: str, *, ceiling: int | None = None) -> int | None:
+    value = req.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        shown = orjson.dumps(value).decode()[:40]
+        raise errors.bad_request(f'"{field}" must be a whole number of at least 1, not {shown}: send e.g. '
+                                 f'"{field}": 1 or leave it out.', code="invalid_integer", param=field)
+    if ceiling is not None and value > ceiling:
+        raise errors.bad_request(f'"{field}" may be at most {ceiling}, not {value}: ask for fewer.',
+                                 code="invalid_integer", param=field)
+    return value
+
+
+def _prompt_count(prompt) -> int:
+    """How many prompts a /v1/completions `prompt` holds: a list of strings or of token lists is a batch."""
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str | list) for p in prompt):
+        return len(prompt)
+    return 1
+
+
+def _check_model_name(model: object) -> str:
+    if not isinstance(model, str) or not model:
+        raise errors.bad_request('Say which model to use in the "model" field; GET /v1/models lists yours.',
+                                 code="model_missing", param="model")
+    if len(model) > 200 or any(c < " " or c == "\x7f" for c in model):
+        raise errors.bad_request('The "model" field must be a model name of at most 200 printable characters; '
+                                 "GET /v1/models lists yours.", code="invalid_model_name", param="model")
+    return model
 
 
 def _quota_error(verdict: limits.Verdict, principal: selectors.Principal, reserve: int) -> GatewayError:

@@ -55,12 +55,17 @@ class Call:
             self.usage_known = True
 
     def tokens_spent(self) -> int:
-        """Real usage when the engine reported it, else an estimate from what was relayed."""
+        """Real usage when the engine reported it, else an estimate from what was relayed.
+
+        The estimate is also written into the usage fields, so the ledger row shows what was charged.
+        """
         if self.usage_known:
             return self.prompt_tokens + self.completion_tokens
         if self.status and self.status >= 400 and not self.events:
             return 0
-        return self.prompt_estimate + max(0, self.events - 1)
+        # Each relayed event but the first (the role) carries about one token.
+        self.prompt_tokens, self.completion_tokens = self.prompt_estimate, max(0, self.events - 1)
+        return self.prompt_tokens + self.completion_tokens
 
 
 async def relay_stream(session, send, url: str, body: bytes, call: Call, *, want_usage: bool) -> None:
@@ -77,7 +82,6 @@ async def relay_stream(session, send, url: str, body: bytes, call: Call, *, want
         readany = resp.content.readany
         carry = b""
         usage_event = b""
-        events = 0
         while True:
             data = await readany()
             if not data:
@@ -94,7 +98,9 @@ async def relay_stream(session, send, url: str, body: bytes, call: Call, *, want
                     continue
                 carry = data[cut:]
                 data = data[:cut]
-            events += data.count(b"\n\n")
+            # Counted as they pass, not at the end: a client or engine that hangs up mid-stream is
+            # still charged for what was relayed.
+            call.events += data.count(b"\n\n")
             i = data.rfind(_USAGE)
             if i >= 0:
                 j = data.rfind(b"\n\n", 0, i)
@@ -108,7 +114,6 @@ async def relay_stream(session, send, url: str, body: bytes, call: Call, *, want
             await send({"type": "http.response.body", "body": data, "more_body": True})
         if carry:
             await send({"type": "http.response.body", "body": carry, "more_body": True})
-        call.events = events
         if usage_event:
             _take_usage_event(call, usage_event)
     except BaseException:

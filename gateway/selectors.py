@@ -15,7 +15,9 @@ from gateway.models import Conversation
 from models_registry.models import ModelProfile
 from servers.models import Server
 
-READY = {Server.Status.READY, Server.Status.EXTERNAL}
+# Never EXTERNAL: an engine the portal did not start may be anyone's (a local user serving under an
+# existing model name would receive other users' prompts). An operator adopts it first (server_adopt).
+READY = {Server.Status.READY}
 STARTING = {Server.Status.QUEUED, Server.Status.STARTING}
 LOADABLE = {Server.Status.STOPPED, Server.Status.FAILED}
 
@@ -44,7 +46,7 @@ def routing_snapshot() -> dict[str, ModelServers]:
     servers = (Server.objects.select_related("profile").order_by("pk")
                .only("pk", "served_model_name", "host", "port", "status", "load_on_demand",
                      "profile__max_model_len", "profile__task"))
-    for server in servers:
+    for server in servers.exclude(status=Server.Status.EXTERNAL):
         entry = models.get(server.served_model_name)
         if entry is None:
             profile = server.profile

@@ -4,6 +4,7 @@ from ninja.pagination import paginate
 
 from accounts.selectors import require_admin, require_operator
 from accounts.services import client_ip
+from engines import redact
 from models_registry import schemas, selectors, services
 from sparkportal.exceptions import ApplicationError
 
@@ -58,8 +59,9 @@ def profile_clone(request, profile_id: int, payload: schemas.CloneIn):
 def profile_command(request, profile_id: int, node: str = "", port: int = 8000):
     profile = selectors.profile_get(user=request.user, profile_id=profile_id)
     target = services.node_resolve(node or None)
-    return {"argv": services.profile_argv(profile=profile, node=target, port=port),
-            "command_line": services.profile_command_line(profile=profile, node=target, port=port)}
+    argv = services.profile_argv(profile=profile, node=target, port=port)
+    line = services.profile_command_line(profile=profile, node=target, port=port)
+    return {"argv": redact.argv_redact(argv), "command_line": redact.text_redact(line)}
 
 
 @router.get("/profiles/{profile_id}/memory", response={200: dict, **ERRORS})
@@ -168,9 +170,10 @@ def weights_list(request, node: str = ""):
 
 @router.post("/weights/scan", response={202: schemas.WeightsScanOut, **ERRORS})
 def weights_scan(request, payload: schemas.WeightsScanIn):
+    require_operator(request.user)
     nodes = [services.node_resolve(payload.node)] if payload.node else list(selectors.node_list())
     for target in nodes:
-        services.weights_scan_request(node=target)
+        services.weights_scan_request(user=request.user, node=target)
     return Status(202, {"requested": [n.name for n in nodes]})
 
 

@@ -2,6 +2,8 @@ from datetime import datetime
 
 from ninja import Schema
 
+from engines import redact
+
 
 class ErrorOut(Schema):
     detail: str
@@ -83,6 +85,15 @@ class ProfileOut(Schema):
     catalog_name: str
     created_at: datetime
     updated_at: datetime
+
+    # Every member reads profiles; a secret in a flag or variable stays with the profile's editors.
+    @staticmethod
+    def resolve_extra_flags(obj) -> str:
+        return redact.text_redact(obj.extra_flags or "")
+
+    @staticmethod
+    def resolve_extra_env(obj) -> dict:
+        return redact.env_redact(obj.extra_env if isinstance(obj.extra_env, dict) else {})
 
 
 class CloneIn(Schema):

@@ -216,9 +216,12 @@ def weights_node(request, node: str):
 @require_POST
 def weights_refresh(request):
     """Ask every node (or one) for a fresh scan of its cache; the page hears back over the websocket."""
+    if not request.user.is_operator:
+        return HttpResponse("Only operators and admins may ask the nodes for a fresh scan.", status=403,
+                            content_type="text/plain")
     names = [request.POST["node"]] if request.POST.get("node") else None
     for node in selectors.node_list(names=names):
-        services.weights_scan_request(node=node)
+        services.weights_scan_request(user=request.user, node=node)
     return HttpResponse(status=204)
 
 

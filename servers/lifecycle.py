@@ -23,6 +23,7 @@ from accounts.models import User
 from accounts.selectors import require_operator
 from accounts.services import audit_record
 from engines import flags as engine_flags
+from engines import redact
 from models_registry.models import ModelProfile
 from nodes.models import Node
 from servers import events, planner, processes, tasks
@@ -48,6 +49,12 @@ def transition(server_id: int, *, to: str, reason: str = "", allowed_from: tuple
     (SQLite serializes write transactions instead) cannot slip through.
     """
     allowed = allowed_from or tuple(src for src, targets in Server.TRANSITIONS.items() if to in targets)
+    # Reasons quote failure lines, which may repeat a secret flag; every member sees them.
+    reason = redact.text_redact(reason)
+    if "argv" in fields:
+        fields["argv"] = redact.argv_redact(fields["argv"])
+    if "last_log_lines" in fields:
+        fields["last_log_lines"] = redact.text_redact(fields["last_log_lines"])
     with transaction.atomic():
         current = Server.objects.select_for_update(of=("self",)).select_related("node").get(pk=server_id)
         old = current.status
@@ -155,7 +162,8 @@ def server_start(*, user: User, profile: ModelProfile, node: Node, port: int | N
                     host=settings.PORTAL_ENGINE_HOST, status=S.QUEUED, engine=profile.engine,
                     gpu_memory_utilization=util, cuda_visible_devices=gpus, restart_policy=restart_policy,
                     started_by=user, load_on_demand=False)
-    server.argv = launch_argv(server=server, profile=profile, node=node)  # raises on unknown flags
+    # Stored for display only (the launch builds it again from the profile): without its secrets.
+    server.argv = redact.argv_redact(launch_argv(server=server, profile=profile, node=node))  # raises on unknown flags
     server.full_clean()
     server.save()
     ServerEvent.objects.create(server=server, old=S.STOPPED, new=S.QUEUED, reason=f"start requested by {user}")
@@ -249,9 +257,13 @@ def server_adopt(*, user: User, server: Server, ip: str | None = None) -> Server
         if locked.status != S.EXTERNAL:
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only an external process can be "
                                     "adopted.")
+        if locked.host in ("127.0.0.1", "localhost", "::1") and locked.node.name != settings.NODE_NAME:
+            raise ValidationFailed(f"Server #{server.pk} listens on {locked.host} of node {locked.node.name}, which "
+                                   "the gateway cannot reach: restart it there with --host <the node's address>, "
+                                   "or start the model from a profile.")
         server = transition(locked.pk, to=S.READY, reason=f"adopted by {user}", ready_at=timezone.now())
         audit_record(actor=user, action="servers.server.adopted", target=server, ip=ip,
-                     details={"pid": locked.pid, "argv": locked.argv})
+                     details={"pid": locked.pid, "argv": redact.argv_redact(locked.argv or [])})
     return server
 
 

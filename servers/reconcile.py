@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from engines import failures, vllm_cli
+from engines import failures, redact, vllm_cli
 from nodes.models import Node
 from servers import lifecycle, logs, processes, supervisor, tasks
 from servers.models import Server
@@ -95,6 +96,18 @@ def parse_engine_argv(argv: list[str]) -> tuple[str, str, int]:
         return "vllm", "unknown", 8000
 
 
+WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+LOOPBACKS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def external_host(argv: list[str]) -> str:
+    """Where the gateway would reach an engine found running: the address it binds, or, for an engine
+    listening on every interface, the address this node's engines are reached at. Never a fixed
+    127.0.0.1: on a remote node that is the gateway's own host, not the engine's."""
+    bind = _flag_values(argv, {"--host": "host", "--hostname": "host"}).get("host", "")
+    return settings.PORTAL_ENGINE_HOST if bind in WILDCARDS else bind
+
+
 def _flag_values(argv: list[str], wanted: dict[str, str]) -> dict[str, str]:
     values = {}
     for index, part in enumerate(argv):
@@ -119,9 +132,11 @@ def _externals(node: Node, instance: str) -> tuple[list[int], list[int]]:
         try:
             with transaction.atomic():
                 server = Server.objects.create(node=node, served_model_name=name, port=port, status=S.EXTERNAL,
+                                               host=external_host(proc.argv),
                                                engine=engine, pid=proc.pid, pid_started_at=proc.started_at,
-                                               argv=proc.argv, started_at=timezone.now(),
-                                               status_reason=f"found running as pid {proc.pid}: {proc.title[:500]}")
+                                               argv=redact.argv_redact(proc.argv), started_at=timezone.now(),
+                                               status_reason=redact.text_redact(
+                                                   f"found running as pid {proc.pid}: {proc.title[:500]}"))
         except IntegrityError:
             log.info("engine pid %s on port %s clashes with a live server row; not listed", proc.pid, port)
             continue

@@ -4,6 +4,7 @@ from datetime import datetime
 from ninja import Schema
 from pydantic import Field
 
+from engines import redact
 from servers.models import Server
 
 
@@ -35,6 +36,18 @@ class ServerOut(Schema):
     @staticmethod
     def resolve_node(obj: Server) -> str:
         return obj.node.name
+
+    @staticmethod
+    def resolve_argv(obj: Server) -> list[str]:
+        return redact.argv_redact(obj.argv or [])  # rows stored before secrets were hidden at write
+
+    @staticmethod
+    def resolve_status_reason(obj: Server) -> str:
+        return redact.text_redact(obj.status_reason)
+
+    @staticmethod
+    def resolve_last_log_lines(obj: Server) -> str:
+        return redact.text_redact(obj.last_log_lines)
 
     @staticmethod
     def resolve_profile(obj: Server) -> str | None:
@@ -85,6 +98,10 @@ class EventOut(Schema):
     new: str
     reason: str
     at: datetime
+
+    @staticmethod
+    def resolve_reason(obj) -> str:
+        return redact.text_redact(obj.reason)
 
 
 class LogOut(Schema):

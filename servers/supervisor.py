@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from engines import environment, failures, versions
+from engines import environment, failures, redact, versions
 from nodes import probes
 from nodes import processes as host_processes
 from nodes.models import Node
@@ -123,6 +123,9 @@ def server_launch(server_id: int) -> str:
 def _spawn(server: Server) -> processes.Spawned:
     node = server.node
     argv = lifecycle.launch_argv(server=server, profile=server.profile, node=node) if server.profile else server.argv
+    if redact.HIDDEN in argv:
+        raise ValueError("its stored command line had a secret, which the portal does not keep: start the model "
+                         "from a profile instead")
     env = environment.child_env(base=dict(os.environ), node=node, profile=server.profile, server_id=server.pk,
                             instance=instance_id(), cuda_visible_devices=server.cuda_visible_devices,
                             hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine=server.engine)
@@ -133,7 +136,7 @@ def _spawn(server: Server) -> processes.Spawned:
         fh.write(f"--- spark portal: starting server #{server.pk} at {timezone.now().isoformat()}: "
                  f"{' '.join(argv)}\n".encode())
     spawned = processes.spawn_detached(argv, env=env, log_path=path, cwd=str(settings.VAR_DIR))
-    Server.objects.filter(pk=server.pk).update(argv=argv, engine_version=version)
+    Server.objects.filter(pk=server.pk).update(argv=redact.argv_redact(argv), engine_version=version)
     return spawned
 
 

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import require_operator
 from accounts.services import client_ip
+from engines import redact
 from servers import logs, selectors, services
 from servers.forms import ServerStartForm
 from sparkportal.exceptions import ApplicationError
@@ -75,7 +76,7 @@ def server_detail(request, server_id: int):
     lines = logs.server_log_lines(server=server, lines=200, query=query) if can_logs else []
     context = {"server": server, "events": selectors.server_events(server=server), "log_lines": lines,
                "query": query, "can_logs": can_logs, "can_operate": request.user.is_operator,
-               "command_line": shlex.join(server.argv) if server.argv else "",
+               "command_line": shlex.join(redact.argv_redact(server.argv)) if server.argv else "",
                "metrics_template": _metrics_template()}
     if request.htmx and request.GET.get("part") == "status":
         return render(request, "servers/detail.html#status", context)

@@ -19,7 +19,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         await self.accept()
-        await self._join(f"accounts.user.{user.pk}")
+        await self._join(events.user_group(user.pk))
         query = parse_qs(self.scope.get("query_string", b"").decode())
         for group in ",".join(query.get("groups", [])).split(","):
             if group:
@@ -51,5 +51,32 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined.add(group)
         await self.send_json({"event": "subscribe.ok", "data": {"group": group}})
 
+    async def session_ended(self, message: dict) -> None:
+        """The user logged out of the session this socket was opened with."""
+        session = self.scope.get("session")
+        if session is not None and message.get("session_key") == session.session_key:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def auth_changed(self, message: dict) -> None:
+        """The user's role or status changed: keep only the groups the user may still follow."""
+        user = await database_sync_to_async(_user_reload)(self.scope["user"].pk)
+        if user is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.scope["user"] = user
+        for group in sorted(self.groups_joined):
+            if await database_sync_to_async(events.may_join)(user, group):
+                continue
+            await self.channel_layer.group_discard(group, self.channel_name)
+            self.groups_joined.discard(group)
+            await self.send_json({"event": "subscribe.revoked", "data": {
+                "group": group, "message": f"You may no longer follow {group!r}: your role changed."}})
+
     async def event_forward(self, message: dict) -> None:
         await self.send_json({"event": message["event"], "data": message["data"]})
+
+
+def _user_reload(user_id: int):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first()

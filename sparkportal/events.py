@@ -51,6 +51,23 @@ def publish(group: str, event_type: str, payload: dict) -> None:
         log.warning("could not publish %s to %s", event_type, group, exc_info=True)
 
 
+def user_group(user_id: int) -> str:
+    """Every socket of a user joins this group; it also carries the socket's own control messages."""
+    return f"accounts.user.{user_id}"
+
+
+def socket_control_send(user_id: int, kind: str, **data: Any) -> None:
+    """Tell the user's sockets that their authorization changed (handled by the consumer, not forwarded):
+    `session.ended` closes the socket of that session, `auth.changed` re-checks every group it follows."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": kind, **data})
+    except Exception:  # noqa: BLE001 - a socket left open still loses its groups at the next change
+        log.warning("could not tell user %s's sockets about %s", user_id, kind, exc_info=True)
+
+
 async def apublish(group: str, event_type: str, payload: dict) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -10,7 +10,7 @@ import threading
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from gateway import db
 
@@ -53,20 +53,40 @@ class Ledger:
             self._write(batch)
 
     def _write(self, batch: list[dict]) -> None:
-        from gateway.usage import services as usage_services
         from servers import services as server_services
 
         with self._lock:
+            _rows_write(batch)
             try:
-                usage_services.usage_record_bulk(rows=batch)
-            except IntegrityError:
-                # A user, key or server deleted since its request: write the others one by one.
-                for row in batch:
-                    try:
-                        usage_services.usage_record_bulk(rows=[row])
-                    except IntegrityError:
-                        log.warning("dropped a usage row whose user, key or server is gone: %s", row)
-            server_services.server_touch(seen=_last_request_per_server(batch))
+                server_services.server_touch(seen=_last_request_per_server(batch))
+            except Exception:  # noqa: BLE001 - the rows are written: retrying the batch would count them twice
+                log.warning("could not mark the servers of %d usage rows as used", len(batch), exc_info=True)
+
+
+# The database is away: keep the rows and retry. Any other error belongs to the rows themselves.
+_UNREACHABLE = (OperationalError, InterfaceError)
+
+
+def _rows_write(batch: list[dict]) -> None:
+    """One INSERT for the batch; if the database refuses it, each row alone, so that one bad row (a user
+    deleted since its request, a value the database cannot store) is logged and dropped instead of
+    holding back every later row."""
+    from gateway.usage import services as usage_services
+
+    try:
+        usage_services.usage_record_bulk(rows=batch)
+        return
+    except _UNREACHABLE:
+        raise
+    except (DatabaseError, ValueError, TypeError):
+        pass
+    for row in batch:
+        try:
+            usage_services.usage_record_bulk(rows=[row])
+        except _UNREACHABLE:
+            raise
+        except (DatabaseError, ValueError, TypeError) as exc:
+            log.error("dropped a usage row the database refused (%s): %r", exc, row)
 
 
 def _last_request_per_server(batch: list[dict]) -> dict[int, datetime]:

@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import require_operator
 from accounts.services import audit_record
 from models_registry import clients, events, in_use, validation
 from models_registry.models import Download, NodeWeights, WeightsDeletion
@@ -43,9 +44,14 @@ def _wrong_host(node: Node) -> str | None:
 # --- scans --------------------------------------------------------------------------------------------
 
 
-def weights_scan_request(*, node: Node) -> NodeWeights:
-    """Ask the node's worker for a fresh scan of its cache; the result arrives as a `weights.scan` event."""
+def weights_scan_request(*, user: User, node: Node) -> NodeWeights:
+    """Ask the node's worker for a fresh scan of its cache; the result arrives as a `weights.scan` event.
+
+    Operators only: a scan walks a whole cache on the node's disk, and members could make every node
+    do it in a loop."""
     from models_registry.tasks import weights_scan_task
+
+    require_operator(user)
 
     try:
         with transaction.atomic():

@@ -46,6 +46,7 @@ class App:
         self.ttft = _env_float("FAKE_VLLM_TTFT_S", 0.0)
         self.token_delay = _env_float("FAKE_VLLM_TOKEN_DELAY_S", 0.0)
         self.natural = int(_env_float("FAKE_VLLM_OUTPUT_TOKENS", 12))
+        self.break_after = int(_env_float("FAKE_VLLM_BREAK_AFTER_TOKENS", 0))
         self.in_flight = 0
 
     # --- middleware: api key, access log, instrumentator metrics -------------------------------------
@@ -312,6 +313,10 @@ class App:
                 await response.write(chunk([first], usage_now() if continuous else None))
             async for piece in job.tokens():
                 sent += 1
+                if sent == self.break_after:
+                    job.finish("abort")
+                    request.transport.abort()  # the engine dies mid-answer: no final event, no [DONE]
+                    return response
                 if chat:
                     choice = {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None,
                               "token_ids": None}

@@ -46,6 +46,7 @@ FAKE_VLLM_ENGINE_SETSID=1   the EngineCore child leaves the process group (setsi
 FAKE_VLLM_TTFT_S            seconds before the first token of each request (default 0)
 FAKE_VLLM_TOKEN_DELAY_S     seconds between tokens (default 0)
 FAKE_VLLM_OUTPUT_TOKENS     length of an answer that ends with finish_reason "stop" (default 12)
+FAKE_VLLM_BREAK_AFTER_TOKENS  drop the connection of a stream after this many tokens (an engine lost mid-answer)
 FAKE_VLLM_EXIT_AFTER_S      once ready, die with exit status 1 after this many seconds (an engine crash)
 FAKE_VLLM_LOG_LINES_PER_S   once ready, write this many extra log lines per second on stdout
 FAKE_VLLM_WEIGHTS_GIB       weights size printed in "Model loading took ... GiB" (default 1.5)

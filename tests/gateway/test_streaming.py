@@ -50,7 +50,7 @@ def test_a_client_disconnect_cancels_the_upstream_request(portal):
     assert _wait(lambda: fake.metric("vllm:request_success", finished_reason="abort") == aborted + 1)
     [row] = portal.usage_rows(user, count=1)
     assert (row.status, row.error_code) == (499, "client_disconnected")
-    assert row.completion_tokens == 0 and row.ttft_ms is not None
+    assert row.completion_tokens >= 1 and row.ttft_ms is not None  # charged for what it read
 
 
 def test_a_clean_stop_writes_every_pending_usage_row(portal, tmp_path):
