@@ -98,7 +98,7 @@ class Gateway:
         if scope["method"] != "POST":
             raise GatewayError(405, f"Use POST on {path}.", type="invalid_request_error", code="method_not_allowed")
         call.endpoint, generates, counts_prompt = spec
-        body = await _read_body(receive)
+        body = await _read_body(scope, receive, limit=settings.PORTAL_GATEWAY_MAX_BODY_BYTES)
         req = _parse(body)
         call.model = model = _check_model_name(req.get("model"))
         _check_allowed(principal, model)
@@ -353,18 +353,30 @@ class _Watch:
         self.future.cancel()
 
 
-async def _read_body(receive) -> bytes:
+async def _read_body(scope, receive, *, limit: int) -> bytes:
+    """The whole request body, refused with a 413 as soon as it is declared or read past `limit` bytes."""
+    declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
     message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    parts = [body]
+    parts, size = [message.get("body", b"")], len(message.get("body", b""))
     while message.get("more_body"):
+        if size > limit:
+            raise _too_large(limit)
         message = await receive()
         if message["type"] == "http.disconnect":
             raise asyncio.CancelledError
         parts.append(message.get("body", b""))
+        size += len(parts[-1])
+    if size > limit:
+        raise _too_large(limit)
     return b"".join(parts)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"The request body is larger than {limit // 2**20 or 1} MB, the gateway's limit "
+                             "(PORTAL_GATEWAY_MAX_BODY_BYTES): send a shorter prompt or fewer/smaller images.",
+                        type="invalid_request_error", code="request_too_large")
 
 
 def _parse(body: bytes) -> dict:

@@ -334,6 +334,8 @@ PORTAL_GATEWAY_ROUTES_TTL_S = env_float("PORTAL_GATEWAY_ROUTES_TTL_S", 2.0)
 PORTAL_GATEWAY_LOAD_TIMEOUT_S = env_int("PORTAL_GATEWAY_LOAD_TIMEOUT_S", 900)
 PORTAL_GATEWAY_KEEPALIVE_S = env_float("PORTAL_GATEWAY_KEEPALIVE_S", 5.0)
 PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN = env_int("PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN", 32768)
+# A /v1 body is read into memory before it is forwarded: larger ones are refused with a 413 as they arrive.
+PORTAL_GATEWAY_MAX_BODY_BYTES = env_int("PORTAL_GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
 PORTAL_USAGE_FLUSH_S = env_float("PORTAL_USAGE_FLUSH_S", 1.0)
 # Cost view: GPU power samples further apart than this leave a gap, filled with the fallback wattages.
 PORTAL_COST_SAMPLE_MAX_GAP_S = env_float("PORTAL_COST_SAMPLE_MAX_GAP_S", 60.0)

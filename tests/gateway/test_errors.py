@@ -108,3 +108,14 @@ def test_a_dead_server_answers_503_saying_so(portal):
     response = httpx.post(f"{portal.url}/v1/chat/completions", headers=portal.headers(raw),
                           json={**CHAT, "model": "ghost-model"})
     assert "is not answering" in _error(response, 503, "upstream_unreachable")
+
+
+def test_a_body_over_the_limit_is_a_413_and_the_gateway_keeps_serving(portal):
+    from django.conf import settings
+
+    _user, raw = portal.member()
+    url, headers = f"{portal.url}/v1/chat/completions", portal.headers(raw)
+    huge = {**CHAT, "messages": [{"role": "user", "content": "x" * (settings.PORTAL_GATEWAY_MAX_BODY_BYTES + 1)}]}
+    message = _error(httpx.post(url, headers=headers, json=huge, timeout=60), 413, "request_too_large")
+    assert "PORTAL_GATEWAY_MAX_BODY_BYTES" in message
+    assert httpx.post(url, headers=headers, json=CHAT).status_code == 200
