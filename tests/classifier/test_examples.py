@@ -54,6 +54,55 @@ def test_scores_combine_examples_with_the_label_and_the_path():
     assert scoring.Scorer(space, center=False, path_weight=0.5).top(doc)[0][0][0] == 1
 
 
+def _blobs(rng, centers, per_class, spread=0.35):
+    vectors = np.concatenate([c + spread * rng.standard_normal((per_class, len(c))) for c in centers])
+    return scoring.normalize(vectors), np.repeat(np.arange(len(centers)), per_class)
+
+
+def test_a_linear_probe_joins_the_prototypes_once_examples_give_the_center():
+    rng = np.random.default_rng(0)
+    centers = np.eye(4, 8) + 0.5  # four classes in one narrow cone, as small embedders place texts
+    examples_, classes = _blobs(rng, centers, 20)
+    labels = scoring.normalize(centers + 0.3 * rng.standard_normal(centers.shape))
+    space = scoring.ClassSpace(labels=labels, examples=examples_, example_class=classes)
+    scorer = scoring.Scorer(space)
+    assert scorer.probe is not None and scorer.probe.shape == (8, 4)
+    docs, truth = _blobs(rng, centers, 50)
+    with_probe = scorer.scores(docs)
+    without = scoring.Scorer(space, probe=False).scores(docs)
+    assert not np.allclose(with_probe, without)
+    assert (with_probe.argmax(axis=1) == truth).mean() >= (without.argmax(axis=1) == truth).mean() - 0.02
+    # Uncentered, or before the examples cover enough classes to give the center: no probe.
+    assert scoring.Scorer(space, center=False).probe is None
+    few = scoring.ClassSpace(labels=labels, examples=examples_[:20], example_class=classes[:20])
+    assert scoring.Scorer(few).probe is None
+
+
+def test_the_probe_leaves_classes_without_examples_to_their_label():
+    rng = np.random.default_rng(1)
+    centers = np.eye(5, 8) + 0.5
+    examples_, classes = _blobs(rng, centers[:3], 10)  # classes 3 and 4 have no examples
+    labels = scoring.normalize(centers)
+    space = scoring.ClassSpace(labels=labels, examples=examples_, example_class=classes)
+    docs, _ = _blobs(rng, centers, 5)
+    with_probe = scoring.Scorer(space).scores(docs)
+    without = scoring.Scorer(space, probe=False).scores(docs)
+    np.testing.assert_allclose(with_probe[:, 3:], without[:, 3:], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(with_probe[:, :3], without[:, :3])
+
+
+def test_the_public_hierarchical_sample_parses_into_three_levels():
+    from perf import classifier_accuracy as harness
+
+    yaml_text, rows = harness.dbpedia_set()
+    nodes = yaml_import.parse(yaml_text)
+    depth = {n.code: n.code.count(".") + 1 for n in nodes}
+    assert [sum(1 for d in depth.values() if d == level) for level in (1, 2, 3)] == [9, 70, 219]
+    assert len(rows) == 5000 and all(depth[code] == 3 and text for text, code in rows)
+    assert harness.humanize("NaturalPlace") == "Natural place"
+    assert harness.humanize("NCAATeamSeason") == "NCAA team season"
+
+
 def test_labeled_rows_become_examples_and_bad_rows_import_nothing(db, member_user, jd_version):
     taxonomy = jd_version.taxonomy
     rows = [("Gas bill for March, 712 UAH", "10.02.02"), ("Spoon carving with a hook knife", "55.02")]
