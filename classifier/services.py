@@ -29,6 +29,7 @@ from classifier.models import (
     TaxonomyVersion,
 )
 from classifier.taxonomy import yaml_import
+from sparkportal.celery import enqueue_default
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def job_create(*, owner: User, version: TaxonomyVersion, source_path: str, depth
 def _enqueue(job: ClassificationJob) -> None:
     from classifier.tasks import classification_job_run_task
 
-    transaction.on_commit(lambda: classification_job_run_task.apply_async(args=[job.pk], queue="default"))
+    transaction.on_commit(lambda: enqueue_default(classification_job_run_task, job.pk))
 
 
 def _transition(job: ClassificationJob, new: str, **fields) -> ClassificationJob:
@@ -393,7 +394,7 @@ def margin_calibration_start(*, actor: User, version: TaxonomyVersion, labeled_c
         raise ValidationFailed("The target precision is a fraction between 0 and 1, e.g. 0.95.",
                                code="invalid_target")
     evaluation.rows_check(version=version, rows=rows)
-    task = tasks.margin_calibrate_task.apply_async(kwargs={
+    task = enqueue_default(tasks.margin_calibrate_task, kwargs={
         "version_id": version.pk, "rows": rows, "embedder_key": embedder, "depth": depth, "target": target,
         "actor_id": actor.pk}, queue="default")
     _task_owned_by(task.id, actor)
@@ -456,7 +457,7 @@ def evaluation_start(*, actor: User, taxonomy: Taxonomy, labeled_csv: str, sides
         settings_list.append({"version_id": version.pk, "embedder_key": embedder, "depth": side.get("depth", 2),
                               "margin": side.get("margin"), "rerank_model": (side.get("rerank_model") or "").strip(),
                               "use_examples": bool(side.get("use_examples", True))})
-    task = tasks.evaluation_run_task.apply_async(kwargs={
+    task = enqueue_default(tasks.evaluation_run_task, kwargs={
         "version_id": settings_list[0]["version_id"], "rows": rows, "settings_list": settings_list,
         "user": actor.get_username(), "user_id": actor.pk,
         "learn": selectors.taxonomy_may_change(user=actor, taxonomy=taxonomy)}, queue="default")

@@ -12,6 +12,7 @@ from benchmarks.services import repeats, sessions
 from benchmarks.services.lease import Lease, runner_name
 from benchmarks.services.runs import acting_user, cancel_requested, run_claim, run_finish, run_should_stop
 from servers.models import Server
+from sparkportal.celery import enqueue_on_node
 from sparkportal.exceptions import InvalidTransition
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def _one_repeat(run: BenchmarkRun, summary: BenchmarkSummary, server: Server, re
 
     warmups = run.config["warmups"] if repeat == 1 else 0
     result = BenchmarkResult.objects.create(summary=summary, profile=summary.profile, repeat=repeat, warmups=warmups)
-    benchmark_repeat_task.apply_async(args=[result.pk], queue=server.node.queue)
+    enqueue_on_node(benchmark_repeat_task, server.node, result.pk)
     deadline = time.monotonic() + settings.BENCHMARK_REPEAT_TIMEOUT_S + 60
     while time.monotonic() < deadline:
         result.refresh_from_db(fields=["status"])

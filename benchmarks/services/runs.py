@@ -11,6 +11,7 @@ from accounts.services import audit_record
 from benchmarks import events
 from benchmarks.models import BenchmarkPlan, BenchmarkRun, BenchmarkSummary
 from servers.models import Server
+from sparkportal.celery import enqueue_default
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 
@@ -39,7 +40,7 @@ def _create(*, plan: BenchmarkPlan, actor: User | None, trigger: str, status: st
 def _queue(run: BenchmarkRun) -> None:
     from benchmarks.tasks import benchmark_run_execute_task
 
-    transaction.on_commit(lambda: benchmark_run_execute_task.apply_async(args=[run.pk], queue="default"))
+    transaction.on_commit(lambda: enqueue_default(benchmark_run_execute_task, run.pk))
 
 
 @transaction.atomic

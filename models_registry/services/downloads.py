@@ -20,6 +20,7 @@ from models_registry import clients, events, validation
 from models_registry.models import DEFAULT_IGNORE_PATTERNS, Download, ModelProfile, RepoSnapshot
 from models_registry.services.tokens import hub_token_reveal
 from nodes.models import Node
+from sparkportal.celery import enqueue_on_node
 from sparkportal.exceptions import InvalidTransition, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,11 @@ def node_resolve(node_name: str | None = None) -> Node:
     return node
 
 
-def _send_task(download: Download) -> None:
+def _download_enqueue(download: Download) -> None:
     from models_registry.tasks import download_run_task
 
-    queue = download.node.queue
-    transaction.on_commit(lambda: download_run_task.apply_async(args=[download.pk], queue=queue))
+    node = download.node
+    transaction.on_commit(lambda: enqueue_on_node(download_run_task, node, download.pk))
 
 
 @transaction.atomic
@@ -84,7 +85,7 @@ def download_request(*, actor: User | None, node: Node, profile: ModelProfile | 
     audit_record(actor=actor, action="models.download.requested", target=download, ip=ip,
                  details={"repo_id": repo_id, "revision": revision, "node": node.name,
                           "profile": profile.name if profile is not None else None})
-    _send_task(download)
+    _download_enqueue(download)
     transaction.on_commit(lambda: events.send_download_status(download))
     return download, False
 
@@ -122,7 +123,7 @@ def download_resume(*, download: Download, actor: User | None, ip: str | None = 
     download.refresh_from_db()
     audit_record(actor=actor, action="models.download.resumed", target=download, ip=ip,
                  details={"repo_id": download.repo_id, "node": download.node.name, "bytes_done": download.bytes_done})
-    _send_task(download)
+    _download_enqueue(download)
     transaction.on_commit(lambda: events.send_download_status(download))
     return download
 
@@ -145,7 +146,7 @@ def _requeue_if_dead(download: Download) -> bool:
     if updated:
         log.info("download %s of %s lost its worker; queued again", download.pk, download.repo_id)
         download.refresh_from_db()
-        _send_task(download)
+        _download_enqueue(download)
         transaction.on_commit(lambda: events.send_download_status(download))
     return bool(updated)
 

@@ -21,6 +21,7 @@ from models_registry import clients, events, validation
 from models_registry.models import RepoSnapshot
 from models_registry.services.tokens import hub_token_reveal
 from nodes.models import Node
+from sparkportal.celery import enqueue_on_node
 from sparkportal.exceptions import ValidationFailed
 
 # Beyond the hub's deadline, time for the task to be picked up; after that a queued look-up counts as lost.
@@ -104,7 +105,7 @@ def repo_lookup_request(*, repo_id: str, revision: str, node: Node) -> tuple[Rep
                  lookup_requested_at=now)
         snap.refresh_from_db()
         if queued:
-            transaction.on_commit(lambda: repo_lookup_task.apply_async(args=[snap.pk], queue=node.queue))
+            transaction.on_commit(lambda: enqueue_on_node(repo_lookup_task, node, snap.pk))
             transaction.on_commit(lambda: events.send_repo_lookup(snap))
     return snap, not queued
 

@@ -19,6 +19,7 @@ from accounts.services import audit_record
 from models_registry import clients, events, in_use, validation
 from models_registry.models import Download, NodeWeights, WeightsDeletion
 from nodes.models import Node
+from sparkportal.celery import enqueue_on_node
 from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def weights_scan_request(*, user: User, node: Node) -> NodeWeights:
     ).update(requested_at=now)
     if asked:
         # Expires: a node whose worker is down must not find a pile of stale scans when it comes back.
-        transaction.on_commit(lambda: weights_scan_task.apply_async(args=[node.pk], queue=node.queue, expires=120))
+        transaction.on_commit(lambda: enqueue_on_node(weights_scan_task, node, node.pk, expires=120))
     row.refresh_from_db()
     return row
 
@@ -130,7 +131,7 @@ def weights_delete_request(*, node: Node, repo_id: str, confirm: str = "", actor
         return WeightsDeletion.objects.get(node=node, repo_id=repo_id, status__in=WeightsDeletion.ACTIVE), True
     from models_registry.tasks import weights_delete_task
 
-    transaction.on_commit(lambda: weights_delete_task.apply_async(args=[deletion.pk], queue=node.queue))
+    transaction.on_commit(lambda: enqueue_on_node(weights_delete_task, node, deletion.pk))
     transaction.on_commit(lambda: events.send_weights_deletion(deletion))
     return deletion, False
 
