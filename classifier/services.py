@@ -396,7 +396,7 @@ def margin_calibration_start(*, actor: User, version: TaxonomyVersion, labeled_c
     evaluation.rows_check(version=version, rows=rows)
     task = enqueue_default(tasks.margin_calibrate_task, kwargs={
         "version_id": version.pk, "rows": rows, "embedder_key": embedder, "depth": depth, "target": target,
-        "actor_id": actor.pk}, queue="default")
+        "actor_id": actor.pk})
     _task_owned_by(task.id, actor)
     return task.id
 
@@ -460,6 +460,6 @@ def evaluation_start(*, actor: User, taxonomy: Taxonomy, labeled_csv: str, sides
     task = enqueue_default(tasks.evaluation_run_task, kwargs={
         "version_id": settings_list[0]["version_id"], "rows": rows, "settings_list": settings_list,
         "user": actor.get_username(), "user_id": actor.pk,
-        "learn": selectors.taxonomy_may_change(user=actor, taxonomy=taxonomy)}, queue="default")
+        "learn": selectors.taxonomy_may_change(user=actor, taxonomy=taxonomy)})
     _task_owned_by(task.id, actor)
     return task.id
