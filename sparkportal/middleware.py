@@ -5,6 +5,8 @@ from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from sparkportal.lib.bounds import DB_INT_MAX, DB_INT_MIN, OUT_OF_RANGE_MESSAGE
+
 
 def status_code(status: int) -> str:
     """`not_found` for 404: the `code` of an error that has no more specific one."""
@@ -38,6 +40,14 @@ class ApiErrorsAsJsonMiddleware:
             return self._as_json(request, response)
         return response
 
+    def process_view(self, request: HttpRequest, view_func: Callable, view_args: tuple, view_kwargs: dict
+                     ) -> HttpResponse | None:
+        """An id in an API path past 64 bits: SQLite refuses to bind it and PostgreSQL quietly finds nothing,
+        so answer the same 400 on both before any query runs."""
+        if request.path.startswith("/api/") and any(_out_of_range(v) for v in view_kwargs.values()):
+            return JsonResponse({"detail": OUT_OF_RANGE_MESSAGE, "code": "out_of_range"}, status=400)
+        return None
+
     def _as_json(self, request: HttpRequest, response: HttpResponse) -> JsonResponse:
         body = {"detail": _detail(request, response), "code": status_code(response.status_code)}
         replacement = JsonResponse(body, status=response.status_code)
@@ -45,3 +55,10 @@ class ApiErrorsAsJsonMiddleware:
             if header in response:
                 replacement[header] = response[header]
         return replacement
+
+
+def _out_of_range(value: object) -> bool:
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    return isinstance(value, int) and not DB_INT_MIN <= value <= DB_INT_MAX
+
