@@ -217,8 +217,8 @@ def setup_node():
     common = {"source": "local", "local_path": MODEL, "engine": "vllm", "task": "chat", "dtype": "bfloat16",
               "max_model_len": 512, "gpu_memory_utilization": 0.3}
     sleepy = registry.profile_create(actor=admin, data={
-        **common, "name": "tiny", "served_model_name": "tiny", "extra_flags": "--enforce-eager --enable-sleep-mode",
-        "extra_env": {"VLLM_SERVER_DEV_MODE": "1", "VLLM_USE_FLASHINFER_SAMPLER": "0"}})
+        **common, "name": "tiny", "served_model_name": "tiny", "extra_flags": "--enforce-eager",
+        "enable_sleep_mode": True, "extra_env": {"VLLM_USE_FLASHINFER_SAMPLER": "0"}})
     plain = registry.profile_create(actor=admin, data={
         **common, "name": "tiny-b", "served_model_name": "tiny-b", "extra_flags": "--enforce-eager",
         "extra_env": {"VLLM_USE_FLASHINFER_SAMPLER": "0"}})
