@@ -16,7 +16,6 @@ from servers import clients, lifecycle, processes, supervisor
 from servers.models import Server
 
 S = Server.Status
-_CONFIRM_S = 10.0  # an engine that answered 200 settles its state within this long
 
 
 def confirm(base_url: str, *, level: int) -> tuple[bool, str]:
@@ -24,7 +23,7 @@ def confirm(base_url: str, *, level: int) -> tuple[bool, str]:
 
     A missing gauge (an engine without it) leaves /is_sleeping alone as the evidence.
     """
-    deadline = time.monotonic() + _CONFIRM_S
+    deadline = time.monotonic() + settings.PORTAL_SLEEP_CONFIRM_S
     said = ""
     while True:
         asleep = clients.engine_is_sleeping(base_url)

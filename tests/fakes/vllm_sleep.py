@@ -8,6 +8,7 @@
 
 Scripted delays (seconds, env): FAKE_VLLM_SLEEP_DELAY_S (default 0.15), FAKE_VLLM_WAKE_DELAY_S (level 1,
 default 0.05), FAKE_VLLM_WAKE_L2_DELAY_S (level 2 reloads the weights; default FAKE_VLLM_STARTUP_DELAY_S).
+FAKE_VLLM_SLEEP_IGNORE=1 answers /sleep with 200 but stays awake (an answer the portal must not take on trust).
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class SleepMode:
         if level not in (1, 2):
             return web.json_response({"detail": f"level must be 1 or 2, not {request.query.get('level')}"},
                                      status=400)
-        if self.level == 0:
+        if self.level == 0 and os.environ.get("FAKE_VLLM_SLEEP_IGNORE") != "1":
             self.awake.clear()  # requests arriving from now on wait, as in the real engine
             await asyncio.sleep(_env_float("FAKE_VLLM_SLEEP_DELAY_S", 0.15))
             self.level = level
