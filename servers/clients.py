@@ -122,5 +122,8 @@ def sleep_level_of(metrics_text: str) -> int | None:
 
 
 def engine_sleep_gauge(base_url: str, *, timeout: float = 5.0) -> int | None:
-    fetched = get_texts({"m": f"{base_url}/metrics"}, timeout=timeout)["m"]
-    return sleep_level_of(fetched.text or "") if fetched.error is None else None
+    try:
+        response = httpx.get(f"{base_url}/metrics", timeout=timeout, trust_env=False)
+    except httpx.HTTPError:
+        return None
+    return sleep_level_of(response.text) if response.status_code == 200 else None
