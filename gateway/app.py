@@ -280,7 +280,8 @@ class Gateway:
                 continue
             data.append({"id": name, "object": "model", "created": 0, "owned_by": "sparkportal",
                          "max_model_len": entry.max_model_len,
-                         "status": "ready" if entry.ready else ("loading" if entry.starting else "loadable")})
+                         "status": "ready" if entry.ready else ("loading" if entry.starting else
+                                                                ("sleeping" if entry.sleeping else "loadable"))})
         if one is not None:
             found = next((m for m in data if m["id"] == one), None)
             if found is None:

@@ -49,8 +49,10 @@ def node_overview() -> list[dict]:
 
 
 # What the model registry's weights page and deletion ask (models_registry.in_use): a stopping server
-# has let go of its weights' files, a queued one is about to open them.
-WEIGHTS_HOLDING = (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY)
+# has let go of its weights' files, a queued one is about to open them, a sleeper reads them again to wake
+# (level 2 drops the weights).
+WEIGHTS_HOLDING = (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY, Server.Status.SLEEPING,
+                   Server.Status.WAKING)
 
 
 def server_weights_in_use(*, node_ids: list[int]) -> dict[tuple[int, str], list[dict]]:
