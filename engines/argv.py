@@ -26,6 +26,7 @@ class ServeSpec:
     kv_cache_dtype: str = "auto"
     enable_prefix_caching: bool = True
     max_num_seqs: int | None = None
+    enable_sleep_mode: bool = False
     extra_flags: str = ""
     extra_env: dict = field(default_factory=dict)
 
@@ -58,6 +59,8 @@ def serve_argv(spec: ServeSpec, *, executable: str = "", host: str = "127.0.0.1"
     argv.append("--enable-prefix-caching" if spec.enable_prefix_caching else "--disable-prefix-caching")
     if spec.max_num_seqs:
         argv += ["--max-num-seqs", str(spec.max_num_seqs)]
+    if spec.enable_sleep_mode:
+        argv.append("--enable-sleep-mode")
     return argv + extra
 
 

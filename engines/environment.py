@@ -8,6 +8,9 @@ from __future__ import annotations
 from engines import tei
 
 MARKER = "SPARKPORTAL_SERVER_ID"
+# vLLM serves /sleep, /wake_up and /is_sleeping only with this set (and with it its other development
+# endpoints): owned by the portal, on exactly when the profile enables sleep mode.
+DEV_MODE = "VLLM_SERVER_DEV_MODE"
 INSTANCE = "SPARKPORTAL_INSTANCE"
 # The few variables of the worker's own environment a child may see.
 PASSED_THROUGH = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -28,6 +31,9 @@ def child_env(*, base: dict, node, profile, server_id: int, instance: str, cuda_
     if engine == "tei":
         for name in tei.ENV_SCRUB:
             env.pop(name, None)
+    env.pop(DEV_MODE, None)  # a node's extra environment must not open the dev endpoints behind the portal's back
+    if engine == "vllm" and getattr(profile, "enable_sleep_mode", False):
+        env[DEV_MODE] = "1"
     env.update({
         # setproctitle (vLLM titles its EngineCore with it) otherwise overwrites /proc/<pid>/environ, which
         # would hide the marker below from the stop sweep (seen on vLLM 0.26: 34 of 104 entries left).

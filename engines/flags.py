@@ -9,7 +9,8 @@ table of the engine (`engines.vllm_cli` for vLLM, `engines.tei` for TEI), then a
 - ADMIN_ONLY: flags that make the engine load or run code, read files or send data chosen by whoever
   writes them, as the portal's own user (which can read its secret key and database). Only an admin may
   add them; the registry audits it.
-- Environment: names the portal sets itself (REFUSED_ENV) and names that change what code the child runs
+- Environment: names the portal sets itself (REFUSED_ENV, VLLM_SERVER_DEV_MODE included: it goes with
+  `--enable-sleep-mode`, both from the profile's enable_sleep_mode) and names that change what code the child runs
   (ADMIN_ONLY_ENV, ADMIN_ONLY_ENV_PREFIXES).
 
 `check_extra_flags` returns every problem at once, each saying what to write instead.
@@ -36,6 +37,7 @@ OWNED: dict[str, dict[str, str | None]] = {
         "--quantization": "quantization", "-q": "quantization", "--kv-cache-dtype": "kv_cache_dtype",
         "--enable-prefix-caching": "enable_prefix_caching", "--disable-prefix-caching": "enable_prefix_caching",
         "--max-num-seqs": "max_num_seqs", "--revision": "revision",
+        "--enable-sleep-mode": "enable_sleep_mode", "--disable-sleep-mode": "enable_sleep_mode",
     },
     "tei": {
         "--model-id": None, "--port": None, "-p": None, "--hostname": None, "--uds-path": None,
@@ -68,9 +70,12 @@ ADMIN_ONLY: dict[str, frozenset[str]] = {
     "tei": frozenset({"--api-key", "--otlp-endpoint", "--dense-path"}),
 }
 
-REFUSED_ENV = frozenset({"SPARKPORTAL_SERVER_ID", "SPARKPORTAL_INSTANCE", "SPT_NOENV", "HF_HOME"})
+# VLLM_SERVER_DEV_MODE opens vLLM's development endpoints (/sleep, /wake_up, /collective_rpc, ...): the portal
+# sets it exactly when the profile's enable_sleep_mode is on (engines.environment.child_env), for its own worker.
+REFUSED_ENV = frozenset({"SPARKPORTAL_SERVER_ID", "SPARKPORTAL_INSTANCE", "SPT_NOENV", "HF_HOME",
+                         "VLLM_SERVER_DEV_MODE"})
 ADMIN_ONLY_ENV = frozenset({
-    "PATH", "BASH_ENV", "ENV", "VLLM_PLUGINS", "VLLM_ALLOW_INSECURE_SERIALIZATION", "VLLM_SERVER_DEV_MODE",
+    "PATH", "BASH_ENV", "ENV", "VLLM_PLUGINS", "VLLM_ALLOW_INSECURE_SERIALIZATION",
     "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "NODE_OPTIONS",
 })
 ADMIN_ONLY_ENV_PREFIXES = ("LD_", "PYTHON")

@@ -106,7 +106,7 @@ class Gateway:
         if entry is None:
             raise _unknown_model(model)
         route = self.table.pick(model)
-        if route is None and not (entry.starting or entry.loadable):
+        if route is None and not (entry.starting or entry.loadable or entry.sleeping):
             # About to refuse on a snapshot: make it current first (an operator may have just marked the
             # server "load on demand", which sends no status event). Only refusals pay this query.
             await self.table.reload()
@@ -184,7 +184,7 @@ class Gateway:
     async def _wait_for_load(self, send, call, stream: bool, exc: Exception):
         """The snapshot said ready but the server is gone: load it again if it is marked so, else 503."""
         entry = self.table.models.get(call.model)
-        if entry is None or not (entry.starting or entry.loadable):
+        if entry is None or not (entry.starting or entry.loadable or entry.sleeping):
             raise _lost(call, None, exc)
         return await self.loader.wait(entry, send, call, stream=stream)
 
@@ -273,14 +273,15 @@ class Gateway:
         data = []
         for name in sorted(self.table.models):
             entry = self.table.models[name]
-            if not (entry.ready or entry.starting or entry.loadable):
+            if not (entry.ready or entry.starting or entry.loadable or entry.sleeping):
                 continue
             if (principal.scopes is not None and name not in principal.scopes) or (
                     principal.allowed is not None and name not in principal.allowed):
                 continue
             data.append({"id": name, "object": "model", "created": 0, "owned_by": "sparkportal",
                          "max_model_len": entry.max_model_len,
-                         "status": "ready" if entry.ready else ("loading" if entry.starting else "loadable")})
+                         "status": "ready" if entry.ready else ("loading" if entry.starting else
+                                                                ("sleeping" if entry.sleeping else "loadable"))})
         if one is not None:
             found = next((m for m in data if m["id"] == one), None)
             if found is None:

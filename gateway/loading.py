@@ -1,5 +1,6 @@
-"""Load on demand: a request for a stopped model marked "load on demand" asks servers to start its
-server (servers.services.server_ensure_ready) and waits for it, streaming SSE comments to the client meanwhile.
+"""Load on demand: a request for a stopped model marked "load on demand", or for a sleeping one, asks servers
+to start or wake its server (servers.services.server_ensure_ready) and waits for it, streaming SSE comments to
+the client meanwhile.
 
 All requests of this process that arrive while the model loads share one wait (one start call);
 the service's row lock makes the start single across processes too.
@@ -30,6 +31,8 @@ class Loader:
         """The server a request for a model with no ready replica will wait for, or a 503 saying why not."""
         if entry.starting:
             return entry.starting[0]
+        if entry.sleeping:
+            return entry.sleeping[0]
         if entry.loadable:
             return entry.loadable[0]
         name = entry.name
@@ -50,7 +53,7 @@ class Loader:
         if stream and not call.started:
             await send({"type": "http.response.start", "status": 200, "headers": _sse_headers()})
             call.started = True
-        note = f": loading {name}, please wait\n\n".encode()
+        note = f": {'waking' if entry.sleeping else 'loading'} {name}, please wait\n\n".encode()
         while True:
             done, _pending = await asyncio.wait({future}, timeout=settings.PORTAL_GATEWAY_KEEPALIVE_S)
             if done:
@@ -60,9 +63,10 @@ class Loader:
 
     async def _load(self, entry: selectors.ModelServers, user_id: int) -> Route:
         name = entry.name
+        target = (entry.starting or entry.sleeping or entry.loadable)[0]
         if not entry.starting:
             try:
-                await db.run(server_services.server_ensure_ready, server_id=entry.loadable[0], user_id=user_id)
+                await db.run(server_services.server_ensure_ready, server_id=target, user_id=user_id)
             except ApplicationError as exc:
                 raise errors.unavailable(f"Could not load `{name}` on demand: {exc.message}",
                                          code="model_load_refused") from None
@@ -79,8 +83,7 @@ class Loader:
                 seen_starting = True
                 continue
             if seen_starting or time.monotonic() - began > _APPEAR_S:
-                reason = await db.run(server_selectors.server_failure_reason, server_id=entry.loadable[0]
-                                      if entry.loadable else entry.starting[0])
+                reason = await db.run(server_selectors.server_failure_reason, server_id=target)
                 raise errors.unavailable(f"The server of `{name}` did not come up: {reason}. An operator can see "
                                          "its log on the Servers page.", code="model_load_failed")
         raise errors.unavailable(f"`{name}` is still loading after {settings.PORTAL_GATEWAY_LOAD_TIMEOUT_S} s: "

@@ -18,7 +18,7 @@ from servers.models import Server
 # Never EXTERNAL: an engine the portal did not start may be anyone's (a local user serving under an
 # existing model name would receive other users' prompts). An operator adopts it first (server_adopt).
 READY = {Server.Status.READY}
-STARTING = {Server.Status.QUEUED, Server.Status.STARTING}
+STARTING = {Server.Status.QUEUED, Server.Status.STARTING, Server.Status.WAKING}
 LOADABLE = {Server.Status.STOPPED, Server.Status.FAILED}
 
 
@@ -32,6 +32,7 @@ class ModelServers:
     ready: list[tuple[int, str]] = field(default_factory=list)  # (server id, base url)
     starting: list[int] = field(default_factory=list)
     loadable: list[int] = field(default_factory=list)  # stopped/failed, marked load on demand
+    sleeping: list[int] = field(default_factory=list)  # asleep: a request wakes one (servers.server_ensure_ready)
     stopping: list[int] = field(default_factory=list)
     idle: list[int] = field(default_factory=list)  # stopped, not loadable
 
@@ -59,6 +60,8 @@ def routing_snapshot() -> dict[str, ModelServers]:
             entry.starting.append(server.pk)
         elif server.status == Server.Status.STOPPING:
             entry.stopping.append(server.pk)
+        elif server.status == Server.Status.SLEEPING:
+            entry.sleeping.append(server.pk)
         elif server.load_on_demand:
             entry.loadable.append(server.pk)
         else:
@@ -146,7 +149,7 @@ def chat_models(*, user: User) -> list[str]:
     allowed = account_services.quota_effective(user=user)["allowed_models"]
     names = set()
     for name, entry in routing_snapshot().items():
-        if (entry.ready or entry.starting or entry.loadable) and entry.task in ("chat", "code") and (
-                not allowed or name in allowed):
+        servable = entry.ready or entry.starting or entry.loadable or entry.sleeping
+        if servable and entry.task in ("chat", "code") and (not allowed or name in allowed):
             names.add(name)
     return sorted(names)

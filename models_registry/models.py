@@ -39,6 +39,9 @@ class ModelProfile(models.Model):
     kv_cache_dtype = models.CharField(max_length=20, blank=True, default="auto")
     enable_prefix_caching = models.BooleanField(default=True)
     max_num_seqs = models.PositiveIntegerField(null=True, blank=True)
+    enable_sleep_mode = models.BooleanField(
+        default=False, help_text="vLLM only: launch with --enable-sleep-mode so operators (and the idle policy) can "
+                                 "put its servers to sleep and wake them in seconds instead of a cold start.")
     extra_flags = models.CharField(max_length=1000, blank=True, help_text="Extra engine flags, shell-quoted.")
     extra_env = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True)

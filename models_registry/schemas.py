@@ -28,6 +28,7 @@ class ProfileIn(Schema):
     kv_cache_dtype: str = "auto"
     enable_prefix_caching: bool = True
     max_num_seqs: int | None = None
+    enable_sleep_mode: bool = False
     extra_flags: str = ""
     extra_env: dict = {}
     notes: str = ""
@@ -52,6 +53,7 @@ class ProfilePatch(Schema):
     kv_cache_dtype: str | None = None
     enable_prefix_caching: bool | None = None
     max_num_seqs: int | None = None
+    enable_sleep_mode: bool | None = None
     extra_flags: str | None = None
     extra_env: dict | None = None
     notes: str | None = None
@@ -78,6 +80,7 @@ class ProfileOut(Schema):
     kv_cache_dtype: str
     enable_prefix_caching: bool
     max_num_seqs: int | None
+    enable_sleep_mode: bool
     extra_flags: str
     extra_env: dict
     notes: str

@@ -20,6 +20,9 @@ from servers.schemas import (
     NodeOut,
     ServerOut,
     ServerStartIn,
+    SleepIn,
+    SleepPolicyIn,
+    SwapIn,
 )
 from sparkportal.exceptions import NotFound
 
@@ -103,6 +106,39 @@ def server_adopt(request, server_id: int):
 def server_clear(request, server_id: int):
     server = selectors.server_get_visible(user=request.user, server_id=server_id)
     return services.server_clear(user=request.user, server=server, ip=client_ip(request))
+
+
+@router.post("/{int:server_id}/sleep", response={202: ServerOut, 400: ErrorOut, 409: ErrorOut},
+             summary="Put a server to sleep (sleep mode; operators)")
+def server_sleep(request, server_id: int, payload: SleepIn):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    return Status(202, services.server_sleep(user=request.user, server=server, level=payload.level,
+                                             ip=client_ip(request)))
+
+
+@router.post("/{int:server_id}/wake", response={202: ServerOut, 400: ErrorOut, 409: ErrorOut},
+             summary="Wake a sleeping server (operators)")
+def server_wake(request, server_id: int):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    return Status(202, services.server_wake(user=request.user, server=server, ip=client_ip(request)))
+
+
+@router.post("/swap", response={202: ServerOut, 400: ErrorOut, 409: ErrorOut},
+             summary="Put one server to sleep and wake another in its place, as one admission (operators)")
+def server_swap(request, payload: SwapIn):
+    going = selectors.server_get_visible(user=request.user, server_id=payload.sleep)
+    coming = selectors.server_get_visible(user=request.user, server_id=payload.wake)
+    return Status(202, services.server_swap(user=request.user, sleep=going, wake=coming, level=payload.level,
+                                            ip=client_ip(request)))
+
+
+@router.put("/{int:server_id}/sleep-policy", response={200: ServerOut, 400: ErrorOut},
+            summary="Sleep after N idle minutes (operators)")
+def server_sleep_policy(request, server_id: int, payload: SleepPolicyIn):
+    server = selectors.server_get_visible(user=request.user, server_id=server_id)
+    return services.server_sleep_policy_set(user=request.user, server=server,
+                                            sleep_idle_minutes=payload.sleep_idle_minutes, level=payload.level,
+                                            ip=client_ip(request))
 
 
 @router.get("/{int:server_id}/logs", response=LogOut, summary="Tail or search a server's log (operators)")

@@ -215,7 +215,7 @@ def server_stop(*, user: User, server: Server, ip: str | None = None) -> Server:
         reason = f"stop requested by {user}"
         if locked.status == S.QUEUED:
             server = transition(locked.pk, to=S.STOPPED, reason=reason, stopped_at=timezone.now())
-        elif locked.status in (S.STARTING, S.READY, S.EXTERNAL):
+        elif locked.status in (S.STARTING, S.READY, S.EXTERNAL, S.SLEEPING, S.WAKING):
             server = _send_stop(locked.pk, reason=reason)
         else:
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: there is nothing to stop.")
@@ -303,17 +303,23 @@ def server_on_demand_set(*, user: User, server: Server, load_on_demand: bool, un
 
 
 def server_ensure_ready(*, server_id: int, user_id: int | None = None) -> Server:
-    """Start a stopped or failed server marked "load on demand" for a request; the gateway calls this, then waits.
+    """Start a stopped or failed server marked "load on demand", or wake a sleeping one, for a request; the
+    gateway calls this, then waits.
 
-    The operator who marked the server allowed these starts, so no role is checked; admission (port,
-    memory planner, flags) is `_requeue`'s, as for a start again from the Servers page. The row lock
-    and the status check make concurrent calls start it once: the later ones find it queued.
+    The operator who marked the server (or put it to sleep) allowed these starts and wakes, so no role is
+    checked; admission (port, memory planner, flags) is `_requeue`'s, as for a start again from the Servers
+    page, and a wake is planned like an operator's. The node and row locks and the status check make
+    concurrent calls start or wake it once: the later ones find it queued or waking.
     Raises Unavailable (or the planner's ValidationFailed) with the reason it cannot be started.
     """
     with transaction.atomic():
+        # Node first, as every admission locks it: a wake and a start on one node are planned one at a time.
+        Node.objects.select_for_update().get(pk=Server.objects.values_list("node_id", flat=True).get(pk=server_id))
         locked = _lock(server_id)
-        if locked.status in (S.QUEUED, S.STARTING, S.READY):
+        if locked.status in (S.QUEUED, S.STARTING, S.READY, S.WAKING):
             return locked
+        if locked.status == S.SLEEPING:
+            return _wake_for_request(locked, user_id)
         if not locked.load_on_demand:
             raise Unavailable("its server is not marked load on demand")
         if locked.status not in (S.STOPPED, S.FAILED):
@@ -335,12 +341,32 @@ def server_touch(*, seen: dict[int, datetime]) -> None:
             .update(last_request_at=at)
 
 
-def _idle_past_limit(server: Server, *, now: datetime) -> bool:
-    """Ready, marked "unload when idle", and its last request (or its start) ended that many minutes ago."""
-    if server.status != S.READY or not server.unload_idle_minutes:
+def _wake_for_request(locked: Server, user_id: int | None) -> Server:
+    planner.plan_wake(node=locked.node, server=locked).raise_if_refused()
+    who = User.objects.filter(pk=user_id).first()
+    server = _send_wake(locked.pk, reason=f"woken for a request of {who}", task=tasks.server_wake_task)
+    audit_record(actor=None, actor_name="gateway", action="gateway.server.woken_on_demand", target=server,
+                 details={"requested_by": str(who), "model": server.served_model_name})
+    return server
+
+
+def _idle_for(server: Server, minutes: int | None, *, now: datetime) -> bool:
+    """Its last request (or its start) ended at least `minutes` ago."""
+    if not minutes:
         return False
     last = max(filter(None, [server.last_request_at, server.ready_at, server.started_at]), default=None)
-    return last is None or last <= now - timedelta(minutes=server.unload_idle_minutes)
+    return last is None or last <= now - timedelta(minutes=minutes)
+
+
+def _idle_past_limit(server: Server, *, now: datetime) -> bool:
+    """Ready or sleeping, marked "unload when idle", and idle that many minutes."""
+    return server.status in (S.READY, S.SLEEPING) and _idle_for(server, server.unload_idle_minutes, now=now)
+
+
+def _sleepy(server: Server, *, now: datetime) -> bool:
+    """Ready, launched with sleep mode, marked "sleep when idle", and idle that many minutes."""
+    return (server.status == S.READY and SLEEP_FLAG in (server.argv or [])
+            and _idle_for(server, server.sleep_idle_minutes, now=now))
 
 
 def server_idle_stop(*, server_id: int, now: datetime | None = None) -> Server | None:
@@ -355,7 +381,7 @@ def server_idle_stop(*, server_id: int, now: datetime | None = None) -> Server |
         locked = _lock(server_id)
         if not _idle_past_limit(locked, now=now) or limits.server_inflight_count(locked.pk):
             return None
-        server = _send_stop(locked.pk, allowed_from=(S.READY,),
+        server = _send_stop(locked.pk, allowed_from=(S.READY, S.SLEEPING),
                             reason=f"idle for {locked.unload_idle_minutes} min: unloaded "
                                    "(a request loads it again when it is marked load on demand)")
         audit_record(actor=None, actor_name="gateway", action="gateway.server.unloaded_idle", target=server,
@@ -366,9 +392,222 @@ def server_idle_stop(*, server_id: int, now: datetime | None = None) -> Server |
 def servers_idle_stop(*, now: datetime | None = None) -> list[int]:
     """Stop every server idle past its limit (a beat task, every minute; safe to run twice). Returns their ids."""
     now = now or timezone.now()
-    candidates = Server.objects.filter(status=S.READY, unload_idle_minutes__gt=0)
+    candidates = Server.objects.filter(status__in=(S.READY, S.SLEEPING), unload_idle_minutes__gt=0)
     stopped = []
     for server in candidates:
         if _idle_past_limit(server, now=now) and server_idle_stop(server_id=server.pk, now=now) is not None:
             stopped.append(server.pk)
     return stopped
+
+
+# --- sleep mode: operators (and the idle policy, and the gateway's wake) ask; the node's worker acts ---------------
+
+SLEEP_FLAG = "--enable-sleep-mode"
+
+
+def _check_sleepable(locked: Server) -> None:
+    """Only an engine launched with sleep mode has the endpoints (the profile may have changed since its start)."""
+    if locked.engine != Server.Engine.VLLM or SLEEP_FLAG not in (locked.argv or []):
+        raise ValidationFailed(f"Server #{locked.pk} was not started with sleep mode: enable sleep mode on its "
+                               "profile, then stop and start it again.", code="sleep_mode_off")
+
+
+def _check_idle(locked: Server) -> None:
+    busy = limits.server_inflight_count(locked.pk)
+    if busy:
+        raise InvalidTransition(f"Server #{locked.pk} has {busy} request(s) in flight: put it to sleep when they "
+                                "are done.", code="requests_in_flight")
+
+
+def _check_level(level: int) -> None:
+    if level not in (1, 2):
+        raise ValidationFailed(f"Sleep level must be 1 (weights offloaded to host RAM) or 2 (weights dropped), "
+                               f"not {level}.", code="invalid")
+
+
+def _send_sleep(locked: Server, *, level: int, reason: str, task: Task | None = None) -> Server:
+    """Mark a ready server `sleeping` (the gateway stops routing to it now); its node's worker asks the engine."""
+    planner.plan_sleep(node=locked.node, server=locked, level=level).raise_if_refused()
+    server = transition(locked.pk, to=S.SLEEPING, allowed_from=(S.READY,), reason=reason, sleep_level=level,
+                        slept_at=None)
+    if task is not None:
+        _enqueue(task, server)
+    return server
+
+
+def _send_wake(server_id: int, *, reason: str, task: Task | None = None) -> Server:
+    server = transition(server_id, to=S.WAKING, allowed_from=(S.SLEEPING,), reason=reason)
+    if task is not None:
+        _enqueue(task, server)
+    return server
+
+
+def server_sleep(*, user: User, server: Server, level: int = 1, ip: str | None = None) -> Server:
+    """Put a ready server to sleep at `level` (1: weights to host RAM, 2: weights dropped); operators."""
+    require_operator(user)
+    _check_level(level)
+    with transaction.atomic():
+        Node.objects.select_for_update().get(pk=server.node_id)  # admissions on a node are serialized
+        locked = _lock(server.pk)
+        if locked.status != S.READY:
+            raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only a ready server can sleep.")
+        _check_sleepable(locked)
+        _check_idle(locked)
+        server = _send_sleep(locked, level=level, reason=f"sleep (level {level}) requested by {user}",
+                             task=tasks.server_sleep_task)
+        audit_record(actor=user, action="servers.server.slept", target=server, ip=ip, details={"level": level})
+    return server
+
+
+def server_wake(*, user: User, server: Server, ip: str | None = None) -> Server:
+    """Wake a sleeping server if the node's memory planner admits it; operators."""
+    require_operator(user)
+    with transaction.atomic():
+        node = Node.objects.select_for_update().get(pk=server.node_id)
+        locked = _lock(server.pk)
+        if locked.status != S.SLEEPING:
+            raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only a sleeping server can be woken.")
+        plan = planner.plan_wake(node=node, server=locked)
+        plan.raise_if_refused()
+        server = _send_wake(locked.pk, reason=f"wake requested by {user}", task=tasks.server_wake_task)
+        audit_record(actor=user, action="servers.server.woken", target=server, ip=ip, details={"plan": plan.as_dict()})
+    return server
+
+
+def server_swap(*, user: User, sleep: Server, wake: Server, level: int = 1, ip: str | None = None) -> Server:
+    """Put `sleep` to sleep and wake `wake` in its place, admitted as one step; returns the server being woken.
+
+    The wake is planned as if `sleep` were already asleep, and the node's worker runs both in order (one task),
+    so the woken engine never asks for memory the other still holds.
+    """
+    require_operator(user)
+    _check_level(level)
+    if sleep.node_id != wake.node_id or sleep.pk == wake.pk:
+        raise ValidationFailed("A swap puts one server to sleep and wakes another on the same node.", code="invalid")
+    with transaction.atomic():
+        node = Node.objects.select_for_update().get(pk=sleep.node_id)
+        going, coming = _lock(sleep.pk), _lock(wake.pk)
+        if going.status != S.READY or coming.status != S.SLEEPING:
+            raise InvalidTransition(f"A swap needs #{going.pk} ready (it is {going.status}) and #{coming.pk} "
+                                    f"sleeping (it is {coming.status}).")
+        _check_sleepable(going)
+        _check_idle(going)
+        plan = planner.plan_wake(node=node, server=coming, asleep={going.pk: level})
+        plan.raise_if_refused()
+        _send_sleep(going, level=level, reason=f"swapped out for #{coming.pk} (level {level}) by {user}")
+        woken = _send_wake(coming.pk, reason=f"swapped in for #{going.pk} by {user}")
+        node_ = going.node
+        transaction.on_commit(lambda: enqueue_on_node(tasks.server_swap_task, node_, going.pk, coming.pk))
+        audit_record(actor=user, action="servers.server.swapped", target=woken, ip=ip,
+                     details={"slept": going.pk, "woken": coming.pk, "level": level, "plan": plan.as_dict()})
+    return woken
+
+
+def _note(server_id: int, *, status: str, **fields) -> bool:
+    """Update a server's fields if it is still `status` (no transition: no history row), and tell the pages."""
+    with transaction.atomic():
+        if not Server.objects.filter(pk=server_id, status=status).update(**fields):
+            return False
+        payload = _payload(Server.objects.select_related("node").get(pk=server_id))
+        transaction.on_commit(lambda: events.send_server_status(payload))
+    return True
+
+
+def server_sleep_confirmed(*, server_id: int, level: int, evidence: str) -> bool:
+    """The engine confirmed it sleeps at `level`; False when the row moved on (a wake came meanwhile)."""
+    return _note(server_id, status=S.SLEEPING, slept_at=timezone.now(),
+                 status_reason=f"asleep at level {level} ({evidence})")
+
+
+def server_sleep_refused(*, server_id: int, reason: str) -> Server | None:
+    """The engine did not go to sleep: the server is ready again (it still answers), saying why."""
+    try:
+        return transition(server_id, to=S.READY, allowed_from=(S.SLEEPING,), sleep_level=None, slept_at=None,
+                          reason=f"did not go to sleep: {reason}")
+    except InvalidTransition:
+        return None
+
+
+def server_woken(*, server_id: int, evidence: str) -> Server | None:
+    try:
+        return transition(server_id, to=S.READY, allowed_from=(S.WAKING,), sleep_level=None, slept_at=None,
+                          ready_at=timezone.now(), reason=f"awake ({evidence})")
+    except InvalidTransition:
+        return None
+
+
+def server_wake_refused(*, server_id: int, reason: str) -> Server | None:
+    """The engine did not wake: the server stays asleep, saying why."""
+    try:
+        return transition(server_id, to=S.SLEEPING, allowed_from=(S.WAKING,), reason=f"did not wake: {reason}")
+    except InvalidTransition:
+        return None
+
+
+def server_idle_sleep(*, server_id: int, now: datetime | None = None) -> Server | None:
+    """Put a server idle past its "sleep when idle" limit to sleep; None when it stays awake.
+
+    Judged again under the locks, and never while a request is in flight (as server_idle_stop).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        Node.objects.select_for_update().get(pk=Server.objects.values_list("node_id", flat=True).get(pk=server_id))
+        locked = _lock(server_id)
+        if not _sleepy(locked, now=now) or limits.server_inflight_count(locked.pk):
+            return None
+        level = locked.idle_sleep_level
+        server = _send_sleep(locked, level=level, task=tasks.server_sleep_task,
+                             reason=f"idle for {locked.sleep_idle_minutes} min: asleep at level {level} (a request "
+                                    "wakes it)")
+        audit_record(actor=None, actor_name="gateway", action="gateway.server.slept_idle", target=server,
+                     details={"idle_minutes": locked.sleep_idle_minutes, "level": level})
+    return server
+
+
+def servers_idle_sleep(*, now: datetime | None = None) -> list[int]:
+    """Put every server idle past its "sleep when idle" limit to sleep (beat, with the idle stop). Returns their ids."""
+    now = now or timezone.now()
+    slept = []
+    for server in Server.objects.filter(status=S.READY, sleep_idle_minutes__gt=0):
+        if _sleepy(server, now=now):
+            try:
+                if server_idle_sleep(server_id=server.pk, now=now) is not None:
+                    slept.append(server.pk)
+            except ValidationFailed:  # the host cannot hold its weights at that level: it stays awake
+                continue
+    return slept
+
+
+@transaction.atomic
+def server_sleep_policy_set(*, user: User, server: Server, sleep_idle_minutes: int | None, level: int = 1,
+                            ip: str | None = None) -> Server:
+    """Put a server to sleep after N idle minutes (before its unload, if it has one); None turns it off."""
+    require_operator(user)
+    _check_level(level)
+    if sleep_idle_minutes is not None and sleep_idle_minutes < 1:
+        raise ValidationFailed("Sleep after at least 1 idle minute, or leave it empty to keep the server awake.")
+    locked = _lock(server.pk)
+    if sleep_idle_minutes is not None:
+        _check_sleepable(locked)
+    old = {"sleep_idle_minutes": locked.sleep_idle_minutes, "idle_sleep_level": locked.idle_sleep_level}
+    new = {"sleep_idle_minutes": sleep_idle_minutes, "idle_sleep_level": level}
+    Server.objects.filter(pk=locked.pk).update(**new)
+    if new != old:
+        audit_record(actor=user, action="servers.server.sleep_policy_changed", target=locked, ip=ip,
+                     details={"old": old, "new": new})
+    locked.refresh_from_db()
+    return locked
+
+
+def server_sleep_observed(*, server_id: int, level: int) -> Server | None:
+    """The engine says it sleeps at `level` (0: awake) though the row says otherwise: follow the engine."""
+    try:
+        if level:
+            return transition(server_id, to=S.SLEEPING, allowed_from=(S.READY,), sleep_level=level,
+                              slept_at=timezone.now(), reason=f"the engine reports it sleeps at level {level} "
+                              "(vllm:engine_sleep_state, /is_sleeping): put to sleep outside the portal")
+        return transition(server_id, to=S.READY, allowed_from=(S.SLEEPING,), sleep_level=None, slept_at=None,
+                          reason="the engine reports it is awake (vllm:engine_sleep_state, /is_sleeping): woken "
+                                 "outside the portal")
+    except InvalidTransition:
+        return None

@@ -8,7 +8,9 @@ class Server(models.Model):
 
     Status: stopped -> queued -> starting -> ready -> stopping -> stopped;
     failed is reachable from queued/starting/ready; external marks an engine found running
-    that the portal did not start (adoptable, stoppable). See TRANSITIONS.
+    that the portal did not start (adoptable, stoppable). A server whose profile enables sleep mode
+    goes ready -> sleeping (at sleep_level 1 or 2; back to ready if the engine does not confirm) ->
+    waking -> ready (or back to sleeping if the engine refuses). See TRANSITIONS.
     """
 
     class Status(models.TextChoices):
@@ -19,17 +21,24 @@ class Server(models.Model):
         STOPPING = "stopping"
         FAILED = "failed"
         EXTERNAL = "external"
+        SLEEPING = "sleeping"
+        WAKING = "waking"
 
     TRANSITIONS = {
         Status.STOPPED: {Status.QUEUED, Status.STARTING},
         Status.FAILED: {Status.QUEUED, Status.STARTING, Status.STOPPED},
         Status.QUEUED: {Status.STARTING, Status.STOPPED, Status.FAILED},
         Status.STARTING: {Status.READY, Status.STOPPING, Status.FAILED},
-        Status.READY: {Status.STOPPING, Status.FAILED},
+        Status.READY: {Status.STOPPING, Status.FAILED, Status.SLEEPING},
+        Status.SLEEPING: {Status.WAKING, Status.READY, Status.STOPPING, Status.FAILED},
+        Status.WAKING: {Status.READY, Status.SLEEPING, Status.STOPPING, Status.FAILED},
         Status.STOPPING: {Status.STOPPED, Status.FAILED},
         Status.EXTERNAL: {Status.STOPPING, Status.READY, Status.STOPPED},
     }
-    LIVE = (Status.QUEUED, Status.STARTING, Status.READY, Status.STOPPING, Status.EXTERNAL)
+    LIVE = (Status.QUEUED, Status.STARTING, Status.READY, Status.STOPPING, Status.EXTERNAL, Status.SLEEPING,
+            Status.WAKING)
+    # An engine process is up and answering (or being put to sleep or woken): what reconcile and the scrape watch.
+    RUNNING = (Status.READY, Status.SLEEPING, Status.WAKING)
 
     class Engine(models.TextChoices):
         VLLM = "vllm", "vLLM"
@@ -71,19 +80,30 @@ class Server(models.Model):
     # Cleared from the Servers list by an operator; the row, its events and the audit stay as history.
     cleared_at = models.DateTimeField(null=True, blank=True)
     last_request_at = models.DateTimeField(null=True, blank=True)
+    # Sleep mode: the level while sleeping/waking (None when awake) and when the engine confirmed it asleep.
+    sleep_level = models.PositiveSmallIntegerField(null=True, blank=True)
+    slept_at = models.DateTimeField(null=True, blank=True)
+    # Idle policy before the unload: sleep at idle_sleep_level after this many idle minutes (None: never).
+    sleep_idle_minutes = models.PositiveIntegerField(null=True, blank=True)
+    idle_sleep_level = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["node__name", "port"]
         constraints = [
             models.CheckConstraint(condition=models.Q(status__in=["stopped", "queued", "starting", "ready",
-                                                                  "stopping", "failed", "external"]),
+                                                                  "stopping", "failed", "external", "sleeping",
+                                                                  "waking"]),
                                    name="servers_server_status_valid"),
+            models.CheckConstraint(condition=models.Q(sleep_level__isnull=True) | models.Q(sleep_level__in=[1, 2]),
+                                   name="servers_server_sleep_level_valid"),
+            models.CheckConstraint(condition=models.Q(idle_sleep_level__in=[1, 2]),
+                                   name="servers_server_idle_sleep_level_valid"),
             models.CheckConstraint(condition=models.Q(engine__in=["vllm", "tei"]), name="servers_server_engine_valid"),
             # One live server per node and port; stopped/failed rows keep their history.
             models.UniqueConstraint(fields=["node", "port"],
                                     condition=models.Q(status__in=["queued", "starting", "ready", "stopping",
-                                                                   "external"]),
+                                                                   "external", "sleeping", "waking"]),
                                     name="servers_server_live_port_unique"),
         ]
         indexes = [

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Sum
 from django.urls import reverse
 
 from nodes.models import Node
@@ -60,11 +59,31 @@ class Plan:
             raise ValidationFailed(" ".join(self.errors), code=self.code or "refused", extra={"plan": self.as_dict()})
 
 
-def budget_used(node: Node, *, exclude_id: int | None = None) -> float:
+def is_unified(node: Node) -> bool:
+    """GB10 and kin: the GPU has no memory of its own (the heartbeat's gpu facts say unified_memory)."""
+    return any(gpu.get("unified_memory") for gpu in node.gpu_facts or [])
+
+
+def resident_share(server: Server, *, unified: bool, level: int | None = None) -> float:
+    """The share of the node's GPU memory a server holds; `level` asks "if it slept at this level".
+
+    Level 1 offloads the weights to host memory: on a unified-memory node that is the same physical
+    memory, so the server stays counted whole; on a discrete GPU it frees the GPU (host RAM is held).
+    Level 2 drops weights and KV cache on both.
+    """
+    level = level if level is not None else (server.sleep_level if server.status == Server.Status.SLEEPING else None)
+    if level is None or (level == 1 and unified):
+        return float(server.gpu_memory_utilization)
+    return 0.0
+
+
+def budget_used(node: Node, *, exclude_id: int | None = None, asleep: dict[int, int] | None = None) -> float:
+    """Sum of the resident shares of the node's live servers; `asleep` {server id: level} counts those as asleep."""
     qs = Server.objects.filter(node=node, status__in=[s for s in Server.LIVE if s != Server.Status.EXTERNAL])
     if exclude_id:
         qs = qs.exclude(pk=exclude_id)
-    return float(qs.aggregate(total=Sum("gpu_memory_utilization"))["total"] or 0.0)
+    unified, asleep = is_unified(node), asleep or {}
+    return float(sum(resident_share(s, unified=unified, level=asleep.get(s.pk)) for s in qs))
 
 
 def memory_need_gb(profile, node: Node | None = None) -> tuple[float | None, str]:
@@ -196,3 +215,81 @@ def check_memory(plan: Plan, *, node: Node, profile, gpu_memory_utilization: flo
                 f"The model needs about {plan.need_gb:.1f} GB ({plan.need_source}) but gpu_memory_utilization "
                 f"{gpu_memory_utilization:.2f} gives it only {share:.1f} GB of {plan.total_gb:.1f} GB: raise "
                 "gpu_memory_utilization or lower max_model_len.")
+
+
+# --- sleep mode ---------------------------------------------------------------------------------------------------
+
+def _released_since_heartbeat_gb(node: Node, *, total_gb: float, unified: bool) -> float:
+    """GPU memory freed by servers that fell asleep after the node's last heartbeat (its free figure predates them)."""
+    since = node.last_heartbeat_at
+    sleepers = Server.objects.filter(node=node, status=Server.Status.SLEEPING, slept_at__isnull=False)
+    if since is not None:
+        sleepers = sleepers.filter(slept_at__gt=since)
+    return sum((s.gpu_memory_utilization - resident_share(s, unified=unified)) * total_gb for s in sleepers)
+
+
+def plan_wake(*, node: Node, server: Server, asleep: dict[int, int] | None = None) -> Plan:
+    """Does waking `server` fit? `asleep` counts other servers as asleep (a swap admitted as one step).
+
+    The server takes back the share it gave up (nothing for a level-1 sleeper on a unified-memory node).
+    """
+    unified = is_unified(node)
+    regained = float(server.gpu_memory_utilization) - resident_share(server, unified=unified)
+    plan = Plan(node=node.name, budget=node.memory_budget, used=budget_used(node, exclude_id=server.pk, asleep=asleep)
+                + float(server.gpu_memory_utilization) - regained, new=round(regained, 4))
+    if plan.after > plan.budget + 1e-9:
+        plan.code = "over_budget"
+        plan.errors.append(f"Waking {server.served_model_name} would use {plan.after:.2f} of node {node.name}'s GPU "
+                           f"memory budget {plan.budget:.2f}: put another server to sleep or stop one first.")
+    plan.total_gb, plan.free_gb = node_memory(node, server.cuda_visible_devices)
+    if regained <= 0:
+        plan.notes.append("Its memory stayed resident while asleep (level 1 on unified memory): waking takes no more.")
+        return plan
+    if plan.total_gb is None or plan.free_gb is None:
+        plan.notes.append(f"Node {node.name} reported no GPU memory figures: only the budget was checked.")
+        return plan
+    plan.free_gb = round(plan.free_gb + _released_since_heartbeat_gb(node, total_gb=plan.total_gb, unified=unified)
+                         + _swap_release_gb(node, asleep, total_gb=plan.total_gb, unified=unified), 2)
+    plan.need_gb, plan.need_source = round(regained * plan.total_gb, 2), "its gpu_memory_utilization share"
+    if plan.need_gb > plan.free_gb:
+        plan.code = plan.code or "not_enough_memory"
+        plan.errors.append(f"Waking {server.served_model_name} needs about {plan.need_gb:.1f} GB but node {node.name} "
+                           f"has only {plan.free_gb:.1f} GB free: put another server to sleep or stop one first.")
+    return plan
+
+
+def _swap_release_gb(node: Node, asleep: dict[int, int] | None, *, total_gb: float, unified: bool) -> float:
+    if not asleep:
+        return 0.0
+    going = Server.objects.filter(node=node, pk__in=list(asleep), status=Server.Status.READY)
+    return sum((s.gpu_memory_utilization - resident_share(s, unified=unified, level=asleep[s.pk])) * total_gb
+               for s in going)
+
+
+def plan_sleep(*, node: Node, server: Server, level: int) -> Plan:
+    """Level 1 on a discrete GPU moves the weights into host RAM: they must fit in what the host has free."""
+    plan = Plan(node=node.name, budget=node.memory_budget, used=budget_used(node), new=0.0)
+    if level != 1 or is_unified(node) or server.profile is None:
+        return plan
+    host = node.host_facts or {}
+    weights = weights_gb(server.profile, node)
+    if host.get("ram_total_gb") is None or weights is None:
+        plan.notes.append("The host's free RAM or the weights' size is unknown: level 1 was not checked against it.")
+        return plan
+    plan.free_gb = round(host["ram_total_gb"] - host.get("ram_used_gb", 0), 2)
+    plan.need_gb, plan.need_source = weights, "the weights, held in host RAM while asleep"
+    if weights > plan.free_gb:
+        plan.code = "not_enough_memory"
+        plan.errors.append(f"Level 1 keeps the weights ({weights:.1f} GB) in host RAM but node {node.name} has only "
+                           f"{plan.free_gb:.1f} GB free: use level 2 (weights dropped, reloaded on wake).")
+    return plan
+
+
+def weights_gb(profile, node: Node | None = None) -> float | None:
+    from models_registry import services as registry
+
+    try:
+        estimate = registry.memory_estimate(profile=profile, node=node)
+    except Exception:  # noqa: BLE001 - unknown weights: the plan says so instead of refusing
+        return None
+    return round(estimate.weights_bytes / 1e9, 2) if estimate.weights_bytes else None

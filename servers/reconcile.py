@@ -31,7 +31,7 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
     report = {"failed": [], "resumed": [], "running": [], "external": [], "gone": [], "leftovers": 0,
               "restarted": []}
     instance = supervisor.instance_id()
-    for server in Server.objects.filter(node=node, status__in=(S.STARTING, S.READY)).select_related("node"):
+    for server in Server.objects.filter(node=node, status__in=(S.STARTING, *Server.RUNNING)).select_related("node"):
         if processes.alive(server.pid, server.pid_started_at):
             report["running"].append(server.pk)
             if at_worker_start and server.status == S.STARTING:
@@ -58,6 +58,10 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
     if at_worker_start:
         for server in Server.objects.filter(node=node, status=S.STOPPING).select_related("node"):
             _send(tasks.server_stop_task, server)  # the worker that was stopping it is gone
+        for server in Server.objects.filter(node=node, status=S.WAKING).select_related("node"):
+            _send(tasks.server_wake_task, server)
+        for server in Server.objects.filter(node=node, status=S.SLEEPING, slept_at=None).select_related("node"):
+            _send(tasks.server_sleep_task, server)
     report["leftovers"] = _kill_leftovers(node, instance)
     report["external"], report["gone"] = _externals(node, instance)
     report["restarted"] = _restarts(node)

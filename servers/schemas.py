@@ -32,6 +32,10 @@ class ServerOut(Schema):
     ready_at: datetime | None
     stopped_at: datetime | None
     cleared_at: datetime | None
+    sleep_level: int | None
+    slept_at: datetime | None
+    sleep_idle_minutes: int | None
+    idle_sleep_level: int
 
     @staticmethod
     def resolve_node(obj: Server) -> str:
@@ -62,6 +66,22 @@ class ServerStartIn(Schema):
     cuda_visible_devices: str = ""
     restart_policy: str = Field("never", pattern="^(never|on-failure)$")
     allow_replica: bool = False
+
+
+class SleepIn(Schema):
+    level: int = Field(1, ge=1, le=2, description="1: weights offloaded to host RAM, KV cache dropped (fast wake); "
+                                                  "2: both dropped (the wake reloads the weights).")
+
+
+class SwapIn(Schema):
+    sleep: int = Field(description="The ready server to put to sleep.")
+    wake: int = Field(description="The sleeping server to wake in its place (same node).")
+    level: int = Field(1, ge=1, le=2)
+
+
+class SleepPolicyIn(Schema):
+    sleep_idle_minutes: int | None = Field(None, description="Sleep after this many idle minutes; null: never.")
+    level: int = Field(1, ge=1, le=2)
 
 
 class AdmissionPlanOut(Schema):

@@ -3,6 +3,7 @@ from django.http import Http404
 
 from accounts.models import User
 from nodes.models import Node
+from servers import planner
 from servers.models import Server, ServerEvent
 
 
@@ -36,19 +37,22 @@ def node_overview() -> list[dict]:
     rows = []
     for node in Node.objects.order_by("name"):
         servers = by_node.get(node.pk, [])
-        used = sum(s.gpu_memory_utilization for s in servers if s.status != Server.Status.EXTERNAL)
+        unified = planner.is_unified(node)
+        share = {s.pk: planner.resident_share(s, unified=unified) for s in servers}
+        used = sum(share[s.pk] for s in servers if s.status != Server.Status.EXTERNAL)
         rows.append({"node": node, "servers": servers, "used": round(used, 4), "budget": node.memory_budget,
                      "free": round(max(0.0, node.memory_budget - used), 4),
                      "budget_pct": round(node.memory_budget * 100, 2),
                      "engines": (node.host_facts or {}).get("engines", {}),
-                     "segments": [{"server": s, "width": round(s.gpu_memory_utilization * 100, 2)}
-                                  for s in servers if s.gpu_memory_utilization]})
+                     "segments": [{"server": s, "width": round(share[s.pk] * 100, 2)} for s in servers if share[s.pk]]})
     return rows
 
 
 # What the model registry's weights page and deletion ask (models_registry.in_use): a stopping server
-# has let go of its weights' files, a queued one is about to open them.
-WEIGHTS_HOLDING = (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY)
+# has let go of its weights' files, a queued one is about to open them, a sleeper reads them again to wake
+# (level 2 drops the weights).
+WEIGHTS_HOLDING = (Server.Status.QUEUED, Server.Status.STARTING, Server.Status.READY, Server.Status.SLEEPING,
+                   Server.Status.WAKING)
 
 
 def server_weights_in_use(*, node_ids: list[int]) -> dict[tuple[int, str], list[dict]]:

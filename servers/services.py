@@ -8,12 +8,18 @@ from servers.lifecycle import (
     server_on_demand_set,
     server_plan,
     server_restart,
+    server_sleep,
+    server_sleep_policy_set,
     server_start,
     server_stop,
+    server_swap,
     server_touch,
+    server_wake,
+    servers_idle_sleep,
     servers_idle_stop,
 )
 
 __all__ = ["server_start", "server_stop", "server_adopt", "server_restart", "server_clear", "server_plan",
            "propose_port", "server_ensure_ready", "server_idle_stop", "servers_idle_stop", "server_touch",
-           "server_on_demand_set"]
+           "server_on_demand_set", "server_sleep", "server_wake", "server_swap", "server_sleep_policy_set",
+           "servers_idle_sleep"]

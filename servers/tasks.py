@@ -43,10 +43,12 @@ def server_stop_task(server_id: int) -> None:
 
 @app.task(ignore_result=True, time_limit=120)
 def servers_idle_stop_task() -> None:
-    """Stops servers marked "unload when idle" that are idle past their limit (beat, every minute; safe twice)."""
+    """Stops servers marked "unload when idle" that are idle past their limit, then puts those marked "sleep when
+    idle" to sleep (beat, every minute; safe twice)."""
     from servers import services
 
     services.servers_idle_stop()
+    services.servers_idle_sleep()
 
 
 @app.task(ignore_result=True, time_limit=300)
@@ -73,3 +75,26 @@ def server_log_tail_task(server_id: int, lines: int = 200, query: str = "") -> l
     from servers import logs
 
     return logs.lines_read(server_id, lines=lines, query=query)
+
+
+@app.task(ignore_result=True, acks_late=True, time_limit=settings.PORTAL_SLEEP_TIMEOUT_S + 60)
+def server_sleep_task(server_id: int) -> None:
+    """Asks the engine of a server marked sleeping to sleep; does nothing once confirmed (safe twice)."""
+    from servers import sleep
+
+    sleep.server_sleep(server_id)
+
+
+@app.task(ignore_result=True, acks_late=True, time_limit=settings.PORTAL_WAKE_TIMEOUT_S + 60)
+def server_wake_task(server_id: int) -> None:
+    from servers import sleep
+
+    sleep.server_wake(server_id)
+
+
+@app.task(ignore_result=True, acks_late=True,
+          time_limit=settings.PORTAL_SLEEP_TIMEOUT_S + settings.PORTAL_WAKE_TIMEOUT_S + 60)
+def server_swap_task(sleep_id: int, wake_id: int) -> None:
+    from servers import sleep
+
+    sleep.server_swap(sleep_id, wake_id)

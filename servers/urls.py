@@ -13,5 +13,7 @@ urlpatterns = [
     path("<int:server_id>/start/", views.server_restart, name="servers-restart"),
     path("<int:server_id>/adopt/", views.server_adopt, name="servers-adopt"),
     path("<int:server_id>/clear/", views.server_clear, name="servers-clear"),
+    path("<int:server_id>/sleep/", views.server_sleep, name="servers-sleep"),
+    path("<int:server_id>/wake/", views.server_wake, name="servers-wake"),
     path("<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
 ]

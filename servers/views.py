@@ -77,7 +77,7 @@ def server_detail(request, server_id: int):
     context = {"server": server, "events": selectors.server_events(server=server), "log_lines": lines,
                "query": query, "can_logs": can_logs, "can_operate": request.user.is_operator,
                "command_line": shlex.join(redact.argv_redact(server.argv)) if server.argv else "",
-               "metrics_template": _metrics_template()}
+               "metrics_template": _metrics_template(), "sleep_mode": "--enable-sleep-mode" in (server.argv or [])}
     if request.htmx and request.GET.get("part") == "status":
         return render(request, "servers/detail.html#status", context)
     return render(request, "servers/detail.html", context)
@@ -133,3 +133,20 @@ def server_clear(request, server_id: int):
 @require_POST
 def server_adopt(request, server_id: int):
     return _action(request, server_id, services.server_adopt, "Server #{server.pk} is adopted.")
+
+
+@login_required
+@require_POST
+def server_sleep(request, server_id: int):
+    level = 2 if request.POST.get("level") == "2" else 1
+
+    def sleep(**kwargs):
+        return services.server_sleep(level=level, **kwargs)
+
+    return _action(request, server_id, sleep, f"Server #{{server.pk}} is going to sleep (level {level}).")
+
+
+@login_required
+@require_POST
+def server_wake(request, server_id: int):
+    return _action(request, server_id, services.server_wake, "Server #{server.pk} is waking up.")

@@ -241,6 +241,11 @@ PORTAL_ENGINE_PORT_FIRST = env_int("PORTAL_ENGINE_PORT_FIRST", 8100)
 PORTAL_ENGINE_PORT_LAST = env_int("PORTAL_ENGINE_PORT_LAST", 8199)
 PORTAL_SERVER_START_TIMEOUT_S = env_int("PORTAL_SERVER_START_TIMEOUT_S", 1200)
 PORTAL_HEALTH_POLL_S = env_float("PORTAL_HEALTH_POLL_S", 0.25)
+# Sleep mode: how long the engine may take to go to sleep, and to wake (level 2 reloads the weights from disk).
+PORTAL_SLEEP_TIMEOUT_S = env_int("PORTAL_SLEEP_TIMEOUT_S", 120)
+PORTAL_WAKE_TIMEOUT_S = env_int("PORTAL_WAKE_TIMEOUT_S", 600)
+# After the engine answered, how long /is_sleeping and vllm:engine_sleep_state may take to agree with it.
+PORTAL_SLEEP_CONFIRM_S = env_float("PORTAL_SLEEP_CONFIRM_S", 10.0)
 PORTAL_RESTART_BACKOFF_S = env_float("PORTAL_RESTART_BACKOFF_S", 10.0)
 PORTAL_SERVER_LOG_MAX_BYTES = env_int("PORTAL_SERVER_LOG_MAX_BYTES", 50 * 1024 * 1024)
 PORTAL_SERVER_LOG_BACKUPS = env_int("PORTAL_SERVER_LOG_BACKUPS", 3)

@@ -67,7 +67,7 @@ def busy_reason(*, idle_minutes: int, exclude_run_id: int | None = None) -> str:
     running = BenchmarkRun.objects.filter(status=BenchmarkRun.Status.RUNNING).exclude(pk=exclude_run_id).first()
     if running:
         return f"benchmark run {running.pk} of {running.plan_name} is running"
-    moving = Server.objects.filter(status__in=["queued", "starting", "stopping"]).first()
+    moving = Server.objects.filter(status__in=["queued", "starting", "stopping", "waking"]).first()
     if moving:
         return f"server {moving} is {moving.status}"
     serving = (Server.objects.filter(status__in=["ready", "external"], last_request_at__gte=since)

@@ -46,6 +46,11 @@ def acquire(*, profile: ModelProfile, actor: User | None, node_name: str = "") -
     if actor is None:
         raise SessionError(f"Nobody to start profile {profile.name} on behalf of: the plan has no owner left. "
                            "Save the plan again as an operator.")
+    # A second server of the profile would be refused while one sleeps: wake that one (the run leaves it awake).
+    sleeper = Server.objects.filter(profile=profile, status="sleeping").filter(
+        **({"node__name": node_name} if node_name else {})).order_by("pk").first()
+    if sleeper is not None:
+        return server_services.server_wake(user=actor, server=sleeper), False
     server = server_services.server_start(user=actor, profile=profile, node=_node(node_name))
     return server, True
 
@@ -59,7 +64,7 @@ def wait_ready(*, server: Server, should_stop: Callable[[], bool],
         server.refresh_from_db()
         if server.status == "ready":
             return server
-        if server.status in ("failed", "stopped"):
+        if server.status in ("failed", "stopped", "sleeping"):
             reason = server.status_reason or "no reason recorded"
             raise SessionError(f"The server of profile {server.profile or server.served_model_name} {server.status} "
                                f"before it was ready: {reason}")

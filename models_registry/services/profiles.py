@@ -21,7 +21,7 @@ from sparkportal.exceptions import InvalidTransition, ValidationFailed
 PROFILE_FIELDS = (
     "name", "source", "repo_id", "revision", "local_path", "engine", "served_model_name", "task", "dtype",
     "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size", "quantization",
-    "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs", "extra_flags", "extra_env", "notes",
+    "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs", "enable_sleep_mode", "extra_flags", "extra_env", "notes",
     "ignore_patterns", "catalog_name",
 )
 
@@ -53,6 +53,8 @@ def profile_problems(profile: ModelProfile, *, actor: User | None = None,
         errors["task"] = f"Task {profile.task!r} is unknown: use one of {', '.join(ModelProfile.Task.values)}."
     elif profile.engine == "tei" and profile.task not in ("embed", "rerank"):
         errors["task"] = "TEI serves embeddings and rerankers only: pick task embed or rerank, or engine vllm."
+    if profile.engine == "tei" and profile.enable_sleep_mode:
+        errors["enable_sleep_mode"] = "TEI has no sleep mode: turn enable_sleep_mode off, or use engine vllm."
     util = profile.gpu_memory_utilization
     if util is None or not isinstance(util, int | float) or not 0 < util <= 1:
         errors["gpu_memory_utilization"] = (f"gpu_memory_utilization must be more than 0 and at most 1 (a fraction "
@@ -212,7 +214,8 @@ def profile_serve_spec(profile: ModelProfile) -> engine_argv.ServeSpec:
         gpu_memory_utilization=profile.gpu_memory_utilization, tensor_parallel_size=profile.tensor_parallel_size,
         pipeline_parallel_size=profile.pipeline_parallel_size, quantization=profile.quantization or "",
         kv_cache_dtype=profile.kv_cache_dtype or "auto", enable_prefix_caching=profile.enable_prefix_caching,
-        max_num_seqs=profile.max_num_seqs, extra_flags=profile.extra_flags or "",
+        max_num_seqs=profile.max_num_seqs, enable_sleep_mode=profile.enable_sleep_mode,
+        extra_flags=profile.extra_flags or "",
         extra_env=dict(profile.extra_env or {}))
 
 

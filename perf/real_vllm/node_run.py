@@ -217,8 +217,8 @@ def setup_node():
     common = {"source": "local", "local_path": MODEL, "engine": "vllm", "task": "chat", "dtype": "bfloat16",
               "max_model_len": 512, "gpu_memory_utilization": 0.3}
     sleepy = registry.profile_create(actor=admin, data={
-        **common, "name": "tiny", "served_model_name": "tiny", "extra_flags": "--enforce-eager --enable-sleep-mode",
-        "extra_env": {"VLLM_SERVER_DEV_MODE": "1", "VLLM_USE_FLASHINFER_SAMPLER": "0"}})
+        **common, "name": "tiny", "served_model_name": "tiny", "extra_flags": "--enforce-eager",
+        "enable_sleep_mode": True, "extra_env": {"VLLM_USE_FLASHINFER_SAMPLER": "0"}})
     plain = registry.profile_create(actor=admin, data={
         **common, "name": "tiny-b", "served_model_name": "tiny-b", "extra_flags": "--enforce-eager",
         "extra_env": {"VLLM_USE_FLASHINFER_SAMPLER": "0"}})
@@ -470,15 +470,17 @@ def ab_step(ctx, server):
 
 @step("sleep and wake")
 def sleep_step(ctx, server):
+    """Through the portal: an operator's sleep (level 1), a gateway request that wakes it, then level 2 and a wake."""
     import httpx
 
-    from servers import clients
-    from servers.models import ServerMetricSample
+    from servers import clients, services
+    from servers.models import ServerEvent, ServerMetricSample
 
-    _admin, raw, *_ = ctx
+    admin, raw, *_ = ctx
     base = server.base_url
     t = time.monotonic()
-    r = httpx.post(f"{base}/sleep", params={"level": 1}, timeout=60)
+    services.server_sleep(user=admin, server=server, level=1)
+    server = wait_until(server, lambda s: s.status != "sleeping" or s.slept_at is not None, 60)
     sleep_s = time.monotonic() - t
     asleep = httpx.get(f"{base}/is_sleeping", timeout=5).json()
     health_asleep = clients.health_ok(base, timeout=2)
@@ -486,24 +488,38 @@ def sleep_step(ctx, server):
     before = ServerMetricSample.objects.filter(server=server).count()
     time.sleep(4.5)  # two scrape periods while asleep
     server.refresh_from_db()
-    status_asleep = server.status
+    status_asleep, reason_asleep = server.status, server.status_reason
     scraped_asleep = ServerMetricSample.objects.filter(server=server).count() - before
-    result: dict = {}
-    import threading
-
-    th = threading.Thread(target=lambda: result.update(chat(raw, "tiny", stream=False, max_tokens=4, timeout=30)))
-    th.start()
-    th.join(3)
-    answered_while_asleep = not th.is_alive()
     t = time.monotonic()
-    w = httpx.post(f"{base}/wake_up", timeout=60)
-    wake_s = time.monotonic() - t
-    th.join(30)
-    rec("sleep and wake", sleep_status=r.status_code, sleep_s=round(sleep_s, 3), is_sleeping=asleep,
-        health_while_asleep=health_asleep, portal_status_while_asleep=status_asleep,
-        samples_while_asleep=scraped_asleep, gpu_used_asleep=mem_asleep, wake_status=w.status_code,
-        wake_s=round(wake_s, 3), gateway_request_answered_within_3s_while_asleep=answered_while_asleep,
-        gateway_request_after_wake=result, gpu_used_awake=gpu_used_mib())
+    result = chat(raw, "tiny", stream=False, max_tokens=4, timeout=120)  # wakes it through the gateway
+    woken_by_request_s = time.monotonic() - t
+    server.refresh_from_db()
+    status_after_request = server.status
+    t = time.monotonic()
+    services.server_sleep(user=admin, server=server, level=2)
+    server = wait_until(server, lambda s: s.status != "sleeping" or s.slept_at is not None, 60)
+    sleep2_s, mem_asleep2 = time.monotonic() - t, gpu_used_mib()
+    t = time.monotonic()
+    services.server_wake(user=admin, server=server)
+    server = wait_until(server, lambda s: s.status in ("ready", "sleeping", "failed"), 600)
+    rec("sleep and wake", sleep1_s=round(sleep_s, 3), is_sleeping=asleep, health_while_asleep=health_asleep,
+        portal_status_while_asleep=status_asleep, reason_while_asleep=reason_asleep,
+        samples_while_asleep=scraped_asleep, gpu_used_asleep=mem_asleep,
+        gateway_request_while_asleep_s=round(woken_by_request_s, 3), gateway_request=result,
+        status_after_request=status_after_request, sleep2_s=round(sleep2_s, 3), gpu_used_asleep_level2=mem_asleep2,
+        wake2_s=round(time.monotonic() - t, 3), status_after_wake2=server.status, reason=server.status_reason,
+        gpu_used_awake=gpu_used_mib(), history=[(e.old, e.new, e.reason[:80]) for e in
+                                                ServerEvent.objects.filter(server=server).order_by("at", "id")])
+
+
+def wait_until(server, done, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server.refresh_from_db()
+        if done(server):
+            return server
+        time.sleep(0.02)
+    return server
 
 
 @step("stop A: no marked process left, B untouched")

@@ -12,13 +12,14 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from servers import clients, events
+from servers import clients, events, sleep
 from servers.metrics import derive
 from servers.models import Server, ServerMetricSample
 
 log = logging.getLogger(__name__)
 
-SCRAPED_STATUSES = (Server.Status.READY, Server.Status.EXTERNAL)
+# A sleeping engine still answers /metrics (seen on vLLM 0.26), and its sleep gauge is checked against the row.
+SCRAPED_STATUSES = (Server.Status.READY, Server.Status.EXTERNAL, Server.Status.SLEEPING, Server.Status.WAKING)
 SNAPSHOT_TTL_S = 300
 DOWNSAMPLE_S = 60
 
@@ -59,6 +60,7 @@ def server_metrics_scrape_node(*, node_name: str) -> list[ServerMetricSample]:
         if answer.text is None:
             log.info("metrics of server %s not scraped: %s", server.pk, answer.error)
             continue
+        sleep.server_sleep_observe(server, answer.text)
         sample = server_metrics_record(server=server, text=answer.text, received_at=answer.received_at)
         if sample is not None:
             samples.append(sample)

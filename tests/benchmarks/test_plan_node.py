@@ -73,3 +73,22 @@ def test_the_plan_form_offers_the_registered_nodes(operator_user):
     assert response.status_code == 302
     assert BenchmarkPlan.objects.get(name="weekly").node.name == "spark2"
     assert "<td>spark2</td>" in client.get("/benchmarks/").content.decode()
+
+
+def test_a_run_wakes_a_sleeping_server_of_its_profile_and_leaves_it_awake(celery_worker, bench_node, bench_profile,
+                                                                          operator_user):
+    from servers import services as server_services
+
+    profile = bench_profile("dozy", enable_sleep_mode=True)
+    server = server_services.server_start(user=operator_user, profile=profile, node=bench_node)
+    wait_for(lambda: Server.objects.get(pk=server.pk).status == "ready", what="the server")
+    server_services.server_sleep(user=operator_user, server=server, level=1)
+    wait_for(lambda: Server.objects.get(pk=server.pk).slept_at, what="the server asleep")
+    run = services.run_create(plan=small_plan(operator_user, [profile], name="dozy", repeats=1), actor=operator_user)
+    run = wait_for(lambda: finished(run), timeout=60, what="the run")
+    assert run.status == BenchmarkRun.Status.SUCCEEDED, run.message
+    summary = run.summaries.get()
+    assert (summary.server_id, summary.started_server) == (server.pk, False)
+    assert Server.objects.get(pk=server.pk).status == "ready"
+    server_services.server_stop(user=operator_user, server=server)
+    wait_for(lambda: Server.objects.get(pk=server.pk).status == "stopped", what="the server stopped")

@@ -25,6 +25,7 @@ CASES = [
     ("vllm", "-q fp8", False, "use the field(s) quantization", "bad_extra_flags"),
     ("vllm", "--kv-cache-dtype fp8", False, "use the field(s) kv_cache_dtype", "bad_extra_flags"),
     ("vllm", "--max-num-seqs 8", False, "use the field(s) max_num_seqs", "bad_extra_flags"),
+    ("vllm", "--enable-sleep-mode", True, "use the field(s) enable_sleep_mode", "bad_extra_flags"),
     ("vllm", "--served_model_name x", False, "use the field(s) served_model_name", "bad_extra_flags"),
     ("vllm", "--enable-log-requests; rm -rf /", False, "shell syntax (';')", "bad_extra_flags"),
     ("vllm", "--chat-template 'open", False, "could not be split", "bad_extra_flags"),
@@ -73,6 +74,7 @@ def test_an_admin_only_flag_already_on_the_profile_may_stay():
     ({"LD_PRELOAD": "/tmp/x.so"}, True, ""),
     ({"SPARKPORTAL_SERVER_ID": "7"}, True, "set by the portal itself"),
     ({"SPT_NOENV": "0"}, True, "set by the portal itself"),
+    ({"VLLM_SERVER_DEV_MODE": "1"}, True, "set by the portal itself"),
     ({"1BAD": "x"}, True, "are not valid"),
     ({"X": ["a"]}, True, "must be text or numbers"),
     (["X=1"], True, "must be a JSON object"),
@@ -110,3 +112,24 @@ def test_the_child_environment_keeps_the_marker_and_scrubs_tei_names():
     assert env[environment.MARKER] == "7" and env[environment.INSTANCE] == "abc" and env["SPT_NOENV"] == "1"
     assert "SECRET_KEY" not in env and "PORT" not in env and env["NCCL_DEBUG"] == "INFO"
     assert env["LD_LIBRARY_PATH"] == "/opt/cuda/lib64" and env["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+class _Node:
+    extra_env = {"VLLM_SERVER_DEV_MODE": "1"}  # an admin's node setting must not open the dev endpoints
+    ld_library_path_prefix = ""
+
+
+class _Profile:
+    extra_env: dict = {}
+
+    def __init__(self, sleep: bool):
+        self.enable_sleep_mode = sleep
+
+
+@pytest.mark.parametrize("sleep, engine, dev_mode", [(True, "vllm", "1"), (False, "vllm", None), (True, "tei", None)])
+def test_the_dev_endpoints_open_exactly_with_the_profiles_sleep_mode(sleep, engine, dev_mode):
+    env = environment.child_env(base={}, node=_Node(), profile=_Profile(sleep), server_id=1, instance="i",
+                                cuda_visible_devices="", hf_home="/hf", engine=engine)
+    assert env.get("VLLM_SERVER_DEV_MODE") == dev_mode
+    spec = argv.ServeSpec(engine="vllm", model="m", served_model_name="m", enable_sleep_mode=sleep)
+    assert ("--enable-sleep-mode" in argv.serve_argv(spec)) is sleep

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tests.fakes import vllm_structured
 from tests.fakes.vllm_serve import VERSION, _env_float, log, uvicorn
+from tests.fakes.vllm_sleep import SleepMode
 from tests.fakes.vllm_stats import EngineStats, Tokenizer, split_pieces
 
 # prometheus-fastapi-instrumentator leaves these out of its http_* metrics.
@@ -48,6 +49,7 @@ class App:
         self.natural = int(_env_float("FAKE_VLLM_OUTPUT_TOKENS", 12))
         self.break_after = int(_env_float("FAKE_VLLM_BREAK_AFTER_TOKENS", 0))
         self.in_flight = 0
+        self.sleep = SleepMode(enabled=cfg.enable_sleep_mode, stats=self.stats)
 
     # --- middleware: api key, access log, instrumentator metrics -------------------------------------
     @web.middleware
@@ -217,6 +219,7 @@ class App:
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
+        await self.sleep.wait_awake()
         if chat:
             prompt = self._chat_prompt(body.get("messages"))
             if prompt is None:
@@ -361,6 +364,7 @@ class App:
         r.add_post("/v1/embeddings", self.embeddings)
         for path in ("/rerank", "/v1/rerank", "/v2/rerank"):
             r.add_post(path, self.rerank)
+        self.dev_routes = self.sleep.routes(r)
         return app
 
 
@@ -428,7 +432,7 @@ async def _serve(cfg, sock, engine_pid: int) -> int:
         else "Supported tasks: ['embed', 'token_embed']")
     log("APIServer", "INFO", "api_server.py:1961", f"Starting vLLM server on http://{host}:{cfg.port}")
     log("APIServer", "INFO", "launcher.py:46", "Available routes are:")
-    for path, methods in ROUTES:
+    for path, methods in ROUTES + app.dev_routes:
         log("APIServer", "INFO", "launcher.py:54", f"Route: {path}, Methods: {methods}")
     uvicorn(f"Started server process [{os.getpid()}]")
     uvicorn("Waiting for application startup.")

@@ -23,6 +23,9 @@ reference (README, openai_api_samples.json, metrics_t0/t1.txt):
   /v1 paths;
 - exposes vLLM's real metric names, labels and histogram buckets through prometheus_client, and
   the counters move as it serves (tokens, prefix-cache queries/hits, TTFT, ITL, e2e, ...);
+- with `--enable-sleep-mode` and `VLLM_SERVER_DEV_MODE=1`, sleeps and wakes as the real 0.26 did
+  (tests/fakes/vllm_sleep.py: POST /sleep?level=N, POST /wake_up, GET /is_sleeping, the
+  vllm:engine_sleep_state gauge, requests held while asleep, scripted delays);
 - on SIGTERM logs `[shutdown] API server: shutdown triggered`, stops the engine child and exits 0.
 
 Environment knobs (all optional):
@@ -137,6 +140,7 @@ class Config:
         self.access_log = args.disable_uvicorn_access_log is not True
         self.quiet_paths = set((args.disable_access_log_for_endpoints or "").split(",")) - {""}
         self.enable_prefix_caching = args.enable_prefix_caching is not False
+        self.enable_sleep_mode = bool(args.enable_sleep_mode)
         self.block_size = int(args.block_size or 16)
         self.kv_gib = _env_float("FAKE_VLLM_KV_CACHE_GIB", 10.0)
         self.weights_gib = _env_float("FAKE_VLLM_WEIGHTS_GIB", 1.5)

@@ -105,6 +105,17 @@ def test_tei_flags_are_checked_against_tei(nobody):
     assert argv[-2:] == ["--max-batch-tokens", "32768"]
 
 
+def test_sleep_mode_is_a_field_not_a_flag_and_only_for_vllm(nobody):
+    with pytest.raises(ValidationFailed) as err:
+        create(nobody, extra_flags="--enable-sleep-mode")
+    assert "use the field(s) enable_sleep_mode" in err.value.message
+    with pytest.raises(ValidationFailed) as err:
+        create(nobody, name="emb", engine="tei", task="embed", enable_sleep_mode=True)
+    assert "TEI has no sleep mode" in err.value.message
+    profile = create(nobody, enable_sleep_mode=True)
+    assert services.profile_argv(profile=profile)[-1] == "--enable-sleep-mode"
+
+
 def test_it_rejects_duplicate_names(nobody):
     create(nobody)
     with pytest.raises(ValidationFailed) as err:

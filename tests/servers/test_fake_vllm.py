@@ -1,4 +1,5 @@
 """The vLLM stand-in speaks vLLM's interfaces: flags, endpoints, stream format, metrics, signals."""
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -187,3 +188,32 @@ def test_it_prints_the_real_026_lines_when_flashinfer_is_missing(fake):
     assert "ERROR" in out and "ModuleNotFoundError: No module named 'flashinfer'" in out
     assert err.rstrip().endswith("RuntimeError: Engine core initialization failed. See root cause above. "
                                  "Failed core proc(s): {}")
+
+
+def _sleep_state(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "vllm:engine_sleep_state")
+    return {s.labels["sleep_state"]: s.value for s in family.samples}
+
+
+def test_it_sleeps_like_the_real_026_only_with_the_dev_mode(fake):
+    plain = fake("--enable-sleep-mode")
+    sleepy = fake("--enable-sleep-mode", env={"VLLM_SERVER_DEV_MODE": "1", "FAKE_VLLM_WAKE_DELAY_S": "0.3"})
+    plain.wait_ready()
+    sleepy.wait_ready()
+    assert httpx.post(f"{plain.url}/sleep", params={"level": 1}, timeout=5).status_code == 404
+    assert _sleep_state(sleepy.url) == {"awake": 1.0, "weights_offloaded": 0.0, "discard_all": 0.0}
+    assert httpx.post(f"{sleepy.url}/sleep", params={"level": 1}, timeout=5).status_code == 200
+    assert httpx.get(f"{sleepy.url}/is_sleeping", timeout=5).json() == {"is_sleeping": True}
+    assert httpx.get(f"{sleepy.url}/health", timeout=5).status_code == 200  # still healthy while asleep
+    assert _sleep_state(sleepy.url)["weights_offloaded"] == 1.0
+    with httpx.Client(timeout=10) as client, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.post, f"{sleepy.url}/v1/completions", json={"prompt": "hi", "max_tokens": 2})
+        time.sleep(0.5)
+        assert not waiting.done()  # a request sent while asleep waits ...
+        began = time.monotonic()
+        assert client.post(f"{sleepy.url}/wake_up").status_code == 200
+        assert waiting.result().status_code == 200  # ... and completes once woken
+        assert time.monotonic() - began >= 0.3
+    assert httpx.get(f"{sleepy.url}/is_sleeping", timeout=5).json() == {"is_sleeping": False}
+    assert _sleep_state(sleepy.url)["awake"] == 1.0

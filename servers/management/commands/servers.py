@@ -1,4 +1,5 @@
-"""`manage.py servers list|start PROFILE [--node N --port P]|stop ID|logs ID`: the Servers page on a terminal."""
+"""`manage.py servers list|start PROFILE [--node N --port P]|stop ID|sleep ID [--level 2]|wake ID|swap A B|logs ID`:
+the Servers page on a terminal."""
 import time
 
 from django.core.exceptions import PermissionDenied
@@ -31,6 +32,18 @@ class Command(BaseCommand):
         stop = sub.add_parser("stop", help="Stop a server")
         stop.add_argument("server_id", type=int)
         stop.add_argument("--wait", action="store_true")
+        sleep = sub.add_parser("sleep", help="Put a server to sleep (its profile enables sleep mode)")
+        sleep.add_argument("server_id", type=int)
+        sleep.add_argument("--level", type=int, choices=[1, 2], default=1)
+        sleep.add_argument("--wait", action="store_true", help="Wait until the engine confirms")
+        wake = sub.add_parser("wake", help="Wake a sleeping server")
+        wake.add_argument("server_id", type=int)
+        wake.add_argument("--wait", action="store_true")
+        swap = sub.add_parser("swap", help="Put server A to sleep and wake server B in its place")
+        swap.add_argument("sleep_id", type=int)
+        swap.add_argument("wake_id", type=int)
+        swap.add_argument("--level", type=int, choices=[1, 2], default=1)
+        swap.add_argument("--wait", action="store_true")
         logs = sub.add_parser("logs", help="The last lines of a server's log")
         logs.add_argument("server_id", type=int)
         logs.add_argument("--lines", type=int, default=200)
@@ -94,6 +107,38 @@ class Command(BaseCommand):
             server = self._wait(server, ("stopped", "failed"))
             self.stdout.write(f"server {server.pk} {server.status}: {server.status_reason}")
 
+    def _server(self, user, server_id: int) -> Server:
+        if not Server.objects.filter(pk=server_id).exists():
+            raise CommandError(f"There is no server {server_id}: see `manage.py servers list`.")
+        return selectors.server_get_visible(user=user, server_id=server_id)
+
+    def do_sleep(self, user, *, server_id, level, wait, **opts):
+        server = services.server_sleep(user=user, server=self._server(user, server_id), level=level)
+        self.stdout.write(f"server {server.pk} {server.status} (level {level})")
+        if wait:
+            server = self._wait_until(server, lambda s: s.status != "sleeping" or s.slept_at is not None)
+            self.stdout.write(f"server {server.pk} {server.status}: {server.status_reason}")
+            if server.status != "sleeping":
+                raise CommandError(f"server {server.pk} {server.status}: {server.status_reason}")
+
+    def do_wake(self, user, *, server_id, wait, **opts):
+        server = services.server_wake(user=user, server=self._server(user, server_id))
+        self._report_wake(server, wait)
+
+    def do_swap(self, user, *, sleep_id, wake_id, level, wait, **opts):
+        server = services.server_swap(user=user, sleep=self._server(user, sleep_id), wake=self._server(user, wake_id),
+                                      level=level)
+        self.stdout.write(f"server {sleep_id} going to sleep (level {level})")
+        self._report_wake(server, wait)
+
+    def _report_wake(self, server, wait: bool) -> None:
+        self.stdout.write(f"server {server.pk} {server.status}")
+        if wait:
+            server = self._wait(server, ("ready", "sleeping", "failed", "stopped"))
+            self.stdout.write(f"server {server.pk} {server.status}: {server.status_reason}")
+            if server.status != "ready":
+                raise CommandError(f"server {server.pk} {server.status}: {server.status_reason}")
+
     def do_logs(self, user, *, server_id, lines, grep, **opts):
         server = Server.objects.filter(pk=server_id).select_related("node").first()
         if server is None:
@@ -102,10 +147,13 @@ class Command(BaseCommand):
             self.stdout.write(line)
 
     def _wait(self, server, statuses, timeout: float = 1800):
+        return self._wait_until(server, lambda s: s.status in statuses, timeout)
+
+    def _wait_until(self, server, done, timeout: float = 1800):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             server.refresh_from_db()
-            if server.status in statuses:
+            if done(server):
                 return server
             time.sleep(0.5)
         raise CommandError(f"server {server.pk} is still {server.status} after {timeout:.0f} s")
