@@ -31,6 +31,8 @@ from sparkportal.celery import node_queue
 from tests.benchmarks.factories import ProfileFactory, ServerFactory, SummaryFactory
 from tests.factories import UserFactory
 
+# The coverage phase draws every boundary combination of every parameter, a count the examples bound does
+# not limit; out-of-range numbers and oversized bodies have their own tests (test_bad_input.py).
 CONFIG = schemathesis.Config.from_str("""
 [phases.coverage]
 enabled = false
