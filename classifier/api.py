@@ -1,4 +1,6 @@
 """REST API of the classifier (mounted at /api/classifier/)."""
+from uuid import UUID
+
 from ninja import File, Router, Status, UploadedFile
 from ninja.pagination import paginate
 
@@ -157,9 +159,9 @@ def evaluate(request, body: EvaluateIn):
 
 
 @router.get("/tasks/{task_id}/", response={200: TaskOut, **ERRORS})
-def task_state(request, task_id: str):
-    """A calibration or evaluation you started."""
-    return selectors.task_state(selectors.task_get_own(user=request.user, task_id=task_id))
+def task_state(request, task_id: UUID):
+    """A calibration or evaluation you started (its id is the UUID the start answered with)."""
+    return selectors.task_state(selectors.task_get_own(user=request.user, task_id=str(task_id)))
 
 
 @router.get("/jobs/{job_id}/plan/", response={200: list[dict], **ERRORS})

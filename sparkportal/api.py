@@ -21,16 +21,43 @@ _ERROR_SCHEMA = {"type": "object", "required": ["detail", "code"],
                  "properties": {"detail": {"title": "Detail"}, "code": {"type": "string", "title": "Code"}}}
 
 
+# Every error status the handlers below answer with, and which operations can meet it.
+_ERRORS = {
+    400: "Bad request: a value the portal refuses, a body it cannot parse or a number out of range",
+    401: "Authentication required, or the API key is unknown, revoked or expired",
+    403: "The caller's role, or the API key's scopes, do not allow this",
+    404: "No such object, or none the caller may see",
+    409: "The object's current state does not allow this",
+    413: "The request body is too large",
+    422: "Validation error: `detail` lists each field to fix",
+    503: "Something the answer needs (a node's worker, an engine) is not available now",
+}
+
+
+def _error_statuses(operation: dict) -> list[int]:
+    """The shared errors that can reach an operation: input can be refused (400, 422), a body can be too
+    large (413), and behind authentication a caller can be refused (401, 403), name something that is
+    not there or not theirs (404), act on it in the wrong state (409) or need a worker that is away (503)."""
+    statuses = []
+    if operation.get("parameters") or operation.get("requestBody"):
+        statuses += [400, 422]
+    if operation.get("requestBody"):
+        statuses.append(413)
+    if operation.get("security"):
+        statuses += [401, 403, 404, 409, 503]
+    return sorted(set(statuses))
+
+
 class PortalAPI(NinjaAPI):
     def get_openapi_schema(self, **kwargs) -> OpenAPISchema:
-        """ninja documents only the statuses a view declares; a request that fails validation gets a 422
-        from every operation that takes input, so each such operation documents it."""
+        """ninja documents only the statuses a view declares; the exception handlers below answer the
+        portal's errors from every operation, so each operation documents those that can reach it."""
         schema = super().get_openapi_schema(**kwargs)
         for operations in schema["paths"].values():
             for operation in operations.values():
-                if operation.get("parameters") or operation.get("requestBody"):
-                    operation["responses"].setdefault(422, {
-                        "description": "Validation error: `detail` lists each field to fix",
+                for status in _error_statuses(operation):
+                    operation["responses"].setdefault(status, {
+                        "description": _ERRORS[status],
                         "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
         return schema
 

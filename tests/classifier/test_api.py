@@ -46,6 +46,14 @@ def test_bad_yaml_gets_a_400_naming_the_line(api):
     assert "must be lowercase letters" in response.json()["detail"]
 
 
+def test_a_task_id_is_a_uuid_and_an_unknown_one_is_not_found(api):
+    # Any text used to reach the cache as part of a key (some backends refuse control characters in keys).
+    response = api.get("/api/classifier/tasks/not-a-task%01/")
+    assert response.status_code == 422 and response.json()["code"] == "validation_error"
+    response = api.get("/api/classifier/tasks/0b6f1d1e-9a57-4a57-9d0a-6f0e5b0b7c11/")
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
 def test_lint_and_node_edit(api, jd_version):
     findings = api.get("/api/classifier/taxonomies/jd/lint/").json()
     assert {"duplicate_label", "empty_subtree", "missing_description"} <= {f["kind"] for f in findings}
