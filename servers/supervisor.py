@@ -116,8 +116,30 @@ def server_launch(server_id: int) -> str:
     except Exception as exc:  # noqa: BLE001 - any launch error is this server's failure, in plain words
         _fail(server_id, code="launch_error", reason=f"The engine could not be launched: {exc}")
         return "failed"
-    Server.objects.filter(pk=server_id).update(pid=spawned.pid, pid_started_at=spawned.started_at)
+    if not _record_pid(server_id, spawned):
+        return "stopped during launch"
     return _watch(server_id)
+
+
+def _record_pid(server_id: int, spawned: processes.Spawned) -> bool:
+    """Write the spawned pid if the row is still `starting`; otherwise kill what was spawned. False if killed.
+
+    A stop that came while the engine was being launched found no pid, so it killed nothing and may
+    already have marked the row `stopped`; nobody else will ever stop this engine (the leftover sweep
+    spares processes started after `stopped_at`).
+    """
+    with transaction.atomic():
+        Server.objects.select_for_update(of=("self",)).filter(pk=server_id).first()
+        if Server.objects.filter(pk=server_id, status=S.STARTING).update(
+                pid=spawned.pid, pid_started_at=spawned.started_at):
+            return True
+    server = Server.objects.select_related("node").get(pk=server_id)
+    server.pid, server.pid_started_at = spawned.pid, spawned.started_at
+    summary = stop_processes(server)
+    log.info("server %s was %s before its launch wrote the pid: %s", server_id, server.status, summary)
+    with open(logs.log_path(server_id), "ab") as fh:
+        fh.write(f"--- spark portal: server #{server_id} was stopped while it was launching: {summary}\n".encode())
+    return False
 
 
 def _spawn(server: Server) -> processes.Spawned:

@@ -1,12 +1,14 @@
 """server_stop: SIGTERM to the group, SIGKILL after the node's timeout, then the marker sweep."""
 import os
 import signal
+import sys
 import time
 
 import psutil
+from celery.signals import task_postrun
 
-from servers import reconcile, services
-from tests.servers.conftest import engine_pids, wait_status
+from servers import logs, reconcile, services, tasks
+from tests.servers.conftest import FAKE_VLLM, engine_pids, wait_status
 
 
 def _engine_core(pids: list[int]) -> list[int]:
@@ -88,3 +90,47 @@ def test_stopping_one_server_leaves_the_other_engine_alive(celery_worker, node, 
     assert engine_pids(second) == second_pids
     services.server_stop(user=operator_user, server=second)
     wait_status(second, "stopped")
+
+
+def _gated_vllm(tmp_path, gate) -> str:
+    """The fake vLLM behind a Python that waits for `gate` to exist: the launch's version probe (which runs in the
+    engine's Python before the spawn, seconds for a real vLLM) holds the start between its claim and its spawn."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vllm").write_text(f'#!/bin/sh\nexec {FAKE_VLLM} "$@"\n')
+    (bin_dir / "python").write_text(f'#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n'
+                                    f'exec {sys.executable} "$@"\n')
+    for script in ("vllm", "python"):
+        (bin_dir / script).chmod(0o755)
+    return str(bin_dir / "vllm")
+
+
+def test_a_stop_during_the_launch_kills_what_the_launch_spawned(celery_worker, node, make_profile, operator_user,
+                                                                tmp_path):
+    gate = tmp_path / "gate"
+    node.vllm_executable = _gated_vllm(tmp_path, gate)
+    node.save(update_fields=["vllm_executable"])
+    launches_done = []
+
+    def launch_done(sender=None, args=None, **kwargs):
+        if sender.name == tasks.server_launch_task.name:
+            launches_done.extend(args)
+
+    task_postrun.connect(launch_done, weak=False)
+    try:
+        server = wait_status(services.server_start(user=operator_user, profile=make_profile(), node=node), "starting")
+        services.server_stop(user=operator_user, server=server)
+        server = wait_status(server, "stopped")  # the stop found no process yet
+        gate.touch()  # the launch goes on and spawns the engine
+        deadline = time.monotonic() + 30
+        while server.pk not in launches_done and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.pk in launches_done, "the launch task did not finish"
+    finally:
+        gate.touch()
+        task_postrun.disconnect(launch_done)
+    log_text = logs.log_path(server.pk).read_text()
+    assert "starting server #" in log_text and "was stopped while it was launching" in log_text
+    assert engine_pids(server) == []
+    server.refresh_from_db()
+    assert (server.status, server.pid) == ("stopped", None)
