@@ -53,7 +53,7 @@ class Server(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STOPPED)
     status_reason = models.TextField(blank=True)
     # Short machine-readable cause of the last failure: oom, kv_cache, port_in_use, unknown_flag,
-    # missing_library, health_timeout, exited.
+    # missing_library, health_timeout, exited, watch_lost.
     failure_code = models.CharField(max_length=32, blank=True)
     engine = models.CharField(max_length=8, choices=Engine.choices, default=Engine.VLLM)
     pid = models.PositiveIntegerField(null=True, blank=True)
@@ -75,6 +75,9 @@ class Server(models.Model):
     started_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     started_at = models.DateTimeField(null=True, blank=True)
+    # A start's lease: the worker that launched the engine renews it while it watches; once it is older than
+    # PORTAL_SERVER_START_LEASE_S that worker is gone, and the reconcile adopts or fails the start.
+    lease_renewed_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     # Cleared from the Servers list by an operator; the row, its events and the audit stay as history.

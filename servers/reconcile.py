@@ -3,6 +3,9 @@
 - a live row whose process (pid + start time, as recorded at launch) is gone becomes `failed` (with the
   classified log tail), and whatever still carries its marker is killed so the GPU memory comes back;
 - at worker start, a `starting` row whose process lives is watched again (never spawned twice);
+- a `starting` row whose lease ran out lost the worker watching it (a killed pool process is not
+  redelivered): its engine is adopted if it answers /health, else the start fails and what it launched is
+  stopped, so the node's queue goes on;
 - processes that carry the marker of a stopped or failed server are leftovers and are killed;
 - a vLLM/TEI process that carries no portal marker is listed as an `external` row;
 - queued servers are launched when no start is in progress; failed servers with the on-failure
@@ -28,9 +31,14 @@ S = Server.Status
 
 
 def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
-    report = {"failed": [], "resumed": [], "running": [], "external": [], "gone": [], "leftovers": 0,
+    report = {"failed": [], "adopted": [], "resumed": [], "running": [], "external": [], "gone": [], "leftovers": 0,
               "restarted": []}
     instance = supervisor.instance_id()
+    unwatched = Server.objects.filter(supervisor.lease_expired(timezone.now()), node=node)
+    for server_id in unwatched.values_list("pk", flat=True):
+        outcome = supervisor.server_start_unwatched(server_id)
+        if outcome in ("adopted", "failed"):
+            report[outcome].append(server_id)
     for server in Server.objects.filter(node=node, status__in=(S.STARTING, *Server.RUNNING)).select_related("node"):
         if processes.alive(server.pid, server.pid_started_at):
             report["running"].append(server.pk)
@@ -66,7 +74,7 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
     report["external"], report["gone"] = _externals(node, instance)
     report["restarted"] = _restarts(node)
     lifecycle.kick_queue(node)
-    if at_worker_start or any(report[k] for k in ("failed", "external", "gone", "leftovers", "restarted")):
+    if at_worker_start or any(report[k] for k in ("failed", "adopted", "external", "gone", "leftovers", "restarted")):
         log.info("node %s reconciled%s: %s", node.name, " at worker start" if at_worker_start else "", report)
     return report
 

@@ -11,7 +11,7 @@ import os
 import re
 import signal
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -103,8 +103,9 @@ def server_launch(server_id: int) -> str:
             transaction.on_commit(lambda: lifecycle.kick_queue(node))
             return "waiting"
         try:
+            now = timezone.now()
             server = lifecycle.transition(server_id, to=S.STARTING, allowed_from=(S.QUEUED,), reason="launching",
-                                          started_at=timezone.now(), failure_code="", stopped_at=None)
+                                          started_at=now, lease_renewed_at=now, failure_code="", stopped_at=None)
         except InvalidTransition:
             return "not queued"
     if server.node.name == settings.NODE_NAME and processes.port_taken(server.host, server.port):
@@ -131,7 +132,7 @@ def _record_pid(server_id: int, spawned: processes.Spawned) -> bool:
     with transaction.atomic():
         Server.objects.select_for_update(of=("self",)).filter(pk=server_id).first()
         if Server.objects.filter(pk=server_id, status=S.STARTING).update(
-                pid=spawned.pid, pid_started_at=spawned.started_at):
+                pid=spawned.pid, pid_started_at=spawned.started_at, lease_renewed_at=timezone.now()):
             return True
     server = Server.objects.select_related("node").get(pk=server_id)
     server.pid, server.pid_started_at = spawned.pid, spawned.started_at
@@ -163,11 +164,15 @@ def _spawn(server: Server) -> processes.Spawned:
 
 
 def _watch(server_id: int) -> str:
-    """Poll /health until ready; fail on exit or timeout. Returns the outcome."""
+    """Poll /health until ready; fail on exit or timeout, renewing the start's lease. Returns the outcome."""
     server = Server.objects.select_related("node").get(pk=server_id)
     started = server.started_at or timezone.now()
     deadline = started + timedelta(seconds=settings.PORTAL_SERVER_START_TIMEOUT_S)
+    renewed = 0.0
     while True:
+        if time.monotonic() - renewed >= settings.PORTAL_SERVER_START_LEASE_S / 4:
+            lease_renew(server_id)
+            renewed = time.monotonic()
         server = Server.objects.select_related("node").get(pk=server_id)
         if server.status != S.STARTING:
             return server.status  # stopped meanwhile: the stop task owns the processes now
@@ -177,11 +182,9 @@ def _watch(server_id: int) -> str:
             failure = failures.classify("\n".join(tail))
             _fail(server_id, code=failure.code, reason=failure.message, tail=tail)
             return "failed"
-        if clients.health_ok(server.base_url, timeout=2):
-            names = clients.served_names(server.base_url)
-            if server.served_model_name in names or server.engine == "tei":
-                _ready(server)
-                return "ready"
+        if _answers(server):
+            _ready(server)
+            return "ready"
         if timezone.now() > deadline:
             stop_processes(server)
             _fail(server_id, code="health_timeout", reason=f"The engine did not become ready (answer /health) "
@@ -189,6 +192,50 @@ def _watch(server_id: int) -> str:
                   "how far it got; if the model only loads slowly, raise PORTAL_SERVER_START_TIMEOUT_S.")
             return "failed"
         time.sleep(settings.PORTAL_HEALTH_POLL_S)
+
+
+def _answers(server: Server) -> bool:
+    """/health answers and /v1/models lists the served name (TEI: /health alone)."""
+    if not clients.health_ok(server.base_url, timeout=2):
+        return False
+    return server.engine == "tei" or server.served_model_name in clients.served_names(server.base_url)
+
+
+def lease_renew(server_id: int) -> bool:
+    """Renew a start's lease; False once the server is no longer starting."""
+    return bool(Server.objects.filter(pk=server_id, status=S.STARTING).update(lease_renewed_at=timezone.now()))
+
+
+def lease_expired(now: datetime) -> Q:
+    """Starts whose watcher has been silent for longer than the lease."""
+    cutoff = now - timedelta(seconds=settings.PORTAL_SERVER_START_LEASE_S)
+    # A start claimed before starts had leases counts from its start.
+    return Q(status=S.STARTING) & (Q(lease_renewed_at__lt=cutoff) | Q(lease_renewed_at__isnull=True,
+                                                                        started_at__lt=cutoff))
+
+
+def server_start_unwatched(server_id: int) -> str:
+    """End a start whose watcher is gone (its lease ran out): adopt the engine if it answers, else fail the start and
+    stop what it launched. Safe to run twice.
+
+    1. Take the lease with a conditional UPDATE that repeats the expiry test: a watcher that renewed meanwhile
+       keeps its start, and a second reconcile finds a fresh lease and does nothing.
+    2. An engine that runs and answers /health (and lists its served name) becomes `ready`.
+    3. Anything else is failed, then stopped by its process group and marker, so its GPU memory comes back
+       and the node's next start can go.
+    """
+    now = timezone.now()
+    if not Server.objects.filter(lease_expired(now), pk=server_id).update(lease_renewed_at=now):
+        return "watched"
+    server = Server.objects.select_related("node").get(pk=server_id)
+    if processes.alive(server.pid, server.pid_started_at) and _answers(server):
+        _ready(server, reason="answering /health (adopted: the worker that launched it is gone)")
+        return "adopted"
+    _fail(server_id, code="watch_lost", stop=True,
+          reason=f"The worker that launched this engine stopped watching it (killed or restarted: no lease renewal "
+                 f"for {settings.PORTAL_SERVER_START_LEASE_S:g} s) before it answered /health, so it was stopped. "
+                 "Start it again; if workers are being killed, check the worker's log and its memory.")
+    return "failed"
 
 
 # "Model loading took X GiB memory and Y seconds" (0.33) or "... X GiB and Y seconds" (0.26, seen for real).
@@ -209,17 +256,18 @@ def measured_memory_gb(lines: list[str]) -> float | None:
     return round(total * 1.073741824, 2) if seen else None
 
 
-def _ready(server: Server) -> None:
+def _ready(server: Server, *, reason: str = "answering /health") -> None:
     memory = measured_memory_gb(logs.tail(logs.log_path(server.pk), 2000))
     try:
-        lifecycle.transition(server.pk, to=S.READY, allowed_from=(S.STARTING,), reason="answering /health",
+        lifecycle.transition(server.pk, to=S.READY, allowed_from=(S.STARTING,), reason=reason,
                              ready_at=timezone.now(), measured_memory_gb=memory, restart_attempts=0)
     except InvalidTransition:
         return
     lifecycle.kick_queue(server.node)
 
 
-def _fail(server_id: int, *, code: str, reason: str, tail: list[str] | None = None) -> None:
+def _fail(server_id: int, *, code: str, reason: str, tail: list[str] | None = None, stop: bool = False) -> None:
+    """Mark a server failed, then kill what carries its marker (with `stop`: its process group first)."""
     server = Server.objects.select_related("node").get(pk=server_id)
     tail = tail if tail is not None else logs.tail(logs.log_path(server_id))
     restart_at = None
@@ -232,7 +280,10 @@ def _fail(server_id: int, *, code: str, reason: str, tail: list[str] | None = No
                              next_restart_at=restart_at)
     except InvalidTransition:
         return
-    sweep(server)  # an orphaned EngineCore would keep the GPU memory
+    if stop:
+        stop_processes(server)  # the engine may still be loading: its group first, then its marker
+    else:
+        sweep(server)  # an orphaned EngineCore would keep the GPU memory
     lifecycle.kick_queue(server.node)
 
 

@@ -241,6 +241,9 @@ PORTAL_ENGINE_PORT_FIRST = env_int("PORTAL_ENGINE_PORT_FIRST", 8100)
 PORTAL_ENGINE_PORT_LAST = env_int("PORTAL_ENGINE_PORT_LAST", 8199)
 PORTAL_SERVER_START_TIMEOUT_S = env_int("PORTAL_SERVER_START_TIMEOUT_S", 1200)
 PORTAL_HEALTH_POLL_S = env_float("PORTAL_HEALTH_POLL_S", 0.25)
+# The worker watching a start renews its lease four times per lease; a start silent for longer lost its worker,
+# and the reconcile adopts its engine if it answers or fails it. Above the engine's version probe (20 s).
+PORTAL_SERVER_START_LEASE_S = env_float("PORTAL_SERVER_START_LEASE_S", 60.0)
 # Sleep mode: how long the engine may take to go to sleep, and to wake (level 2 reloads the weights from disk).
 PORTAL_SLEEP_TIMEOUT_S = env_int("PORTAL_SLEEP_TIMEOUT_S", 120)
 PORTAL_WAKE_TIMEOUT_S = env_int("PORTAL_WAKE_TIMEOUT_S", 600)
