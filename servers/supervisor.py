@@ -130,7 +130,7 @@ def _record_pid(server_id: int, spawned: processes.Spawned) -> bool:
     spares processes started after `stopped_at`).
     """
     with transaction.atomic():
-        Server.objects.select_for_update(of=("self",)).filter(pk=server_id).first()
+        Server.objects.select_for_update(of=("self",)).get(pk=server_id)
         if Server.objects.filter(pk=server_id, status=S.STARTING).update(
                 pid=spawned.pid, pid_started_at=spawned.started_at, lease_renewed_at=timezone.now()):
             return True

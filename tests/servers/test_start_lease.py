@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from django.conf import settings
@@ -62,6 +63,12 @@ def _reconcile_until(server: Server, *statuses: str, timeout: float = 60.0) -> S
     raise AssertionError(f"server #{server.pk} stayed {server.status} ({server.status_reason}), wanted {statuses}")
 
 
+def _answers(server: Server) -> bool:
+    with contextlib.suppress(httpx.TransportError):
+        return httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200
+    return False
+
+
 def _start_and_kill_its_watcher(worker, node, profile, next_profile, user) -> tuple[Server, Server]:
     """Start `profile`, queue `next_profile` behind it, and kill the pool process watching the first start."""
     server = services.server_start(user=user, profile=profile, node=node)
@@ -80,6 +87,10 @@ def test_an_engine_whose_watcher_was_killed_is_adopted_once_it_answers(worker_pr
     slow = make_profile("slow-start", extra_env={"FAKE_VLLM_STARTUP_DELAY_S": "3"})
     server, waiting = _start_and_kill_its_watcher(worker_process, node, slow, make_profile(), operator_user)
     pid = server.pid
+    deadline = time.monotonic() + 60  # nobody watches it now; the reconcile comes only once it answers
+    while not _answers(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _answers(server)
 
     server = _reconcile_until(server, "ready", "failed")
     assert server.status == "ready", server.status_reason
