@@ -3,7 +3,8 @@
 #   bash perf/real_vllm/gpu_run.sh LAST_CHUNK_DIR
 # Joins the chunks (earlier calls copied theirs to /tmp/vc), installs vllm + the portal's wheels into /tmp/site
 # (--no-deps keeps the machine's torch, numpy and numba), builds the tiny model and runs node_run.py from the
-# portal snapshot. A second call on the same warm machine skips the install.
+# portal snapshot (RV_DRIVER=engine_facts.py runs the engine alone instead). A second call on the same
+# warm machine skips the install.
 T0=$(date +%s); HERE="$(cd "$(dirname "$0")" && pwd)"
 export OUT="${OUT:-/tmp/rv-out}"; mkdir -p "$OUT" /tmp/vc
 {
@@ -28,4 +29,4 @@ echo "setup took $(( $(date +%s) - T0 )) s"
 cat "$OUT/setup.log"
 command -v taskset >/dev/null && export RV_GATEWAY_CPUS=15 RV_LOADGEN_CPUS=14
 rm -rf /tmp/rv-var; cd /tmp/portal && RV_VLLM=/tmp/site/bin/vllm RV_SITE=/tmp/site RV_MODEL=/tmp/models/tiny RV_HARNESS=/tmp/whl/harness \
-  RV_VAR=/tmp/rv-var RV_BUDGET=$(( ${RV_TOTAL:-570} - ($(date +%s) - T0) )) python3 "$HERE/node_run.py"
+  RV_VAR=/tmp/rv-var RV_BUDGET=$(( ${RV_TOTAL:-570} - ($(date +%s) - T0) )) python3 "$HERE/${RV_DRIVER:-node_run.py}"
