@@ -19,7 +19,7 @@ import orjson
 from django.conf import settings
 
 from accounts import limits, revocation
-from gateway import clients, db, errors, loading, proxy, routing, selectors
+from gateway import clients, db, errors, inflight, loading, proxy, routing, selectors
 from gateway.errors import GatewayError
 from gateway.routing import RoutingTable
 from gateway.usage.ledger import Ledger
@@ -122,14 +122,17 @@ class Gateway:
             body, want_usage = _ask_for_usage(req, body)
         call.prompt_estimate = len(body) // 4 if counts_prompt else 0
         reserve = _reserve(req, body, entry.max_model_len, generates, counts_prompt)
-        ticket = await self._acquire(scope, principal, reserve, server_id, call)
+        ticket = await self._acquire(scope, principal, reserve, call)
+        slot = _Slot(ticket.request_id)
         watch = _Watch(receive)
         try:
+            await slot.hold(server_id)
             if route is None:
                 route = await self.loader.wait(entry, send, call, stream=stream)
                 call.server_id = route.server_id
             await self._forward(send, route, path, body, call, stream=stream, want_usage=want_usage,
-                                generates=generates or counts_prompt, ticket=ticket, watch=watch)
+                                generates=generates or counts_prompt, ticket=ticket, watch=watch,
+                                slot=slot)
         except asyncio.CancelledError:
             call.status = call.status if call.status >= 400 else 499
             call.error_code = "client_disconnected" if watch.disconnected else "server_shutdown"
@@ -144,13 +147,16 @@ class Gateway:
                 raise
         finally:
             watch.stop()
+            await slot.release()
             self._record(principal, call, scope)
 
-    async def _forward(self, send, route, path, body, call, *, stream, want_usage, generates, ticket, watch) -> None:
+    async def _forward(self, send, route, path, body, call, *, stream, want_usage, generates, ticket, watch,
+                       slot) -> None:
         for attempt in (0, 1):
             url = route.base + path
             held = route
             held.inflight += 1
+            await slot.hold(route.server_id)
             try:
                 if stream:
                     await proxy.relay_stream(self.session, send, url, body, call, want_usage=want_usage)
@@ -244,11 +250,12 @@ class Gateway:
         self.keys.clear()
         return await self._authenticate(scope)
 
-    async def _acquire(self, scope, principal, reserve, server_id, call) -> limits.Ticket:
+    async def _acquire(self, scope, principal, reserve, call) -> limits.Ticket:
         for _ in range(3):
             try:
+                # Servers' in-flight counts are gateway.inflight's (_Slot), not the quota script's.
                 verdict = await self.quota.acquire(user_id=principal.user_id, generation=principal.generation,
-                                                   limits=principal.limits, reserve=reserve, server_id=server_id)
+                                                   limits=principal.limits, reserve=reserve, server_id=None)
             except RedisUnavailable as exc:
                 raise errors.unavailable(f"The portal's Redis, which keeps quotas, is not reachable ({exc}): tell an "
                                          "admin.", code="quota_store_unavailable", retry_after=5) from None
@@ -328,6 +335,40 @@ class Gateway:
             await self.ledger.flush()
         finally:
             await self.session.close()
+
+
+class _Slot:
+    """The request's entry in one server's in-flight count (gateway.inflight), moved when the request is
+    routed elsewhere and released however the request ends (answer, error, disconnect, shutdown)."""
+
+    __slots__ = ("request_id", "server_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.server_id: int | None = None
+
+    async def hold(self, server_id: int | None) -> None:
+        if server_id == self.server_id:
+            return
+        await self.release()
+        if server_id is not None:
+            try:
+                await inflight.inflight_acquire(server_id, self.request_id)
+            except (RedisUnavailable, ReplyError):
+                # Only idle stop and balancing read the count: serving goes on without it.
+                log.warning("could not count a request in flight on server %s", server_id, exc_info=True)
+                return
+            self.server_id = server_id
+
+    async def release(self) -> None:
+        server_id, self.server_id = self.server_id, None
+        if server_id is None:
+            return
+        try:
+            await asyncio.shield(inflight.inflight_release(server_id, self.request_id))
+        except (RedisUnavailable, ReplyError, asyncio.CancelledError):
+            # Left behind, the entry ages out after the longest allowed request (gateway.inflight).
+            log.warning("could not release a request in flight on server %s", server_id, exc_info=True)
 
 
 class _Watch:
