@@ -93,3 +93,7 @@ class QuotaAdmin(admin.ModelAdmin):
         services.audit_record(actor=request.user, action="accounts.quota.deleted", target=obj,
                               ip=services.client_ip(request), details={"quota": str(obj)})
         super().delete_model(request, obj)
+
+
+from accounts.sso import admin as _sso_admin  # noqa: E402,F401  (registers the SSO group mappings)
+from accounts.teams import admin as _teams_admin  # noqa: E402,F401  (registers teams)

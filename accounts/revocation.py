@@ -6,7 +6,7 @@ so each process caches it: the gateway its principals (gateway.app), the REST AP
 (accounts.services.api_key_authenticate). One mechanism keeps every such cache honest:
 
 1. Any change bumps one counter in Redis, the auth generation (`GENERATION_KEY`), after its
-   transaction commits. A save or delete of an ApiKey, User or Quota row bumps it through the
+   transaction commits. A save or delete of an ApiKey, User, Quota, Team or TeamMembership row bumps it through the
    receivers below, so Django admin, the shell and any `Model.save()` count without knowing about
    it. A queryset `update()` sends no signal: services that use one (`api_key_revoke`,
    `user_role_set`) call `generation_bump_on_commit()` themselves; other code changes these rows
@@ -33,6 +33,7 @@ from django.db.models.signals import post_delete, post_save
 
 from accounts.limits import AUTH_GEN_KEY, sync_redis
 from accounts.models import ApiKey, Quota, User
+from accounts.teams.models import Team, TeamMembership
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,8 @@ class PrincipalCache(Generic[T]):
 
 
 def _row_changed(sender, instance, created: bool = False, update_fields=None, **kwargs) -> None:
-    # A new key or user is in no cache yet; a new quota row may narrow a cached owner's limits.
-    if created and sender is not Quota:
+    # A new key or user is in no cache yet; a new quota, team or membership may narrow a cached caller.
+    if created and sender in (ApiKey, User):
         return
     if update_fields and set(update_fields) <= _HARMLESS_FIELDS:
         return
@@ -120,6 +121,6 @@ def _row_changed(sender, instance, created: bool = False, update_fields=None, **
 
 def receivers_connect() -> None:
     """Called from AccountsConfig.ready: every save or delete of a row that grants access bumps."""
-    for model in (ApiKey, User, Quota):
+    for model in (ApiKey, User, Quota, Team, TeamMembership):
         post_save.connect(_row_changed, sender=model, dispatch_uid=f"auth-gen-save-{model.__name__}")
         post_delete.connect(_row_changed, sender=model, dispatch_uid=f"auth-gen-delete-{model.__name__}")

@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import render
@@ -8,6 +10,20 @@ from accounts import selectors, services
 from accounts.forms import ApiKeyForm, AuditFilterForm
 from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.redirects import redirect_next
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, offering single sign-on when it is set up and saying why one was refused."""
+
+    def get_context_data(self, **kwargs):
+        from accounts.sso import config
+
+        context = super().get_context_data(**kwargs)
+        context.update(sso_enabled=config.enabled(), sso_name=settings.PORTAL_OIDC_PROVIDER_NAME,
+                       password_break_glass=settings.PORTAL_PASSWORD_LOGIN == "break-glass",
+                       sso_refused=self.request.session.pop("sso_refused", None)
+                       if self.request.GET.get("sso") == "refused" else None)
+        return context
 
 
 @login_required

@@ -19,6 +19,7 @@ import orjson
 from django.conf import settings
 
 from accounts import limits, revocation
+from accounts.teams import services as team_services
 from gateway import clients, db, errors, inflight, loading, proxy, routing, selectors
 from gateway.errors import GatewayError
 from gateway.routing import RoutingTable
@@ -196,10 +197,14 @@ class Gateway:
 
     async def _settle(self, ticket: limits.Ticket, call: proxy.Call) -> None:
         try:
-            await self.quota.settle(ticket, actual_tokens=call.tokens_spent())
+            crossed = await self.quota.settle(ticket, actual_tokens=call.tokens_spent())
         except (RedisUnavailable, ReplyError):
             # The answer is already on its way; a lost settlement only over-counts until the window ends.
             log.warning("could not settle the quota of a %s request", call.model, exc_info=True)
+            return
+        for crossing in crossed:  # rare: once per team and month, decided inside the settle script
+            asyncio.ensure_future(db.run(team_services.team_budget_crossed, team_id=crossing.team.team_id,
+                                         exhausted=crossing.exhausted, total=crossing.total))
 
     # -- who is calling -------------------------------------------------------------------------
     async def _authenticate(self, scope) -> selectors.Principal:
@@ -255,7 +260,8 @@ class Gateway:
             try:
                 # Servers' in-flight counts are gateway.inflight's (_Slot), not the quota script's.
                 verdict = await self.quota.acquire(user_id=principal.user_id, generation=principal.generation,
-                                                   limits=principal.limits, reserve=reserve, server_id=None)
+                                                   limits=principal.limits, reserve=reserve, server_id=None,
+                                                   teams=principal.teams)
             except RedisUnavailable as exc:
                 raise errors.unavailable(f"The portal's Redis, which keeps quotas, is not reachable ({exc}): tell an "
                                          "admin.", code="quota_store_unavailable", retry_after=5) from None
@@ -283,7 +289,8 @@ class Gateway:
             if not (entry.ready or entry.starting or entry.loadable or entry.sleeping):
                 continue
             if (principal.scopes is not None and name not in principal.scopes) or (
-                    principal.allowed is not None and name not in principal.allowed):
+                    principal.allowed is not None and name not in principal.allowed) or any(
+                    name not in models for _team, models in principal.team_models):
                 continue
             data.append({"id": name, "object": "model", "created": 0, "owned_by": "sparkportal",
                          "max_model_len": entry.max_model_len,
@@ -440,6 +447,11 @@ def _check_allowed(principal: selectors.Principal, model: str) -> None:
     if principal.allowed is not None and model not in principal.allowed:
         raise errors.forbidden(f"Your account may not use `{model}`; it may use "
                                f"{', '.join(sorted(principal.allowed))}. Ask an admin to allow it in your quota.")
+    for team, models in principal.team_models:
+        if model not in models:
+            raise errors.forbidden(f"Team {team} may not use `{model}`; it may use {', '.join(sorted(models))}. "
+                                   "Ask an admin of the portal to allow it for the team.",
+                                   code="model_not_allowed_for_team")
 
 
 def _ask_for_usage(req: dict, body: bytes) -> tuple[bytes, bool]:
@@ -510,6 +522,8 @@ def _check_model_name(model: object) -> str:
 
 
 def _quota_error(verdict: limits.Verdict, principal: selectors.Principal, reserve: int) -> GatewayError:
+    if verdict.team is not None:
+        return _team_quota_error(verdict, verdict.team, reserve)
     lim = principal.limits
     if verdict.outcome == limits.RPM:
         return errors.too_many(f"Quota: at most {lim.requests_per_minute} requests per minute; retry in "
@@ -526,6 +540,31 @@ def _quota_error(verdict: limits.Verdict, principal: selectors.Principal, reserv
     return errors.too_many(f"Quota: {verdict.used} of your {lim.tokens_per_day} tokens for today are used or "
                            f"reserved and this request could need {reserve} more. Set a lower max_tokens, or retry "
                            f"after midnight UTC (in {verdict.retry_after} s).", code="tokens_per_day_exceeded",
+                           retry_after=verdict.retry_after)
+
+
+def _team_quota_error(verdict: limits.Verdict, team: limits.TeamLimits, reserve: int) -> GatewayError:
+    """A team's limit refused: the message names the team, so members know whose share ran out."""
+    name = team.name
+    if verdict.outcome == limits.BUDGET:
+        return GatewayError(403,
+            f"Team {name} has used {verdict.used} of its monthly token budget of {team.monthly_token_budget}: the "
+            f"team's requests are stopped until the month ends (in {verdict.retry_after} s). Ask an admin of the "
+            "portal to raise the team's budget.", type="permission_error",
+            code="team_budget_exhausted")
+    if verdict.outcome == limits.RPM:
+        return errors.too_many(f"Team quota: team {name} may send at most {team.requests_per_minute} requests per "
+                               f"minute; retry in {verdict.retry_after} s.", code="team_requests_per_minute_exceeded",
+                               retry_after=verdict.retry_after)
+    if verdict.outcome == limits.CONCURRENT:
+        return errors.too_many(f"Team quota: team {name} may run at most {team.concurrent_requests} requests at a "
+                               "time and that many are running; retry when one finishes.",
+                               code="team_concurrent_requests_exceeded", retry_after=1)
+    period, limit = (("day", team.tokens_per_day) if verdict.outcome == limits.TPD
+                     else ("month", team.tokens_per_month))
+    return errors.too_many(f"Team quota: {verdict.used} of team {name}'s {limit} tokens for this {period} are used or "
+                           f"reserved and this request could need {reserve} more. Set a lower max_tokens, or retry in "
+                           f"{verdict.retry_after} s.", code=f"team_tokens_per_{period}_exceeded",
                            retry_after=verdict.retry_after)
 
 

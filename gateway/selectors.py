@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from accounts import limits, revocation
 from accounts import services as account_services
 from accounts.models import ApiKey, User
+from accounts.teams import selectors as team_selectors
 from gateway.models import Conversation
 from models_registry.models import ModelProfile
 from servers.models import Server
@@ -82,21 +83,26 @@ class Principal:
     limits: limits.Limits
     expires_at: float | None
     generation: str
+    teams: tuple[limits.TeamLimits, ...] = ()  # counted with the caller in one quota check
+    team_models: tuple[tuple[str, frozenset[str]], ...] = ()  # (team, models it allows): every one must allow
 
 
 def _principal(user: User, *, key: ApiKey | None = None, generation: str) -> Principal:
     quota = account_services.quota_effective(user=user)
+    member = team_selectors.member_limits_for_user(user=user)
 
     def limit(name: str) -> int:
-        value = quota[name]
-        return limits.UNLIMITED if value is None else int(value)
+        # The tighter of the user's own quota and the share a team admin gave them.
+        values = [v for v in (quota[name], member[name]) if v is not None]
+        return min(values) if values else limits.UNLIMITED
 
     return Principal(
         user_id=user.pk, username=user.get_username(), key_id=key.pk if key else None,
         prefix=key.prefix if key else "", scopes=frozenset(key.scopes) if key and key.scopes else None,
         allowed=frozenset(quota["allowed_models"]) if quota["allowed_models"] else None,
         limits=limits.Limits(limit("requests_per_minute"), limit("tokens_per_day"), limit("concurrent_requests")),
-        expires_at=key.expires_at.timestamp() if key and key.expires_at else None, generation=generation)
+        expires_at=key.expires_at.timestamp() if key and key.expires_at else None, generation=generation,
+        teams=team_selectors.team_limits_for_user(user=user), team_models=team_selectors.team_model_rules(user=user))
 
 
 def principal_for_key(*, raw: str) -> Principal:
@@ -147,9 +153,11 @@ def conversation_get(*, user: User, conversation_id: int) -> Conversation:
 def chat_models(*, user: User) -> list[str]:
     """Models the user may chat with now or load on demand (what the chat page offers)."""
     allowed = account_services.quota_effective(user=user)["allowed_models"]
+    team_rules = team_selectors.team_model_rules(user=user)
     names = set()
     for name, entry in routing_snapshot().items():
         servable = entry.ready or entry.starting or entry.loadable or entry.sleeping
-        if servable and entry.task in ("chat", "code") and (not allowed or name in allowed):
+        if (servable and entry.task in ("chat", "code") and (not allowed or name in allowed)
+                and all(name in models for _team, models in team_rules)):
             names.add(name)
     return sorted(names)

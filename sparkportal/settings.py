@@ -6,6 +6,8 @@ starts itself; DATABASE_URL / REDIS_URL switch to PostgreSQL and an external Red
 import socket
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from sparkportal.lib.clientip import parse_networks
 from sparkportal.lib.envhelpers import (
     env_bool,
@@ -83,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.teams.context.budget_banners",
             ],
         },
     }
@@ -102,8 +105,41 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, refusing password logins to all but break-glass admins when
+    # PORTAL_PASSWORD_LOGIN=break-glass (accounts.sso.backends).
+    "accounts.sso.backends.LocalPasswordBackend",
+    "accounts.sso.backends.OidcBackend",
 ]
+
+# Single sign-on with OpenID Connect (mozilla-django-oidc): off until PORTAL_OIDC_ISSUER is set. Endpoints
+# come from the issuer's discovery document (accounts.sso.config); authorization code with PKCE.
+PORTAL_OIDC_ISSUER = env_str("PORTAL_OIDC_ISSUER", "").rstrip("/")
+PORTAL_OIDC_PROVIDER_NAME = env_str("PORTAL_OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_RP_CLIENT_ID = env_str("PORTAL_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = env_secret("PORTAL_OIDC_CLIENT_SECRET")
+OIDC_RP_SCOPES = env_str("PORTAL_OIDC_SCOPES", "openid email profile groups")
+OIDC_RP_SIGN_ALGO = env_str("PORTAL_OIDC_SIGN_ALGO", "RS256")
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_STORE_ID_TOKEN = True  # the id_token_hint of the provider's end-session call at logout
+OIDC_VERIFY_SSL = env_bool("PORTAL_OIDC_VERIFY_SSL", True)
+OIDC_TIMEOUT = env_float("PORTAL_OIDC_TIMEOUT_S", 10)
+OIDC_AUTHENTICATION_CALLBACK_URL = "accounts-sso-callback"
+OIDC_OP_LOGOUT_URL_METHOD = "accounts.sso.views.provider_logout_url"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=refused"
+PORTAL_OIDC_USERNAME_CLAIM = env_str("PORTAL_OIDC_USERNAME_CLAIM", "preferred_username")
+PORTAL_OIDC_EMAIL_CLAIM = env_str("PORTAL_OIDC_EMAIL_CLAIM", "email")
+PORTAL_OIDC_GROUPS_CLAIM = env_str("PORTAL_OIDC_GROUPS_CLAIM", "groups")
+PORTAL_OIDC_DEFAULT_ROLE = env_str("PORTAL_OIDC_DEFAULT_ROLE", "member")
+# "all": every local account may log in with its password; "break-glass": only local portal admins.
+PORTAL_PASSWORD_LOGIN = env_str("PORTAL_PASSWORD_LOGIN", "all")
+if PORTAL_PASSWORD_LOGIN not in ("all", "break-glass"):
+    raise ImproperlyConfigured(f"PORTAL_PASSWORD_LOGIN must be 'all' or 'break-glass', not {PORTAL_PASSWORD_LOGIN!r}.")
+if PORTAL_OIDC_DEFAULT_ROLE not in ("admin", "operator", "member"):
+    raise ImproperlyConfigured("PORTAL_OIDC_DEFAULT_ROLE must be admin, operator or member, not "
+                               f"{PORTAL_OIDC_DEFAULT_ROLE!r}.")
+# SCIM 2.0 provisioning (/scim/v2/): off until a bearer token is set.
+PORTAL_SCIM_TOKEN = env_secret("PORTAL_SCIM_TOKEN")
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -208,8 +244,6 @@ PORTAL_AUTH_CACHE_TTL_S = env_float("PORTAL_AUTH_CACHE_TTL_S", 5.0)
 # Engine metrics: each node's worker scrapes its ready servers' /metrics this often (1 s at least).
 PORTAL_METRICS_SCRAPE_SECONDS = env_float("PORTAL_METRICS_SCRAPE_SECONDS", 5.0)
 if PORTAL_METRICS_SCRAPE_SECONDS < 1:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"PORTAL_METRICS_SCRAPE_SECONDS={PORTAL_METRICS_SCRAPE_SECONDS:g} is too short: "
                                "scrape every 1 second or more.")
 PORTAL_METRICS_RETENTION_DAYS = env_int("PORTAL_METRICS_RETENTION_DAYS", 7)
@@ -295,8 +329,6 @@ BENCHMARK_SERVER_READY_TIMEOUT_S = env_int("PORTAL_BENCHMARK_SERVER_READY_TIMEOU
 BENCHMARK_HEARTBEAT_S = env_float("PORTAL_BENCHMARK_HEARTBEAT_S", 10.0)
 BENCHMARK_LEASE_S = env_float("PORTAL_BENCHMARK_LEASE_S", 120.0)
 if BENCHMARK_LEASE_S < 3 * BENCHMARK_HEARTBEAT_S:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"PORTAL_BENCHMARK_LEASE_S={BENCHMARK_LEASE_S:g} must be at least three heartbeats "
                                f"(PORTAL_BENCHMARK_HEARTBEAT_S={BENCHMARK_HEARTBEAT_S:g}), or a busy worker loses "
                                "its running benchmark.")

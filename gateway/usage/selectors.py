@@ -10,18 +10,22 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from accounts.selectors import require_admin
+from accounts.teams.models import Team
 from gateway.models import ApiPrice, UsageRecord
 from gateway.usage import cost
 from nodes.models import Node
 
 
-def usage_records(*, user: User, everyone: bool = False, days: int = 30) -> QuerySet:
-    """Ledger rows of the last `days` days: the user's own, or everyone's for an admin who asks."""
+def usage_records(*, user: User, everyone: bool = False, days: int = 30, team: Team | None = None) -> QuerySet:
+    """Ledger rows of the last `days` days: the user's own, everyone's for an admin who asks, or the current
+    members' of a team the user administers (team_get_managed has checked that)."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     qs = UsageRecord.objects.filter(created_at__gte=timezone.now() - timedelta(days=days))
+    if team is not None:
+        return qs.filter(user__team_memberships__team=team)
     if everyone:
         require_admin(user)
         return qs

@@ -5,6 +5,7 @@ from gateway.usage import views
 urlpatterns = [
     path("", views.usage_mine, name="usage-mine"),
     path("team/", views.usage_team, name="usage-team"),
+    path("teams/<int:team_id>/", views.usage_of_team, name="usage-of-team"),
     path("export.csv", views.usage_export, name="usage-export"),
     path("cost/", views.cost, name="gateway-cost"),
     path("cost/prices/", views.price_create, name="gateway-price-create"),

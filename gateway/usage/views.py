@@ -1,12 +1,14 @@
 """Pages of usage (mine, the team's, CSV) and cost (what the ledger would cost on paid APIs, electricity)."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import limits
 from accounts.services import client_ip
+from accounts.teams import selectors as team_selectors
 from gateway.usage import forms, selectors, services
 from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.csvsafe import SafeWriter
@@ -37,12 +39,34 @@ def usage_team(request):
     return render(request, "gateway/usage.html", {"summary": summary, "team": True, "days": days})
 
 
+def _team_managed(request, team_id: int):
+    try:
+        return team_selectors.team_get_managed(user=request.user, team_id=team_id)
+    except ApplicationError as exc:
+        raise PermissionDenied(exc.message) from None
+
+
+@login_required
+def usage_of_team(request, team_id: int):
+    """One team's usage from the ledger: its admins and portal admins only (members see totals on the team page)."""
+    team = _team_managed(request, team_id)
+    days = _days(request)
+    summary = selectors.usage_summary(records=selectors.usage_records(user=request.user, team=team, days=days))
+    return render(request, "gateway/usage.html", {"summary": summary, "team": True, "of_team": team, "days": days,
+                                                   "month": team_selectors.team_usage_month(team=team)})
+
+
 @login_required
 def usage_export(request):
     everyone = request.GET.get("scope") == "team"
-    records = selectors.usage_records(user=request.user, everyone=everyone, days=_days(request)).order_by("created_at")
+    team = None
+    if request.GET.get("team", "").isdigit():
+        team = _team_managed(request, int(request.GET["team"]))
+    records = selectors.usage_records(user=request.user, everyone=everyone, team=team,
+                                      days=_days(request)).order_by("created_at")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="usage-{"team" if everyone else "mine"}.csv"'
+    name = f"team-{team.pk}" if team is not None else ("team" if everyone else "mine")
+    response["Content-Disposition"] = f'attachment; filename="usage-{name}.csv"'
     writer = SafeWriter(response)
     writer.writerow(CSV_FIELDS)
     for row in records.values_list(*CSV_FIELDS).iterator():

@@ -1,0 +1,111 @@
+"""Reads about teams: who sees which team, who administers it, and what the gateway counts per member."""
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404
+
+from accounts import limits
+from accounts.models import ApiKey, User
+from accounts.teams.models import Team, TeamMembership
+from sparkportal.exceptions import PermissionDenied
+
+MEMBER_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_day", "concurrent_requests")
+
+
+def team_list_visible(*, user: User) -> QuerySet[Team]:
+    """Admins see every team; everyone else the teams they belong to."""
+    qs = Team.objects.prefetch_related(
+        Prefetch("memberships", queryset=TeamMembership.objects.select_related("user")))
+    return qs if user.is_portal_admin else qs.filter(memberships__user=user).distinct()
+
+
+def team_get_visible(*, user: User, team_id: int) -> Team:
+    """A team the user may see; any other is a 404 (its existence is not disclosed)."""
+    team = team_list_visible(user=user).filter(pk=team_id).first()
+    if team is None:
+        raise Http404("No such team among yours.")
+    return team
+
+
+def team_may_manage(*, user: User, team: Team) -> bool:
+    return user.is_portal_admin or TeamMembership.objects.filter(team=team, user=user, is_team_admin=True).exists()
+
+
+def team_get_managed(*, user: User, team_id: int) -> Team:
+    """A team the user administers (portal admin or team admin); a member gets a 403, a stranger a 404."""
+    team = team_get_visible(user=user, team_id=team_id)
+    if not team_may_manage(user=user, team=team):
+        raise PermissionDenied(f"Only the admins of team {team.name} may do this: ask one of them.",
+                               code="not_team_admin")
+    return team
+
+
+def membership_get(*, team: Team, user_id: int) -> TeamMembership:
+    """A member of this team; anyone else is a 404, so a team admin learns nothing about non-members."""
+    membership = TeamMembership.objects.select_related("user", "team").filter(team=team, user_id=user_id).first()
+    if membership is None:
+        raise Http404(f"No such member in team {team.name}.")
+    return membership
+
+
+def team_member_keys(*, team: Team) -> QuerySet[ApiKey]:
+    return ApiKey.objects.select_related("owner").filter(owner__team_memberships__team=team).order_by(
+        "owner__username", "revoked_at", "-created_at")
+
+
+def team_member_key_get(*, team: Team, key_id: int) -> ApiKey:
+    key = team_member_keys(team=team).filter(pk=key_id).first()
+    if key is None:
+        raise Http404(f"No such API key among the keys of team {team.name}'s members.")
+    return key
+
+
+def _limit(value: int | None) -> int:
+    return limits.UNLIMITED if value is None else int(value)
+
+
+def team_limits_for_user(*, user: User) -> tuple[limits.TeamLimits, ...]:
+    """The teams a request of this user is counted against (accounts.limits), by team id."""
+    teams = Team.objects.filter(memberships__user=user).order_by("pk")
+    return tuple(limits.TeamLimits(
+        team_id=t.pk, name=t.name, requests_per_minute=_limit(t.requests_per_minute),
+        tokens_per_day=_limit(t.tokens_per_day), tokens_per_month=_limit(t.tokens_per_month),
+        concurrent_requests=_limit(t.concurrent_requests), monthly_token_budget=_limit(t.monthly_token_budget))
+        for t in teams)
+
+
+def member_limits_for_user(*, user: User) -> dict[str, int | None]:
+    """The tightest of the per-member limits team admins set for this user (None: no such limit)."""
+    result: dict[str, int | None] = dict.fromkeys(MEMBER_LIMIT_FIELDS)
+    for membership in TeamMembership.objects.filter(user=user).only(*MEMBER_LIMIT_FIELDS):
+        for field in MEMBER_LIMIT_FIELDS:
+            value = getattr(membership, field)
+            if value is not None and (result[field] is None or value < result[field]):
+                result[field] = value
+    return result
+
+
+def team_model_rules(*, user: User) -> tuple[tuple[str, frozenset[str]], ...]:
+    """(team name, models it allows) for each of the user's teams that restricts models: every one must allow."""
+    return tuple((t.name, frozenset(t.allowed_models))
+                 for t in Team.objects.filter(memberships__user=user).order_by("pk") if t.allowed_models)
+
+
+def team_usage_month(*, team: Team) -> dict:
+    """This month's tokens of a team (from the quota counters) against its budget."""
+    used = limits.team_tokens_this_month(team.pk)
+    budget = team.monthly_token_budget
+    percent = round(100 * used / budget, 1) if budget else None
+    return {"tokens": used, "budget": budget, "percent": percent,
+            "warning": percent is not None and percent >= limits.BUDGET_WARN_PERCENT,
+            "exhausted": percent is not None and percent >= 100}
+
+
+def budget_banners(*, user: User) -> list[dict]:
+    """Teams of the user at or past the budget warning level, for the banner on every page."""
+    banners = []
+    for team in Team.objects.filter(memberships__user=user, monthly_token_budget__isnull=False):
+        usage = team_usage_month(team=team)
+        if usage["warning"]:
+            banners.append({"team": team, **usage})
+    return banners
