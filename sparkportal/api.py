@@ -152,6 +152,7 @@ def _forbidden(request, exc):
 api.add_router("/", "sparkportal.api_health.router", tags=["health"])
 api.add_router("/accounts/", "accounts.api.router", tags=["accounts"])
 api.add_router("/teams/", "accounts.teams.api.router", tags=["teams"])
+api.add_router("/sso/", "accounts.sso.api.router", tags=["sso"])
 api.add_router("/models/", "models_registry.api.router", tags=["models"])
 api.add_router("/servers/", "servers.api.router", tags=["servers"])
 api.add_router("/servers/", "servers.metrics.api.router", tags=["servers"])
