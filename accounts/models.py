@@ -121,5 +121,6 @@ class Quota(models.Model):
         return f"quota of {self.user}" if self.user_id else f"default quota of role {self.role}"
 
 
+from accounts.scim.models import ScimGroup, ScimUser  # noqa: E402,F401
 from accounts.sso.models import SsoGroupMapping, SsoIdentity  # noqa: E402,F401
 from accounts.teams.models import Team, TeamMembership  # noqa: E402,F401  (registered with this app)

@@ -7,6 +7,7 @@ from sparkportal.api import api
 urlpatterns = [
     path("", include("nodes.urls")),
     path("accounts/", include("accounts.urls")),
+    path("scim/v2/", include("accounts.scim.urls")),
     path("models/", include("models_registry.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),

@@ -52,9 +52,13 @@ def sso_login(*, claims: dict, ip: str | None = None) -> User:
         issuer=issuer, subject=subject).first()
     if identity is None:
         username = _username(claims)
-        if User.objects.filter(username__iexact=username).exists():
+        existing = User.objects.filter(username__iexact=username).first()
+        if existing is not None and _provisioned_unlinked(existing):
+            identity = SsoIdentity.objects.create(user=existing, issuer=issuer, subject=subject)
+        elif existing is not None:
             raise SsoRefused(f"the username {username!r} belongs to a local account of the portal; an admin must "
                              "rename one of them first")
+    if identity is None:
         email = str(claims.get(settings.PORTAL_OIDC_EMAIL_CLAIM) or "")
         user = User.objects.create_user(username=username, email=email, role=settings.PORTAL_OIDC_DEFAULT_ROLE)
         user.set_unusable_password()
@@ -65,17 +69,28 @@ def sso_login(*, claims: dict, ip: str | None = None) -> User:
     user = identity.user
     if not user.is_active:
         raise SsoRefused(f"the portal account {user.get_username()} is deactivated")
-    groups = claim_groups(claims)
+    # Groups the provider pushed over SCIM count like the claim's (providers that send no groups claim).
+    groups = sorted(set(claim_groups(claims)) | set(user.scim_groups.values_list("display_name", flat=True)))
     email = str(claims.get(settings.PORTAL_OIDC_EMAIL_CLAIM) or user.email)
     if email != user.email:
         user.email = email
         user.save(update_fields=["email"])
-    changes = {"role": _sync_role(user, groups, ip), "teams": _sync_teams(user, groups, ip)}
+    changes = groups_apply(user=user, groups=groups, ip=ip)
     identity.groups, identity.last_login_at = groups, timezone.now()
     identity.save(update_fields=["groups", "last_login_at"])
     account_services.audit_record(actor=user, action="accounts.sso.logged_in", target=user, ip=ip,
                                   details={"groups": groups, **changes})
     return user
+
+
+def _provisioned_unlinked(user: User) -> bool:
+    """A user the provider created over SCIM and who has not logged in yet: their first login links to them."""
+    return hasattr(user, "scim") and not SsoIdentity.objects.filter(user=user).exists()
+
+
+def groups_apply(*, user: User, groups: list[str], ip: str | None = None) -> dict:
+    """Set the user's role and SSO-granted teams from the provider's groups (at login, or pushed over SCIM)."""
+    return {"role": _sync_role(user, groups, ip), "teams": _sync_teams(user, groups, ip)}
 
 
 def _sync_role(user: User, groups: list[str], ip: str | None) -> str:
