@@ -95,5 +95,6 @@ class QuotaAdmin(admin.ModelAdmin):
         super().delete_model(request, obj)
 
 
+from accounts.scim import admin as _scim_admin  # noqa: E402,F401  (registers SCIM users and groups)
 from accounts.sso import admin as _sso_admin  # noqa: E402,F401  (registers the SSO group mappings)
 from accounts.teams import admin as _teams_admin  # noqa: E402,F401  (registers teams)
