@@ -13,6 +13,7 @@ class SsoGroupMappingAdmin(admin.ModelAdmin):
     list_filter = ("role", "team")
     search_fields = ("group",)
     fields = ("group", "role", "team", "team_admin")
+    actions = None  # the bulk delete would skip the service and its audit row
 
     def save_model(self, request, obj, form, change):
         saved = services.mapping_save(actor=request.user, mapping=obj if change else None, group=obj.group,

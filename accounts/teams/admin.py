@@ -15,7 +15,7 @@ class MembershipForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        team = self.instance.team if self.instance.team_id else getattr(self, "parent_team", None)
+        team = self.instance.team if self.instance.team_id else None
         if team is not None:
             try:
                 services.member_limits_check(team=team, wanted={f: data.get(f) for f in services.MEMBER_FIELDS})
@@ -41,6 +41,8 @@ class TeamAdmin(admin.ModelAdmin):
     fields = ("name", "description", "requests_per_minute", "tokens_per_day", "tokens_per_month",
               "concurrent_requests", "monthly_token_budget", "allowed_models")
     inlines = [MembershipInline]
+    actions = None  # the bulk delete would skip the service and its audit row
+
 
     def save_model(self, request, obj, form, change):
         saved = services.team_save(
@@ -53,9 +55,10 @@ class TeamAdmin(admin.ModelAdmin):
 
     def save_formset(self, request, form, formset, change):
         ip = account_services.client_ip(request)
+        changed = formset.save(commit=False)  # fills deleted_objects too; nothing is written here
         for obj in formset.deleted_objects:
             services.team_member_remove(actor=request.user, membership=obj, ip=ip)
-        for membership in formset.save(commit=False):
+        for membership in changed:
             saved = services.team_member_add(actor=request.user, team=form.instance, user=membership.user,
                                              is_team_admin=membership.is_team_admin, ip=ip)
             services.team_member_limits_set(actor=request.user, membership=saved,

@@ -139,3 +139,22 @@ def _wait_for_audit(portal, action: str, timeout: float = 10) -> None:
                 return
         time.sleep(0.1)
     raise AssertionError(f"no {action} audit row")
+
+
+def test_a_teams_concurrency_and_daily_tokens_are_shared_and_named_in_the_refusal(portal):
+    ann, ann_key = portal.member()
+    bob, bob_key = portal.member()
+    team = _team(portal, [ann, bob], concurrent_requests=3)
+    slow = {"model": "slow-model", "messages": [{"role": "user", "content": "hi"}]}
+    responses = asyncio.run(_fire(portal.url, [(ann_key if i % 2 else bob_key, slow) for i in range(10)]))
+    assert [r.status_code for r in responses].count(200) == 3
+    refused = next(r for r in responses if r.status_code == 429).json()["error"]
+    assert refused["code"] == "team_concurrent_requests_exceeded" and f"team {team.name}" in refused["message"]
+
+    carl, carl_key = portal.member()
+    small = _team(portal, [carl], tokens_per_day=100)
+    too_many = httpx.post(f"{portal.url}/v1/chat/completions", headers=portal.headers(carl_key),
+                          json={**CHAT, "max_tokens": 500})
+    assert too_many.status_code == 429
+    error = too_many.json()["error"]
+    assert error["code"] == "team_tokens_per_day_exceeded" and f"team {small.name}'s 100 tokens" in error["message"]
