@@ -83,8 +83,9 @@ def main() -> None:
         procs.stop_group(redis_proc)
     a, t = statistics.median(alone), statistics.median(with_teams)
     ratio = t / a
-    numbers = (f"acquire+settle: user alone {a:.0f} req/s ({1000 / a:.3f} ms each at this concurrency), user in 2 teams {t:.0f} req/s "
-               f"({1000 / t:.3f} ms each), +{1000 / t - 1000 / a:.3f} ms per request; C={args.concurrency}, "
+    numbers = (f"acquire+settle: user alone {a:.0f} req/s ({1000 / a:.3f} ms each at this concurrency), "
+               f"user in 2 teams {t:.0f} req/s ({1000 / t:.3f} ms each), +{1000 / t - 1000 / a:.3f} ms per request; "
+               f"C={args.concurrency}, "
                f"{args.rounds} interleaved rounds x {args.requests}")
     print(f"quota_teams: {numbers}, ratio {ratio:.3f} (target >= 0.7)")
     with open(BASE / "perf" / "RESULTS.md", "a") as fh:
