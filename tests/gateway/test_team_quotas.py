@@ -4,6 +4,8 @@ import time
 
 import httpx
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 
 from tests.factories import UserFactory
 
@@ -110,8 +112,13 @@ def test_a_monthly_budget_warns_at_eighty_percent_then_stops_at_one_hundred(port
     with portal.db():
         assert not AuditEvent.objects.filter(action="accounts.team.budget_warning").exists()
         assert selectors.team_usage_month(team=team)["percent"] == 70.0
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"accounts.team.{team.pk}", channel)
     assert httpx.post(url, headers=headers, json=CHAT).status_code == 200  # 80%: warned once
     _wait_for_audit(portal, "accounts.team.budget_warning")
+    event = async_to_sync(asyncio.wait_for)(layer.receive(channel), 10)
+    assert event["event"] == "team.budget_warning" and event["data"]["percent"] == 80.0
     with portal.db():
         warning = AuditEvent.objects.get(action="accounts.team.budget_warning")
         assert warning.details["team"] == team.name and warning.details["percent"] == 80.0
