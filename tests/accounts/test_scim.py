@@ -124,3 +124,18 @@ def test_a_provisioned_user_is_linked_at_the_first_sso_login():
     created = _create()
     user = sso_services.sso_login(claims={"sub": "subject-1", "preferred_username": "ann"})
     assert str(user.pk) == created["id"]
+
+
+def test_malformed_requests_get_scim_errors_never_a_crash():
+    client = Client(headers={"Authorization": f"Bearer {TOKEN}"})
+    broken = client.post("/scim/v2/Users", data=b"{not json", content_type="application/scim+json")
+    assert broken.status_code == 400 and json.loads(broken.content)["scimType"] == "invalidSyntax"
+    listed = client.post("/scim/v2/Users", data=b"[1, 2]", content_type="application/scim+json")
+    assert listed.status_code == 400 and "JSON object" in json.loads(listed.content)["detail"]
+    assert scim("post", "Users", {"userName": "x" * 151})[0] == 400
+    assert scim("get", "Users/99999")[0] == 404 and scim("get", "Users/abc")[0] == 404
+    assert scim("get", "Users?startIndex=x")[0] == 400
+    status, body = scim("post", "Groups", {"displayName": "g", "members": [{"value": "424242"}]})
+    assert status == 400 and "No provisioned user with id 424242" in body["detail"]
+    created = _create()
+    assert scim("post", f"Users/{created['id']}", {})[0] == 405
