@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from gateway.models import UsageRecord
+from gateway.models import QueueWeight, ServerCapacity, UsageRecord
 
 
 @admin.register(UsageRecord)
@@ -16,3 +16,14 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(QueueWeight)
+class QueueWeightAdmin(admin.ModelAdmin):
+    list_display = ("user", "weight")
+    search_fields = ("user__username",)
+
+
+@admin.register(ServerCapacity)
+class ServerCapacityAdmin(admin.ModelAdmin):
+    list_display = ("server", "profile", "max_in_flight")

@@ -10,6 +10,7 @@ background writer. No Django middleware, no ORM on the path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -21,6 +22,7 @@ from django.conf import settings
 from accounts import limits, revocation
 from accounts.teams import services as team_services
 from gateway import clients, db, errors, inflight, loading, proxy, routing, selectors
+from gateway.admission import Admission, Grant, QueueTimeout, flow_of, weight_of
 from gateway.errors import GatewayError
 from gateway.routing import RoutingTable
 from gateway.usage.ledger import Ledger
@@ -44,6 +46,8 @@ ENDPOINTS = {
 ROOT_PATHS = frozenset(p for p in ENDPOINTS if not p.startswith("/v1/"))
 KNOWN = ", ".join(["/v1/models", *ENDPOINTS])
 MAX_CACHED_KEYS = 10_000
+# A request that waited the whole queue deadline is told to come back after a short pause, not at once.
+QUEUE_RETRY_AFTER_S = 5
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -57,6 +61,7 @@ class Gateway:
 
     def _start(self) -> None:
         self.quota = limits.QuotaEngine(settings.REDIS_URL)
+        self.admission = Admission(self.quota.redis)
         self.session = clients.session_create()
         self.table = RoutingTable()
         self.ledger = Ledger()
@@ -123,11 +128,18 @@ class Gateway:
             body, want_usage = _ask_for_usage(req, body)
         call.prompt_estimate = len(body) // 4 if counts_prompt else 0
         reserve = _reserve(req, body, entry.max_model_len, generates, counts_prompt)
-        ticket = await self._acquire(scope, principal, reserve, call)
-        slot = _Slot(ticket.request_id)
+        # A ready model's requests take their slot in the fair queue, which also holds the user's concurrency
+        # quota; a model still to be loaded has no slots to share yet, so the quota script counts it.
+        queued = route is not None and settings.PORTAL_QUEUE_ENABLED
+        ticket = await self._acquire(scope, principal, reserve, call, queued=queued)
+        slot = _Slot(ticket.request_id, self.admission)
         watch = _Watch(receive)
         try:
-            await slot.hold(server_id)
+            if queued:
+                slot.granted(await self._admit(send, principal, entry, call, stream=stream))
+                route = self.table.route(slot.server_id) or route
+                call.server_id = route.server_id
+            await slot.hold(call.server_id)
             if route is None:
                 route = await self.loader.wait(entry, send, call, stream=stream)
                 call.server_id = route.server_id
@@ -162,12 +174,12 @@ class Gateway:
                 if stream:
                     await proxy.relay_stream(self.session, send, url, body, call, want_usage=want_usage)
                     watch.stop()  # all relayed: a client that hangs up after [DONE] is no abort
-                    await self._settle(ticket, call)
+                    await self._finish(slot, ticket, call)
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
                     status, ctype, data = await proxy.fetch_json(self.session, url, body, call, usage=generates)
                     watch.stop()
-                    await self._settle(ticket, call)
+                    await self._finish(slot, ticket, call)
                     await send({"type": "http.response.start", "status": status,
                                 "headers": [(b"content-type", ctype), (b"content-length", str(len(data)).encode())]})
                     call.started = True
@@ -194,6 +206,10 @@ class Gateway:
         if entry is None or not (entry.starting or entry.loadable or entry.sleeping):
             raise _lost(call, None, exc)
         return await self.loader.wait(entry, send, call, stream=stream)
+
+    async def _finish(self, slot: _Slot, ticket: limits.Ticket, call: proxy.Call) -> None:
+        """The engine is done: its slot goes to the next in line at once, with the quota settled alongside."""
+        await asyncio.gather(slot.release(), self._settle(ticket, call))
 
     async def _settle(self, ticket: limits.Ticket, call: proxy.Call) -> None:
         try:
@@ -255,12 +271,46 @@ class Gateway:
         self.keys.clear()
         return await self._authenticate(scope)
 
-    async def _acquire(self, scope, principal, reserve, call) -> limits.Ticket:
+    async def _admit(self, send, principal, entry, call, *, stream: bool) -> Grant:
+        """Wait in the model's fair queue for a slot on one of its ready servers (gateway.admission)."""
+        now = time.monotonic()
+        servers = [(r.server_id, entry.capacity.get(r.server_id, settings.PORTAL_QUEUE_DEFAULT_CAPACITY))
+                   for r in self.table.routes.get(entry.name, ()) if r.down_until <= now]
+        note = f": queued for {entry.name}, please wait\n\n".encode()
+
+        async def keepalive() -> None:
+            if not stream:
+                return
+            if not call.started:
+                await send({"type": "http.response.start", "status": 200, "headers": proxy.SSE_HEADERS})
+                call.started = True
+            await send({"type": "http.response.body", "body": note, "more_body": True})
+
+        deadline = settings.PORTAL_QUEUE_DEADLINE_S
+        try:
+            return await self.admission.admit(
+                ticket=self.admission.ticket(), model=entry.name, servers=servers, flow=flow_of(principal),
+                weight=weight_of(principal), user_id=principal.user_id,
+                limit=principal.limits.concurrent_requests, deadline_s=deadline, on_wait=keepalive)
+        except QueueTimeout:
+            raise errors.too_many(
+                f"`{entry.name}` is busy: its servers are running all the requests they can, or you are running "
+                f"your quota of {principal.limits.concurrent_requests} at a time, and this request waited "
+                f"{deadline:g} s in the queue (PORTAL_QUEUE_DEADLINE_S). Retry in a few seconds.",
+                code="queue_timeout", retry_after=QUEUE_RETRY_AFTER_S) from None
+        except RedisUnavailable as exc:
+            raise errors.unavailable(f"The portal's Redis, which keeps the request queue, is not reachable ({exc}): "
+                                     "tell an admin.", code="quota_store_unavailable", retry_after=5) from None
+
+    async def _acquire(self, scope, principal, reserve, call, *, queued: bool) -> limits.Ticket:
         for _ in range(3):
+            # Servers' in-flight counts are gateway.inflight's (_Slot), not the quota script's; a queued
+            # request's concurrency is the fair queue's to hold (it waits there instead of a 429).
+            lim = dataclasses.replace(principal.limits, concurrent_requests=limits.UNLIMITED) if queued \
+                else principal.limits
             try:
-                # Servers' in-flight counts are gateway.inflight's (_Slot), not the quota script's.
                 verdict = await self.quota.acquire(user_id=principal.user_id, generation=principal.generation,
-                                                   limits=principal.limits, reserve=reserve, server_id=None,
+                                                   limits=lim, reserve=reserve, server_id=None,
                                                    teams=principal.teams)
             except RedisUnavailable as exc:
                 raise errors.unavailable(f"The portal's Redis, which keeps quotas, is not reachable ({exc}): tell an "
@@ -346,16 +396,26 @@ class Gateway:
 
 class _Slot:
     """The request's entry in one server's in-flight count (gateway.inflight), moved when the request is
-    routed elsewhere and released however the request ends (answer, error, disconnect, shutdown)."""
+    routed elsewhere and released however the request ends (answer, error, disconnect, shutdown). A slot
+    the fair queue granted is given back through it, which hands it to the next in line."""
 
-    __slots__ = ("request_id", "server_id")
+    __slots__ = ("request_id", "server_id", "admission", "grant")
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, admission: Admission) -> None:
         self.request_id = request_id
         self.server_id: int | None = None
+        self.admission = admission
+        self.grant: Grant | None = None
+
+    def granted(self, grant: Grant) -> None:
+        self.grant = grant
+        self.request_id, self.server_id = grant.ticket, grant.server_id
 
     async def hold(self, server_id: int | None) -> None:
         if server_id == self.server_id:
+            return
+        if self.grant is not None:
+            await self._move(server_id)
             return
         await self.release()
         if server_id is not None:
@@ -367,12 +427,24 @@ class _Slot:
                 return
             self.server_id = server_id
 
+    async def _move(self, server_id: int) -> None:
+        """A granted request retried on another replica: its entry follows it."""
+        try:
+            await inflight.inflight_release(self.server_id, self.request_id)
+            await inflight.inflight_acquire(server_id, self.request_id)
+        except (RedisUnavailable, ReplyError):
+            log.warning("could not move a request in flight to server %s", server_id, exc_info=True)
+        self.server_id = self.grant.server_id = server_id
+
     async def release(self) -> None:
         server_id, self.server_id = self.server_id, None
+        grant, self.grant = self.grant, None
         if server_id is None:
             return
+        release = self.admission.release(grant) if grant is not None else inflight.inflight_release(
+            server_id, self.request_id)
         try:
-            await asyncio.shield(inflight.inflight_release(server_id, self.request_id))
+            await asyncio.shield(release)
         except (RedisUnavailable, ReplyError, asyncio.CancelledError):
             # Left behind, the entry ages out after the longest allowed request (gateway.inflight).
             log.warning("could not release a request in flight on server %s", server_id, exc_info=True)

@@ -10,3 +10,18 @@ class GatewayConfig(AppConfig):
         from sparkportal import exporter
 
         exporter.register(GatewayCollector())
+        _weights_invalidate_principals()
+
+
+def _weights_invalidate_principals() -> None:
+    """A user's queue weight is cached with their principal: a change must reach every gateway process."""
+    from django.db.models.signals import post_delete, post_save
+
+    from accounts.revocation import generation_bump_on_commit
+    from gateway.models import QueueWeight
+
+    def changed(**kwargs) -> None:
+        generation_bump_on_commit()
+
+    post_save.connect(changed, sender=QueueWeight, weak=False, dispatch_uid="gateway-queue-weight-save")
+    post_delete.connect(changed, sender=QueueWeight, weak=False, dispatch_uid="gateway-queue-weight-delete")

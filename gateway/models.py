@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 # The message a form or the service shows for a negative price, cost or wattage.
@@ -118,3 +118,45 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class QueueWeight(models.Model):
+    """A user's share of a saturated model in the fair queue (gateway.admission); 1 when there is no row."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_weight")
+    weight = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1, message="A weight is at least 1."),
+                               MaxValueValidator(100, message="A weight is at most 100.")],
+        help_text="Relative share when requests queue: a user of weight 3 gets three slots for each one of a "
+                  "user of weight 1.")
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(weight__gte=1, weight__lte=100),
+                                              name="gateway_queueweight_range")]
+
+    def __str__(self) -> str:
+        return f"weight {self.weight}"
+
+
+class ServerCapacity(models.Model):
+    """An operator's cap on requests in flight, for one server or every server of a profile.
+
+    Without one, a server takes its profile's max_num_seqs (PORTAL_QUEUE_DEFAULT_CAPACITY when unset);
+    beyond its cap, requests wait in the fair queue. A server's own cap beats its profile's."""
+
+    server = models.OneToOneField("servers.Server", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="capacity_cap")
+    profile = models.OneToOneField("models_registry.ModelProfile", null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="capacity_cap")
+    max_in_flight = models.PositiveIntegerField(validators=[MinValueValidator(1, message="A cap is at least 1.")])
+
+    class Meta:
+        verbose_name_plural = "server capacities"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(server__isnull=True) ^ models.Q(profile__isnull=True),
+                                   name="gateway_servercapacity_one_target"),
+            models.CheckConstraint(condition=models.Q(max_in_flight__gte=1), name="gateway_servercapacity_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server or self.profile}: {self.max_in_flight} in flight"

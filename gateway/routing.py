@@ -98,6 +98,9 @@ class RoutingTable:
                 best = route
         return best
 
+    def route(self, server_id: int) -> Route | None:
+        return self._by_server.get(server_id)
+
     def clear_down(self, server_id) -> None:
         route = self._by_server.get(server_id)
         if route is not None:

@@ -12,7 +12,7 @@ from accounts import limits, revocation
 from accounts import services as account_services
 from accounts.models import ApiKey, User
 from accounts.teams import selectors as team_selectors
-from gateway.models import Conversation
+from gateway.models import Conversation, QueueWeight, ServerCapacity
 from models_registry.models import ModelProfile
 from servers.models import Server
 
@@ -36,6 +36,7 @@ class ModelServers:
     sleeping: list[int] = field(default_factory=list)  # asleep: a request wakes one (servers.server_ensure_ready)
     stopping: list[int] = field(default_factory=list)
     idle: list[int] = field(default_factory=list)  # stopped, not loadable
+    capacity: dict[int, int] = field(default_factory=dict)  # ready server id -> requests it may run at once
 
 
 def routing_snapshot() -> dict[str, ModelServers]:
@@ -47,7 +48,8 @@ def routing_snapshot() -> dict[str, ModelServers]:
                                                   profile.task)
     servers = (Server.objects.select_related("profile").order_by("pk")
                .only("pk", "served_model_name", "host", "port", "status", "load_on_demand",
-                     "profile__max_model_len", "profile__task"))
+                     "profile__max_model_len", "profile__task", "profile__max_num_seqs"))
+    caps = _capacity_caps()
     for server in servers.exclude(status=Server.Status.EXTERNAL):
         entry = models.get(server.served_model_name)
         if entry is None:
@@ -57,6 +59,7 @@ def routing_snapshot() -> dict[str, ModelServers]:
                 profile.task if profile else "chat")
         if server.status in READY:
             entry.ready.append((server.pk, server.base_url))
+            entry.capacity[server.pk] = _capacity(server, caps)
         elif server.status in STARTING:
             entry.starting.append(server.pk)
         elif server.status == Server.Status.STOPPING:
@@ -68,6 +71,29 @@ def routing_snapshot() -> dict[str, ModelServers]:
         else:
             entry.idle.append(server.pk)
     return models
+
+
+def _capacity_caps() -> tuple[dict[int, int], dict[int, int]]:
+    by_server, by_profile = {}, {}
+    for cap in ServerCapacity.objects.all():
+        if cap.server_id is not None:
+            by_server[cap.server_id] = cap.max_in_flight
+        else:
+            by_profile[cap.profile_id] = cap.max_in_flight
+    return by_server, by_profile
+
+
+def _capacity(server: Server, caps: tuple[dict[int, int], dict[int, int]]) -> int:
+    """An operator's cap on the server, else on its profile, else the profile's max_num_seqs, else the default."""
+    by_server, by_profile = caps
+    if server.pk in by_server:
+        return by_server[server.pk]
+    if server.profile_id in by_profile:
+        return by_profile[server.profile_id]
+    profile = server.profile
+    if profile is not None and profile.max_num_seqs:
+        return profile.max_num_seqs
+    return settings.PORTAL_QUEUE_DEFAULT_CAPACITY
 
 
 @dataclass(slots=True)
@@ -85,6 +111,7 @@ class Principal:
     generation: str
     teams: tuple[limits.TeamLimits, ...] = ()  # counted with the caller in one quota check
     team_models: tuple[tuple[str, frozenset[str]], ...] = ()  # (team, models it allows): every one must allow
+    weight: int = 1  # the user's share in the fair queue (gateway.models.QueueWeight)
 
 
 def _principal(user: User, *, key: ApiKey | None = None, generation: str) -> Principal:
@@ -102,7 +129,13 @@ def _principal(user: User, *, key: ApiKey | None = None, generation: str) -> Pri
         allowed=frozenset(quota["allowed_models"]) if quota["allowed_models"] else None,
         limits=limits.Limits(limit("requests_per_minute"), limit("tokens_per_day"), limit("concurrent_requests")),
         expires_at=key.expires_at.timestamp() if key and key.expires_at else None, generation=generation,
-        teams=team_selectors.team_limits_for_user(user=user), team_models=team_selectors.team_model_rules(user=user))
+        teams=team_selectors.team_limits_for_user(user=user), team_models=team_selectors.team_model_rules(user=user),
+        weight=_queue_weight(user))
+
+
+def _queue_weight(user: User) -> int:
+    row = QueueWeight.objects.filter(user=user).only("weight").first()
+    return row.weight if row is not None else 1
 
 
 def principal_for_key(*, raw: str) -> Principal:

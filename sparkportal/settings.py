@@ -377,6 +377,15 @@ PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN = env_int("PORTAL_GATEWAY_DEFAULT_MAX_MODEL
 # A /v1 body is read into memory before it is forwarded: larger ones are refused with a 413 as they arrive.
 PORTAL_GATEWAY_MAX_BODY_BYTES = env_int("PORTAL_GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
 PORTAL_USAGE_FLUSH_S = env_float("PORTAL_USAGE_FLUSH_S", 1.0)
+# Fair queue (gateway.admission): a request for a saturated model, or of a user at the concurrency quota,
+# waits this long for a slot before a 429 with Retry-After.
+PORTAL_QUEUE_ENABLED = env_bool("PORTAL_QUEUE_ENABLED", True)
+PORTAL_QUEUE_DEADLINE_S = env_float("PORTAL_QUEUE_DEADLINE_S", 30.0)
+# Requests a server runs at once when neither an operator's cap nor its profile's max_num_seqs says:
+# vLLM's own default max_num_seqs on GB10 and GPUs under 70 GiB.
+PORTAL_QUEUE_DEFAULT_CAPACITY = env_int("PORTAL_QUEUE_DEFAULT_CAPACITY", 256)
+# How often a gateway process with waiters looks for slots another process freed.
+PORTAL_QUEUE_POLL_S = env_float("PORTAL_QUEUE_POLL_S", 0.01)
 # Cost view: GPU power samples further apart than this leave a gap, filled with the fallback wattages.
 PORTAL_COST_SAMPLE_MAX_GAP_S = env_float("PORTAL_COST_SAMPLE_MAX_GAP_S", 60.0)
 # The entry keeps its name so the database scheduler updates its stored row instead of adding a second one.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -49,6 +50,8 @@ class App:
         self.natural = int(_env_float("FAKE_VLLM_OUTPUT_TOKENS", 12))
         self.break_after = int(_env_float("FAKE_VLLM_BREAK_AFTER_TOKENS", 0))
         self.in_flight = 0
+        # Like vLLM's scheduler: at most max_num_seqs requests run, the rest wait in arrival order.
+        self.seqs = asyncio.Semaphore(cfg.max_num_seqs) if cfg.max_num_seqs else None
         self.sleep = SleepMode(enabled=cfg.enable_sleep_mode, stats=self.stats)
 
     # --- middleware: api key, access log, instrumentator metrics -------------------------------------
@@ -255,9 +258,10 @@ class App:
         job = _Job(self, rid, prompt, n_out, max_tokens, reason, pieces=forced)
         self.in_flight += 1
         try:
-            if body.get("stream"):
-                return await self._stream(request, body, job, chat=chat)
-            return await self._whole(body, job, chat=chat)
+            async with self.seqs or contextlib.nullcontext():
+                if body.get("stream"):
+                    return await self._stream(request, body, job, chat=chat)
+                return await self._whole(body, job, chat=chat)
         finally:
             self.in_flight -= 1
 

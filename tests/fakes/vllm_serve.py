@@ -142,6 +142,8 @@ class Config:
         self.enable_prefix_caching = args.enable_prefix_caching is not False
         self.enable_sleep_mode = bool(args.enable_sleep_mode)
         self.block_size = int(args.block_size or 16)
+        self.max_num_seqs = int(args.max_num_seqs or 0)  # 0: no cap (vLLM's default is in the hundreds)
+        self.prompt_tokens_details = bool(args.enable_prompt_tokens_details)
         self.kv_gib = _env_float("FAKE_VLLM_KV_CACHE_GIB", 10.0)
         self.weights_gib = _env_float("FAKE_VLLM_WEIGHTS_GIB", 1.5)
         self.num_gpu_blocks = max(1, int(self.kv_gib * 1024 * 64 / self.block_size))
