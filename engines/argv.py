@@ -57,6 +57,8 @@ def serve_argv(spec: ServeSpec, *, executable: str = "", host: str = "127.0.0.1"
     if spec.kv_cache_dtype and spec.kv_cache_dtype != "auto":
         argv += ["--kv-cache-dtype", spec.kv_cache_dtype]
     argv.append("--enable-prefix-caching" if spec.enable_prefix_caching else "--disable-prefix-caching")
+    # Answers then say how many prompt tokens came from the prefix cache; the ledger prices them apart.
+    argv.append("--enable-prompt-tokens-details")
     if spec.max_num_seqs:
         argv += ["--max-num-seqs", str(spec.max_num_seqs)]
     if spec.enable_sleep_mode:

@@ -38,6 +38,8 @@ OWNED: dict[str, dict[str, str | None]] = {
         "--enable-prefix-caching": "enable_prefix_caching", "--disable-prefix-caching": "enable_prefix_caching",
         "--max-num-seqs": "max_num_seqs", "--revision": "revision",
         "--enable-sleep-mode": "enable_sleep_mode", "--disable-sleep-mode": "enable_sleep_mode",
+        # Always on: the usage ledger records cached prompt tokens from every answer.
+        "--enable-prompt-tokens-details": None, "--disable-prompt-tokens-details": None,
     },
     "tei": {
         "--model-id": None, "--port": None, "-p": None, "--hostname": None, "--uds-path": None,

@@ -366,7 +366,7 @@ class Gateway:
             "key_prefix": principal.prefix, "model": call.model[:200], "server_id": call.server_id,
             "endpoint": call.endpoint, "stream": call.stream, "status": call.status or 500,
             "error_code": call.error_code, "prompt_tokens": call.prompt_tokens,
-            "completion_tokens": call.completion_tokens,
+            "cached_tokens": call.cached_tokens, "completion_tokens": call.completion_tokens,
             "ttft_ms": call.ttft * 1000 if call.ttft is not None else None,
             "duration_ms": (time.perf_counter() - call.t0) * 1000, "client_ip": scope_client_ip(scope),
             "created_at": call.created_at})

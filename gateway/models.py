@@ -51,13 +51,20 @@ class ApiPrice(models.Model):
                                             validators=[NOT_NEGATIVE])
     output_per_million = models.DecimalField(max_digits=10, decimal_places=4,
                                              validators=[NOT_NEGATIVE])
+    cached_input_per_million = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, validators=[NOT_NEGATIVE],
+        help_text="USD per 1M cached input tokens; empty: the input price.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]  # the defaults in the field notes' order, new rows after them
-        constraints = [models.CheckConstraint(
-            condition=models.Q(input_per_million__gte=0, output_per_million__gte=0),
-            name="gateway_apiprice_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(input_per_million__gte=0, output_per_million__gte=0),
+                                   name="gateway_apiprice_not_negative"),
+            models.CheckConstraint(condition=models.Q(cached_input_per_million__isnull=True)
+                                   | models.Q(cached_input_per_million__gte=0),
+                                   name="gateway_apiprice_cached_not_negative"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -98,6 +105,8 @@ class UsageRecord(models.Model):
     status = models.PositiveSmallIntegerField()
     error_code = models.CharField(max_length=60, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(
+        default=0, help_text="Of the prompt tokens, those served from the engine's prefix cache.")
     completion_tokens = models.PositiveIntegerField(default=0)
     ttft_ms = models.FloatField(null=True, blank=True)
     duration_ms = models.FloatField(default=0)

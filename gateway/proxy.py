@@ -26,8 +26,8 @@ class Call:
     """One request's bookkeeping: what the ledger row and the quota settlement need."""
 
     __slots__ = ("t0", "created_at", "model", "endpoint", "stream", "status", "error_code", "prompt_tokens",
-                 "completion_tokens", "ttft", "server_id", "started", "events", "usage_known", "prompt_estimate",
-                 "principal", "recorded")
+                 "cached_tokens", "completion_tokens", "ttft", "server_id", "started", "events", "usage_known",
+                 "prompt_estimate", "principal", "recorded")
 
     def __init__(self, t0: float, created_at) -> None:
         self.t0 = t0
@@ -38,6 +38,7 @@ class Call:
         self.status = 0
         self.error_code = ""
         self.prompt_tokens = 0
+        self.cached_tokens = 0  # of the prompt tokens, those the engine's prefix cache held
         self.completion_tokens = 0
         self.ttft: float | None = None
         self.server_id: int | None = None
@@ -52,6 +53,9 @@ class Call:
         if isinstance(usage, dict):
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            self.cached_tokens = min(int(cached), self.prompt_tokens) if isinstance(cached, int) and cached > 0 else 0
             self.usage_known = True
 
     def tokens_spent(self) -> int:

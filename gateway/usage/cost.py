@@ -25,12 +25,14 @@ LOAD_UTILIZATION_PCT = 10.0
 DAYS_PER_MONTH = 365.25 / 12
 MILLION = Decimal(1_000_000)
 
-# Per 1M input / output tokens, USD: the field notes' table (April 2026).
+# Per 1M input / output / cached input tokens, USD: the field notes' table (April 2026); cached input at the
+# vendors' discount (OpenAI: half of GPT-4o mini's input price, a tenth of GPT-5's; Anthropic's cache reads:
+# a tenth of the input price).
 DEFAULT_PRICES = [
-    ("GPT-4o mini", Decimal("0.15"), Decimal("0.60")),
-    ("GPT-5", Decimal("3"), Decimal("15")),
-    ("Claude Sonnet 4.6", Decimal("3"), Decimal("15")),
-    ("Claude Opus 4.7", Decimal("15"), Decimal("75")),
+    ("GPT-4o mini", Decimal("0.15"), Decimal("0.60"), Decimal("0.075")),
+    ("GPT-5", Decimal("3"), Decimal("15"), Decimal("0.30")),
+    ("Claude Sonnet 4.6", Decimal("3"), Decimal("15"), Decimal("0.30")),
+    ("Claude Opus 4.7", Decimal("15"), Decimal("75"), Decimal("1.50")),
 ]
 
 
@@ -150,9 +152,13 @@ def money(value: Decimal) -> Decimal:
 
 
 def api_cost(*, prompt_tokens: int, completion_tokens: int, input_per_million: Decimal,
-             output_per_million: Decimal) -> Decimal:
-    """What the tokens would have cost on a paid API (unrounded)."""
-    return (Decimal(prompt_tokens) * input_per_million + Decimal(completion_tokens) * output_per_million) / MILLION
+             output_per_million: Decimal, cached_tokens: int = 0,
+             cached_input_per_million: Decimal | None = None) -> Decimal:
+    """Prompt tokens the prefix cache held are priced at the cached-input price (the input price when none)."""
+    cached = min(cached_tokens, prompt_tokens)
+    cached_price = input_per_million if cached_input_per_million is None else cached_input_per_million
+    return (Decimal(prompt_tokens - cached) * input_per_million + Decimal(cached) * cached_price
+            + Decimal(completion_tokens) * output_per_million) / MILLION
 
 
 def electricity_cost(*, kwh: float, per_kwh: Decimal) -> Decimal:

@@ -9,6 +9,10 @@ class ApiPriceForm(forms.Form):
                                            label="Input price (USD per 1M tokens)")
     output_per_million = forms.DecimalField(max_digits=10, decimal_places=4, validators=[NOT_NEGATIVE],
                                             label="Output price (USD per 1M tokens)")
+    cached_input_per_million = forms.DecimalField(max_digits=10, decimal_places=4, validators=[NOT_NEGATIVE],
+                                                  required=False,
+                                                  label="Cached input price (USD per 1M tokens; empty: the input "
+                                                        "price)")
 
 
 class CostSettingsForm(forms.Form):

@@ -37,7 +37,8 @@ def usage_summary(*, records: QuerySet) -> dict:
     from django.db.models import Count, Sum
     from django.db.models.functions import TruncDate
 
-    sums = {"requests": Count("id"), "prompt": Sum("prompt_tokens"), "completion": Sum("completion_tokens")}
+    sums = {"requests": Count("id"), "prompt": Sum("prompt_tokens"), "cached": Sum("cached_tokens"),
+            "completion": Sum("completion_tokens")}
     return {
         "per_day": list(records.annotate(day=TruncDate("created_at")).values("day").annotate(**sums).order_by("-day")),
         "per_model": list(records.values("model").annotate(**sums).order_by("-requests")),
@@ -54,6 +55,7 @@ class UserMonthCost:
     username: str
     requests: int
     prompt_tokens: int
+    cached_tokens: int
     completion_tokens: int
     costs: list  # Decimal per price, in the order of CostReport.prices
 
@@ -144,16 +146,19 @@ def cost_report(*, user: User, months: int = 3, now: datetime | None = None) -> 
     if not everyone:
         records = records.filter(user=user)
     grouped = (records.annotate(month=TruncMonth("created_at")).values("month", "username")
-               .annotate(requests=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+               .annotate(requests=Count("id"), prompt=Sum("prompt_tokens"), cached=Sum("cached_tokens"),
+                         completion=Sum("completion_tokens"))
                .order_by("-month", "username"))
     rows, api_totals = [], [Decimal(0)] * len(prices)
     for g in grouped:
         costs = [cost.api_cost(prompt_tokens=g["prompt"] or 0, completion_tokens=g["completion"] or 0,
-                               input_per_million=p.input_per_million, output_per_million=p.output_per_million)
+                               cached_tokens=g["cached"] or 0, input_per_million=p.input_per_million,
+                               output_per_million=p.output_per_million,
+                               cached_input_per_million=p.cached_input_per_million)
                  for p in prices]
         api_totals = [a + c for a, c in zip(api_totals, costs, strict=True)]
-        rows.append(UserMonthCost(g["month"], g["username"], g["requests"], g["prompt"] or 0, g["completion"] or 0,
-                                  costs))
+        rows.append(UserMonthCost(g["month"], g["username"], g["requests"], g["prompt"] or 0, g["cached"] or 0,
+                                  g["completion"] or 0, costs))
 
     nodes = list(Node.objects.all())
     busy = {node.pk: node_busy(node=node, start=window_start, end=now) for node in nodes}

@@ -44,19 +44,23 @@ def cost_settings_ensure() -> CostSettings:
     with transaction.atomic():
         settings_row, created = CostSettings.objects.get_or_create(pk=1)
         if created and not ApiPrice.objects.exists():
-            ApiPrice.objects.bulk_create([ApiPrice(name=name, input_per_million=inp, output_per_million=out)
-                                          for name, inp, out in cost.DEFAULT_PRICES])
+            ApiPrice.objects.bulk_create([ApiPrice(name=name, input_per_million=inp, output_per_million=out,
+                                                   cached_input_per_million=cached)
+                                          for name, inp, out, cached in cost.DEFAULT_PRICES])
     return settings_row
 
 
 def _price_state(price: ApiPrice) -> dict:
+    cached = price.cached_input_per_million
     return {"name": price.name, "input_per_million": str(price.input_per_million),
-            "output_per_million": str(price.output_per_million)}
+            "output_per_million": str(price.output_per_million),
+            "cached_input_per_million": str(cached) if cached is not None else None}
 
 
 @transaction.atomic
 def api_price_save(*, actor: User, price: ApiPrice | None = None, name: str, input_per_million: Decimal,
-                   output_per_million: Decimal, ip: str | None = None) -> ApiPrice:
+                   output_per_million: Decimal, cached_input_per_million: Decimal | None = None,
+                   ip: str | None = None) -> ApiPrice:
     """Create a price row (price=None) or change one; admins only, audited."""
     from django.core.exceptions import ValidationError
 
@@ -72,11 +76,13 @@ def api_price_save(*, actor: User, price: ApiPrice | None = None, name: str, inp
     price.name = name.strip()
     price.input_per_million = input_per_million
     price.output_per_million = output_per_million
+    price.cached_input_per_million = cached_input_per_million
     try:
         price.full_clean()
     except ValidationError as exc:
         raise ValidationFailed(_validation_text(exc, {"name": "Name", "input_per_million": "Input price",
-                                                      "output_per_million": "Output price"})) from None
+                                                      "output_per_million": "Output price",
+                                                      "cached_input_per_million": "Cached input price"})) from None
     price.save()
     new = _price_state(price)
     if new != old:

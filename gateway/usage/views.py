@@ -14,7 +14,7 @@ from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.csvsafe import SafeWriter
 
 CSV_FIELDS = ["created_at", "username", "key_prefix", "model", "endpoint", "stream", "status", "error_code",
-              "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms", "client_ip"]
+              "prompt_tokens", "cached_tokens", "completion_tokens", "ttft_ms", "duration_ms", "client_ip"]
 
 
 def _days(request) -> int:

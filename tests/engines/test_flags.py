@@ -25,6 +25,8 @@ CASES = [
     ("vllm", "-q fp8", False, "use the field(s) quantization", "bad_extra_flags"),
     ("vllm", "--kv-cache-dtype fp8", False, "use the field(s) kv_cache_dtype", "bad_extra_flags"),
     ("vllm", "--max-num-seqs 8", False, "use the field(s) max_num_seqs", "bad_extra_flags"),
+    ("vllm", "--disable-prompt-tokens-details", True, "--disable-prompt-tokens-details is set by the portal",
+     "bad_extra_flags"),
     ("vllm", "--enable-sleep-mode", True, "use the field(s) enable_sleep_mode", "bad_extra_flags"),
     ("vllm", "--served_model_name x", False, "use the field(s) served_model_name", "bad_extra_flags"),
     ("vllm", "--enable-log-requests; rm -rf /", False, "shell syntax (';')", "bad_extra_flags"),
@@ -133,3 +135,12 @@ def test_the_dev_endpoints_open_exactly_with_the_profiles_sleep_mode(sleep, engi
     assert env.get("VLLM_SERVER_DEV_MODE") == dev_mode
     spec = argv.ServeSpec(engine="vllm", model="m", served_model_name="m", enable_sleep_mode=sleep)
     assert ("--enable-sleep-mode" in argv.serve_argv(spec)) is sleep
+
+
+def test_every_vllm_server_reports_its_cached_prompt_tokens():
+    from engines.argv import ServeSpec, serve_argv
+
+    argv = serve_argv(ServeSpec(engine="vllm", model="Qwen/Qwen3-0.6B", served_model_name="q"))
+    assert "--enable-prompt-tokens-details" in argv
+    assert "--enable-prompt-tokens-details" not in serve_argv(
+        ServeSpec(engine="tei", model="BAAI/bge-m3", served_model_name="e"))

@@ -265,12 +265,19 @@ class App:
         finally:
             self.in_flight -= 1
 
+    def _details(self, job: _Job) -> dict | None:
+        """vLLM fills prompt_tokens_details only with --enable-prompt-tokens-details and a cache hit."""
+        if self.cfg.prompt_tokens_details and job.cached:
+            return {"cached_tokens": job.cached}
+        return None
+
     async def _whole(self, body, job: _Job, *, chat: bool):
         pieces = [piece async for piece in job.tokens()]
         job.finish(job.reason)
         text = "".join(pieces)
         usage = {"prompt_tokens": len(job.prompt), "total_tokens": len(job.prompt) + len(pieces),
-                 "completion_tokens": len(pieces), "prompt_tokens_details": None, "completion_tokens_details": None}
+                 "completion_tokens": len(pieces), "prompt_tokens_details": self._details(job),
+                 "completion_tokens_details": None}
         common = {"logprobs": None, "finish_reason": job.reason, "stop_reason": None, "token_ids": None}
         if chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text, "refusal": None,
@@ -310,8 +317,12 @@ class App:
             return f"data: {dumps(data)}\n\n".encode()
 
         def usage_now():
-            return {"prompt_tokens": len(job.prompt), "total_tokens": len(job.prompt) + sent,
-                    "completion_tokens": sent}
+            usage = {"prompt_tokens": len(job.prompt), "total_tokens": len(job.prompt) + sent,
+                     "completion_tokens": sent}
+            details = self._details(job)
+            if details is not None:
+                usage["prompt_tokens_details"] = details
+            return usage
 
         try:
             if chat:

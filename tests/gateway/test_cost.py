@@ -206,8 +206,10 @@ def test_price_edits_are_validated_and_audited(ledger, admin_user, client_of):
                                                            "output_per_million": "10"}).status_code == 302
     changed = AuditEvent.objects.get(action="gateway.api_price.changed")
     assert changed.actor == admin_user and changed.details == {
-        "old": {"name": "GPT-5", "input_per_million": "3.0000", "output_per_million": "15.0000"},
-        "new": {"name": "GPT-5", "input_per_million": "1.25", "output_per_million": "10"}}
+        "old": {"name": "GPT-5", "input_per_million": "3.0000", "output_per_million": "15.0000",
+                "cached_input_per_million": "0.3000"},
+        "new": {"name": "GPT-5", "input_per_million": "1.25", "output_per_million": "10",
+                "cached_input_per_million": None}}
     assert client.post("/usage/cost/prices/", {"name": "Gemini", "input_per_million": "1",
                                                "output_per_million": "5"}).status_code == 302
     assert AuditEvent.objects.filter(action="gateway.api_price.created", details__new__name="Gemini").exists()
