@@ -68,6 +68,8 @@ ADMIN_ONLY: dict[str, frozenset[str]] = {
         "--ssl-ca-certs", "--download-dir",
         # Send requests or traces elsewhere, or lock the portal out of its own engine.
         "--otlp-traces-endpoint", "--tool-server", "--api-key", "--hf-token",
+        # Write users' prompts and answers into the engine's log, which operators read (prompts are private).
+        "--enable-log-requests", "--enable-log-outputs",
     }),
     "tei": frozenset({"--api-key", "--otlp-endpoint", "--dense-path"}),
 }

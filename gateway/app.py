@@ -21,7 +21,7 @@ from django.conf import settings
 
 from accounts import limits, revocation
 from accounts.teams import services as team_services
-from gateway import clients, db, errors, inflight, loading, proxy, routing, selectors
+from gateway import clients, content_log, db, errors, inflight, loading, proxy, routing, selectors
 from gateway.admission import Admission, Grant, QueueTimeout, flow_of, weight_of
 from gateway.errors import GatewayError
 from gateway.routing import RoutingTable
@@ -128,6 +128,9 @@ class Gateway:
             body, want_usage = _ask_for_usage(req, body)
         call.prompt_estimate = len(body) // 4 if counts_prompt else 0
         reserve = _reserve(req, body, entry.max_model_len, generates, counts_prompt)
+        if content_log.enabled():
+            content_log.request(username=principal.username, model=model, endpoint=call.endpoint, body=body)
+            call.capture = []
         # A ready model's requests take their slot in the fair queue, which also holds the user's concurrency
         # quota; a model still to be loaded has no slots to share yet, so the quota script counts it.
         queued = route is not None and settings.PORTAL_QUEUE_ENABLED
@@ -161,6 +164,9 @@ class Gateway:
         finally:
             watch.stop()
             await slot.release()
+            if call.capture is not None:
+                content_log.answer(username=principal.username, model=model, status=call.status,
+                                   data=b"".join(call.capture))
             self._record(principal, call, scope)
 
     async def _forward(self, send, route, path, body, call, *, stream, want_usage, generates, ticket, watch,
@@ -178,6 +184,8 @@ class Gateway:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
                     status, ctype, data = await proxy.fetch_json(self.session, url, body, call, usage=generates)
+                    if call.capture is not None:
+                        content_log.keep(call.capture, data)
                     watch.stop()
                     await self._finish(slot, ticket, call)
                     await send({"type": "http.response.start", "status": status,

@@ -14,7 +14,7 @@ import time
 
 import orjson
 
-from gateway import clients
+from gateway import clients, content_log
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
@@ -27,7 +27,7 @@ class Call:
 
     __slots__ = ("t0", "created_at", "model", "endpoint", "stream", "status", "error_code", "prompt_tokens",
                  "cached_tokens", "completion_tokens", "ttft", "server_id", "started", "events", "usage_known",
-                 "prompt_estimate", "principal", "recorded")
+                 "prompt_estimate", "principal", "recorded", "capture")
 
     def __init__(self, t0: float, created_at) -> None:
         self.t0 = t0
@@ -48,6 +48,7 @@ class Call:
         self.prompt_estimate = 0
         self.principal = None
         self.recorded = False
+        self.capture: list[bytes] | None = None  # the relayed answer, only while content logging is on
 
     def take_usage(self, usage) -> None:
         if isinstance(usage, dict):
@@ -115,6 +116,8 @@ async def relay_stream(session, send, url: str, body: bytes, call: Call, *, want
                     data = data[:start] + data[end:]
                     if not data:
                         continue
+            if call.capture is not None:
+                content_log.keep(call.capture, data)
             await send({"type": "http.response.body", "body": data, "more_body": True})
         if carry:
             await send({"type": "http.response.body", "body": carry, "more_body": True})

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from accounts import limits, revocation
 from accounts import services as account_services
 from accounts.models import ApiKey, User
+from accounts.selectors import require_admin
 from accounts.teams import selectors as team_selectors
 from gateway.models import Conversation, QueueWeight, ServerCapacity
 from models_registry.models import ModelProfile
@@ -169,6 +170,16 @@ def conversation_list(*, user: User) -> QuerySet[Conversation]:
     from gateway.models import Conversation
 
     return Conversation.objects.filter(user=user)
+
+
+def conversations_for_admin(*, user: User) -> list[dict]:
+    """Every conversation's owner, model, dates and size for an admin to delete: no title, prompt or message."""
+    from django.db.models import Count
+
+    require_admin(user)
+    return list(Conversation.objects.order_by("-updated_at", "-id")
+                .values("pk", "user__username", "model", "created_at", "updated_at")
+                .annotate(messages=Count("messages"))[:500])
 
 
 def conversation_get(*, user: User, conversation_id: int) -> Conversation:

@@ -41,3 +41,22 @@ def chat_message_add(*, conversation: Conversation, role: str, content: str) -> 
 @transaction.atomic
 def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
+
+
+@transaction.atomic
+def conversation_delete_as_admin(*, actor: User, conversation_id: int, ip: str | None = None) -> str:
+    """An admin deletes someone's conversation unread; audited by owner and size only. Returns the owner's name."""
+    from django.db.models import Count
+    from django.shortcuts import get_object_or_404
+
+    from accounts.selectors import require_admin
+    from accounts.services import audit_record
+
+    require_admin(actor)
+    conversation = get_object_or_404(Conversation.objects.select_related("user").annotate(n=Count("messages")),
+                                     pk=conversation_id)
+    owner = conversation.user.get_username()
+    audit_record(actor=actor, action="gateway.conversation.deleted", target_type="gateway.conversation",
+                 target_id=str(conversation_id), ip=ip, details={"owner": owner, "messages": conversation.n})
+    conversation.delete()
+    return owner

@@ -1,12 +1,14 @@
 import json
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.services import client_ip
+from gateway import content_log, selectors, services
 from gateway import getting_started as getting_started_steps
-from gateway import selectors, services
 from sparkportal.exceptions import ApplicationError
 
 
@@ -14,10 +16,27 @@ from sparkportal.exceptions import ApplicationError
 def chat(request, conversation_id: int | None = None):
     conversation = (selectors.conversation_get(user=request.user, conversation_id=conversation_id)
                     if conversation_id is not None else None)
-    messages = list(conversation.messages.values("role", "content")) if conversation else []
+    history = list(conversation.messages.values("role", "content")) if conversation else []
     return render(request, "gateway/chat.html", {
         "conversation": conversation, "conversations": selectors.conversation_list(user=request.user)[:50],
-        "models": selectors.chat_models(user=request.user), "history": messages})
+        "models": selectors.chat_models(user=request.user), "history": history,
+        "content_logging": content_log.enabled()})
+
+
+@login_required
+def conversations_manage(request):
+    """Admins: every user's conversations by owner, size and dates, to delete; never their titles or text."""
+    return render(request, "gateway/conversations_manage.html", {
+        "conversations": selectors.conversations_for_admin(user=request.user)})
+
+
+@login_required
+@require_POST
+def conversation_delete_as_admin(request, conversation_id: int):
+    owner = services.conversation_delete_as_admin(actor=request.user, conversation_id=conversation_id,
+                                                  ip=client_ip(request))
+    messages.success(request, f"Deleted a conversation of {owner}.")
+    return redirect("gateway-conversations-manage")
 
 
 def _json(request) -> dict:

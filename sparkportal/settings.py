@@ -377,6 +377,9 @@ PORTAL_GATEWAY_DEFAULT_MAX_MODEL_LEN = env_int("PORTAL_GATEWAY_DEFAULT_MAX_MODEL
 # A /v1 body is read into memory before it is forwarded: larger ones are refused with a 413 as they arrive.
 PORTAL_GATEWAY_MAX_BODY_BYTES = env_int("PORTAL_GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
 PORTAL_USAGE_FLUSH_S = env_float("PORTAL_USAGE_FLUSH_S", 1.0)
+# Off: the gateway keeps counts only, never a prompt or an answer. On (for debugging a deployment): it logs
+# each request's body and answer to the `gateway.content` logger, and every usage and chat page says so.
+PORTAL_CONTENT_LOGGING = env_bool("PORTAL_CONTENT_LOGGING", False)
 # Fair queue (gateway.admission): a request for a saturated model, or of a user at the concurrency quota,
 # waits this long for a slot before a 429 with Retry-After.
 PORTAL_QUEUE_ENABLED = env_bool("PORTAL_QUEUE_ENABLED", True)

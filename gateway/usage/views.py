@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from accounts import limits
 from accounts.services import client_ip
 from accounts.teams import selectors as team_selectors
+from gateway import content_log
 from gateway.usage import forms, selectors, services
 from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.csvsafe import SafeWriter
@@ -29,14 +30,16 @@ def usage_mine(request):
     days = _days(request)
     summary = selectors.usage_summary(records=selectors.usage_records(user=request.user, days=days))
     return render(request, "gateway/usage.html", {"summary": summary, "team": False, "days": days,
-                                                   "tokens_today": limits.tokens_used_today(request.user.pk)})
+                                                   "tokens_today": limits.tokens_used_today(request.user.pk),
+                                                   "content_logging": content_log.enabled()})
 
 
 @login_required
 def usage_team(request):
     days = _days(request)
     summary = selectors.usage_summary(records=selectors.usage_records(user=request.user, everyone=True, days=days))
-    return render(request, "gateway/usage.html", {"summary": summary, "team": True, "days": days})
+    return render(request, "gateway/usage.html", {"summary": summary, "team": True, "days": days,
+                                                   "content_logging": content_log.enabled()})
 
 
 def _team_managed(request, team_id: int):
@@ -53,7 +56,8 @@ def usage_of_team(request, team_id: int):
     days = _days(request)
     summary = selectors.usage_summary(records=selectors.usage_records(user=request.user, team=team, days=days))
     return render(request, "gateway/usage.html", {"summary": summary, "team": True, "of_team": team, "days": days,
-                                                   "month": team_selectors.team_usage_month(team=team)})
+                                                   "month": team_selectors.team_usage_month(team=team),
+                                                   "content_logging": content_log.enabled()})
 
 
 @login_required

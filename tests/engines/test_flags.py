@@ -38,6 +38,8 @@ CASES = [
     ("vllm", "--tool-parser-plugin /tmp/p.py --tool-call-parser x", False, "Only an admin may add", "admin_only"),
     ("vllm", "--config /etc/vllm.yaml", False, "Only an admin may add --config", "admin_only"),
     ("vllm", "--api-key secret", False, "Only an admin may add --api-key", "admin_only"),
+    ("vllm", "--enable-log-requests", False, "Only an admin may add --enable-log-requests", "admin_only"),
+    ("vllm", "--enable-log-outputs", False, "Only an admin may add --enable-log-outputs", "admin_only"),
     ("tei", "--max-batch-tokens 32768 --auto-truncate", False, "", ""),
     ("tei", "--enable-prefix-caching", False, "Unknown TEI flag(s): --enable-prefix-caching", "unknown_flag"),
     ("tei", "--port 8080", False, "--port is set by the portal", "bad_extra_flags"),
