@@ -14,8 +14,8 @@ from accounts.models import AuditEvent
 from gateway import services
 from gateway.models import ChatMessage, Conversation
 from tests.conftest import stop_process, subprocess_env
-from tests.gateway.conftest import _daphne
 from tests.fakes.vllm_stats import ANSWER
+from tests.gateway.conftest import _daphne
 
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
