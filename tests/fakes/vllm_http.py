@@ -265,18 +265,24 @@ class App:
         finally:
             self.in_flight -= 1
 
-    def _details(self, job: _Job) -> dict | None:
-        """vLLM fills prompt_tokens_details only with --enable-prompt-tokens-details and a cache hit."""
-        if self.cfg.prompt_tokens_details and job.cached:
-            return {"cached_tokens": job.cached}
-        return None
+    def _details(self, job: _Job, *, chat: bool, stream: bool) -> dict | None:
+        """prompt_tokens_details as vLLM 0.26 fills it with --enable-prompt-tokens-details (null without):
+        cached whole blocks, the blocks this prompt added to the cache (chat only), and multimodal_tokens
+        outside streams (perf/real_vllm/runs/2026-12-06-h100/facts.json)."""
+        if not self.cfg.prompt_tokens_details:
+            return None
+        full = (len(job.prompt) - 1) // self.cfg.block_size * self.cfg.block_size if self.stats.prefix_caching else 0
+        details = {"cached_tokens": job.cached, "created_cache_tokens": full - job.cached if chat else None}
+        if not stream:
+            details["multimodal_tokens"] = None
+        return details
 
     async def _whole(self, body, job: _Job, *, chat: bool):
         pieces = [piece async for piece in job.tokens()]
         job.finish(job.reason)
         text = "".join(pieces)
         usage = {"prompt_tokens": len(job.prompt), "total_tokens": len(job.prompt) + len(pieces),
-                 "completion_tokens": len(pieces), "prompt_tokens_details": self._details(job),
+                 "completion_tokens": len(pieces), "prompt_tokens_details": self._details(job, chat=chat, stream=False),
                  "completion_tokens_details": None}
         common = {"logprobs": None, "finish_reason": job.reason, "stop_reason": None, "token_ids": None}
         if chat:
@@ -319,7 +325,7 @@ class App:
         def usage_now():
             usage = {"prompt_tokens": len(job.prompt), "total_tokens": len(job.prompt) + sent,
                      "completion_tokens": sent}
-            details = self._details(job)
+            details = self._details(job, chat=chat, stream=True)
             if details is not None:
                 usage["prompt_tokens_details"] = details
             return usage

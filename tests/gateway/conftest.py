@@ -158,7 +158,7 @@ def portal(portal_processes, django_db_blocker, transactional_db):
     import redis
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for pattern in ("portal:q:*", "portal:srv:*"):
+    for pattern in ("portal:q:*", "portal:srv:*", "portal:fq:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
     state = Portal(django_db_blocker, fakes)
