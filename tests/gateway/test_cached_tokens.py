@@ -117,3 +117,25 @@ def test_the_cost_page_and_the_csv_show_cached_tokens(portal, cache_server, clie
     header = csv.splitlines()[0].split(",")
     assert "cached_tokens" in header
     assert f"({cached} cached)" in usage
+
+
+def test_an_admin_sets_a_cached_price_and_a_negative_one_says_what_to_fix(client, admin_user, member_user):
+    from gateway.models import ApiPrice
+    from gateway.usage import services
+
+    services.cost_settings_ensure()
+    gpt5 = ApiPrice.objects.get(name="GPT-5")
+    assert gpt5.cached_input_per_million == Decimal("0.30")  # seeded with the vendor's cached rate
+    client.force_login(member_user)
+    assert client.post(f"/usage/cost/prices/{gpt5.pk}/", {"name": "GPT-5", "input_per_million": "3",
+                                                           "output_per_million": "15",
+                                                           "cached_input_per_million": "0"}).status_code == 403
+    client.force_login(admin_user)
+    bad = client.post(f"/usage/cost/prices/{gpt5.pk}/", {"name": "GPT-5", "input_per_million": "3",
+                                                          "output_per_million": "15", "cached_input_per_million": "-1"})
+    assert bad.status_code == 400 and "Cached input price" in bad.content.decode()
+    assert client.post(f"/usage/cost/prices/{gpt5.pk}/", {"name": "GPT-5", "input_per_million": "3",
+                                                           "output_per_million": "15",
+                                                           "cached_input_per_million": "0.5"}).status_code == 302
+    assert ApiPrice.objects.get(pk=gpt5.pk).cached_input_per_million == Decimal("0.5")
+    assert 'value="0.5"' in client.get("/usage/cost/").content.decode()
