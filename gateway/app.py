@@ -135,6 +135,7 @@ class Gateway:
         # quota; a model still to be loaded has no slots to share yet, so the quota script counts it.
         queued = route is not None and settings.PORTAL_QUEUE_ENABLED
         ticket = await self._acquire(scope, principal, reserve, call, queued=queued)
+        principal = call.principal  # reloaded when a key or quota changed meanwhile
         slot = _Slot(ticket.request_id, self.admission)
         watch = _Watch(receive)
         try:
@@ -301,12 +302,14 @@ class Gateway:
                 weight=weight_of(principal), user_id=principal.user_id,
                 limit=principal.limits.concurrent_requests, deadline_s=deadline, on_wait=keepalive)
         except QueueTimeout:
+            limit = principal.limits.concurrent_requests
+            why = "its servers are running all the requests they can" + (
+                f", or you are running your quota of {limit} at a time" if limit >= 0 else "")
             raise errors.too_many(
-                f"`{entry.name}` is busy: its servers are running all the requests they can, or you are running "
-                f"your quota of {principal.limits.concurrent_requests} at a time, and this request waited "
-                f"{deadline:g} s in the queue (PORTAL_QUEUE_DEADLINE_S). Retry in a few seconds.",
+                f"`{entry.name}` is busy: {why}, and this request waited {deadline:g} s in the queue "
+                "(PORTAL_QUEUE_DEADLINE_S). Retry in a few seconds.",
                 code="queue_timeout", retry_after=QUEUE_RETRY_AFTER_S) from None
-        except RedisUnavailable as exc:
+        except (RedisUnavailable, ReplyError) as exc:
             raise errors.unavailable(f"The portal's Redis, which keeps the request queue, is not reachable ({exc}): "
                                      "tell an admin.", code="quota_store_unavailable", retry_after=5) from None
 
@@ -332,7 +335,7 @@ class Gateway:
                 raise refusal
             # A key, user or quota changed somewhere: drop every cached principal, reload this one.
             self.keys.clear()
-            principal = await self._authenticate(scope)
+            principal = call.principal = await self._authenticate(scope)
             _check_allowed(principal, call.model)
         raise errors.unavailable("Keys are being changed right now; retry in a moment.", code="auth_busy",
                                  retry_after=1)

@@ -6,10 +6,12 @@ class GatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from gateway.admission.exporter import QueueCollector
         from gateway.usage.exporter import GatewayCollector
         from sparkportal import exporter
 
         exporter.register(GatewayCollector())
+        exporter.register(QueueCollector())
         _weights_invalidate_principals()
 
 

@@ -165,4 +165,4 @@ class Admission:
 
 
 def _prefix(model: str) -> str:
-    return f"portal:fq:{model}:"
+    return f"{scripts.PREFIX}{model}:"

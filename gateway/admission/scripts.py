@@ -1,6 +1,6 @@
 """The fair queue's Redis scripts: every grant happens inside one of them, so processes never race.
 
-Layout per model (prefix P = portal:fq:<model>:), all expiring after the longest allowed request:
+Layout per model (prefix P = portal:fq:m:<model>:), all expiring after the longest allowed request:
   P..'flows'   ZSET flow -> virtual start tag of the flow's head request (flows with requests waiting)
   P..'f:'flow  LIST the flow's waiting tickets, oldest first (FIFO within a flow)
   P..'meta'    HASH ticket -> "user|concurrency limit|deadline" of a waiting ticket
@@ -16,6 +16,7 @@ ahead of every backlogged flow, it waits for the next free slot only.
 """
 from __future__ import annotations
 
+PREFIX = "portal:fq:m:"  # + model + ':' + the keys below
 RUNNING_KEY = "portal:fq:run:{user_id}"
 
 # ARGV: prefix, now, stale, own ticket prefix, n servers, (server id, capacity) x n, then the script's own.

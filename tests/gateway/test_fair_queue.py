@@ -58,7 +58,7 @@ def _redis():
 
 
 def _waiting(user) -> int:
-    return _redis().llen(f"portal:fq:{MODEL}:f:u{user.pk}")
+    return _redis().llen(f"portal:fq:m:{MODEL}:f:u{user.pk}")
 
 
 def _wait(predicate, timeout: float = 15.0) -> bool:
@@ -133,6 +133,9 @@ def test_at_saturation_weights_three_to_one_get_three_to_one_of_the_completions(
     try:
         # Both users' requests are all queued behind the plug before it is pulled.
         assert _wait(lambda: _waiting(heavy) == 120 and _waiting(light) == 40, timeout=60)
+        # Operators see the queue in the portal's Prometheus metrics.
+        metrics = httpx.get(f"{portal.url}/metrics", timeout=10).text
+        assert f'portal_gateway_queued{{model="{MODEL}"}} 160.0' in metrics
     finally:
         plug.pull()
     thread.join(120)
@@ -257,7 +260,7 @@ def test_a_client_that_hangs_up_while_queued_frees_its_place(portal, queued, que
                 assert _wait(lambda: _waiting(quitter) == 1)
             # Hung up while queued: its place is gone.
             assert _wait(lambda: _waiting(quitter) == 0)
-            assert _redis().hlen(f"portal:fq:{MODEL}:meta") == 0
+            assert _redis().hlen(f"portal:fq:m:{MODEL}:meta") == 0
     finally:
         plug.pull()
     # The slot goes to the next in line, not to the request that left.
