@@ -8,7 +8,7 @@ Group changes apply the SsoGroupMapping rows at once (accounts.sso.services.grou
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -26,7 +26,7 @@ class Conflict(ApplicationError):
     code = "uniqueness"
 
 
-def _audit(action: str, target, details: dict) -> None:
+def _audit(action: str, target: models.Model, details: dict) -> None:
     account_services.audit_record(actor=None, actor_name=ACTOR, action=action, target=target, details=details)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 from accounts.models import User
 from accounts.selectors import require_admin, require_operator
@@ -53,7 +53,7 @@ def server_capacity_set(*, actor: User, server: Server | None = None, profile: M
     return row
 
 
-def _clean(row) -> None:
+def _clean(row: models.Model) -> None:
     try:
         row.full_clean()
     except ValidationError as exc:
