@@ -24,7 +24,7 @@ def key_list(request, everyone: bool = False):
 def key_create(request, payload: schemas.ApiKeyIn):
     key, raw = services.api_key_create(owner=request.user, name=payload.name, scopes=payload.scopes,
                                        expires_at=payload.expires_at, ip=services.client_ip(request),
-                                       via=getattr(request, "api_key", None))
+                                       via=getattr(request, "api_key", None), team_id=payload.team_id)
     key.key = raw
     return Status(201, key)
 

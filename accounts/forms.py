@@ -12,6 +12,15 @@ class ApiKeyForm(forms.Form):
                              help_text="Comma-separated model names; empty = every model you may use.")
     expires_at = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
                                      help_text="Empty = never expires.")
+    team = forms.TypedChoiceField(required=False, coerce=int, empty_value=None,
+                                  help_text="The team its requests are charged to; empty = your only team if you "
+                                            "have one, else none.")
+
+    def __init__(self, *args, teams=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].choices = [("", "—"), *((t.pk, t.name) for t in teams)]
+        if not teams:
+            del self.fields["team"]
 
     def clean_scopes(self) -> str:
         scopes = self.cleaned_data.get("scopes", "")

@@ -45,6 +45,11 @@ class ApiKey(models.Model):
     gateway_only = models.BooleanField(
         default=False, help_text="Refused by the REST API (/api): only the /v1 gateway takes it. The portal makes "
                                  "such keys for its own work, e.g. a classifier job's LLM calls.")
+    # The team its requests are charged to (accounts.teams.selectors.team_charged); it must be one of the
+    # owner's teams when the key is made, and a key whose owner has left it is refused by the gateway.
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="api_keys",
+                             help_text="Requests are charged to this team; empty: the owner's only team, if any.")
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

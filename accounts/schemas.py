@@ -19,6 +19,7 @@ class ApiKeyIn(Schema):
     name: str
     scopes: list[str] = []
     expires_at: datetime | None = None
+    team_id: int | None = None  # one of the owner's teams, charged for the key's requests
 
 
 class ApiKeyPatch(Schema):
@@ -36,6 +37,8 @@ class ApiKeyOut(Schema):
     scopes: list[str]
     expires_at: datetime | None
     gateway_only: bool
+    team_id: int | None
+    team: str | None
     last_used_at: datetime | None
     revoked_at: datetime | None
     created_at: datetime
@@ -43,6 +46,10 @@ class ApiKeyOut(Schema):
     @staticmethod
     def resolve_owner(obj) -> str:
         return obj.owner.get_username()
+
+    @staticmethod
+    def resolve_team(obj) -> str | None:
+        return obj.team.name if obj.team_id else None
 
 
 class ApiKeyCreatedOut(ApiKeyOut):

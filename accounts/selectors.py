@@ -9,7 +9,7 @@ from accounts.models import ApiKey, AuditEvent, User
 
 def api_key_list_visible(*, user: User, everyone: bool = False) -> QuerySet[ApiKey]:
     """Your own keys; an admin asking for everyone's sees all."""
-    qs = ApiKey.objects.select_related("owner").order_by("revoked_at", "-created_at")
+    qs = ApiKey.objects.select_related("owner", "team").order_by("revoked_at", "-created_at")
     if everyone and user.is_portal_admin:
         return qs
     return qs.filter(owner=user)

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts import revocation
 from accounts.models import ApiKey, AuditEvent, Quota, User
+from accounts.teams.models import Team
 from sparkportal.exceptions import AuthenticationFailed, NotFound, PermissionDenied, ValidationFailed
 from sparkportal.lib.clientip import request_client_ip
 
@@ -73,12 +74,14 @@ def api_key_check_within(*, via: ApiKey | None, scopes: list[str] | None, expire
 
 def api_key_create(*, owner: User, name: str, actor: User | None = None, scopes: list[str] | None = None,
                    expires_at: datetime | None = None, gateway_only: bool = False,
-                   ip: str | None = None, via: ApiKey | None = None) -> tuple[ApiKey, str]:
+                   ip: str | None = None, via: ApiKey | None = None, team_id: int | None = None) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the secret, which is never stored and never shown again.
 
     `gateway_only` keys work on /v1 but not on the REST API (see accounts.auth). `via` is the key the
-    request was made with, if any (see api_key_check_within)."""
+    request was made with, if any (see api_key_check_within). `team_id` binds the key to one of the
+    owner's teams: its requests are charged there (accounts.teams.selectors.team_charged)."""
     api_key_check_within(via=via, scopes=scopes, expires_at=expires_at, what="the new key")
+    team = _owner_team(owner=owner, team_id=team_id)
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("Give the key a name, e.g. the tool or machine that will use it.")
@@ -90,7 +93,7 @@ def api_key_create(*, owner: User, name: str, actor: User | None = None, scopes:
     for _attempt in range(5):
         raw = KEY_MARK + secrets.token_urlsafe(30)
         key = ApiKey(owner=owner, name=name, prefix=raw[:PREFIX_LEN], hashed_key=hash_key(raw),
-                     scopes=clean_scopes, expires_at=expires_at, gateway_only=gateway_only)
+                     scopes=clean_scopes, expires_at=expires_at, gateway_only=gateway_only, team=team)
         try:
             with transaction.atomic():
                 key.save()
@@ -102,8 +105,19 @@ def api_key_create(*, owner: User, name: str, actor: User | None = None, scopes:
     audit_record(actor=actor or owner, action="accounts.apikey.created", target=key, ip=ip,
                  details={"name": name, "owner": owner.get_username(), "prefix": key.prefix,
                           "scopes": clean_scopes, "expires_at": expires_at.isoformat() if expires_at else None,
-                          "gateway_only": gateway_only})
+                          "gateway_only": gateway_only, "team": team.name if team else None})
     return key, raw
+
+
+def _owner_team(*, owner: User, team_id: int | None) -> Team | None:
+    """The owner's team of that id; any other id (another team, none at all) is refused alike."""
+    if team_id is None:
+        return None
+    team = Team.objects.filter(pk=team_id, memberships__user=owner).first()
+    if team is None:
+        raise ValidationFailed(f"{owner.get_username()} is not a member of team {team_id}: a key can only be "
+                               "charged to one of its owner's teams (the Teams page lists them).")
+    return team
 
 
 def api_key_find(*, key_or_prefix: str) -> ApiKey:

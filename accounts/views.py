@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
 from accounts.forms import ApiKeyForm, AuditFilterForm
+from accounts.teams import selectors as team_selectors
 from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.redirects import redirect_next
 
@@ -29,14 +30,16 @@ class LoginView(auth_views.LoginView):
 @login_required
 def key_list(request):
     everyone = request.GET.get("all") == "1" and request.user.is_portal_admin
-    form = ApiKeyForm(request.POST or None)
+    teams = list(team_selectors.team_choices(user=request.user))
+    form = ApiKeyForm(request.POST or None, teams=teams)
     created_secret = None
     if request.method == "POST" and form.is_valid():
         try:
             key, created_secret = services.api_key_create(
                 owner=request.user, name=form.cleaned_data["name"], scopes=form.scope_list(),
-                expires_at=form.cleaned_data.get("expires_at"), ip=services.client_ip(request))
-            form = ApiKeyForm()
+                expires_at=form.cleaned_data.get("expires_at"), ip=services.client_ip(request),
+                team_id=form.cleaned_data.get("team"))
+            form = ApiKeyForm(teams=teams)
         except ApplicationError as exc:
             form.add_error(None, exc.message)
     keys = selectors.api_key_list_visible(user=request.user, everyone=everyone)

@@ -233,7 +233,7 @@ class Gateway:
 
     # -- who is calling -------------------------------------------------------------------------
     async def _authenticate(self, scope) -> selectors.Principal:
-        raw = cookie = csrf = None
+        raw = cookie = csrf = team = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 raw = value[7:] if value[:7].lower() == b"bearer " else value
@@ -243,6 +243,8 @@ class Gateway:
                 cookie = value
             elif name == b"x-csrftoken":
                 csrf = value
+            elif name == b"x-portal-team":
+                team = value
         if raw:
             raw = raw.strip()
             digest = hashlib.sha256(raw).hexdigest()
@@ -255,7 +257,7 @@ class Gateway:
                                           "page.", code="expired_api_key")
             return principal
         if cookie and csrf:
-            principal = await _session_principal(cookie, csrf)
+            principal = await _session_principal(cookie, csrf, team)
             if principal is not None:
                 return principal
         raise errors.unauthorized("No API key: send it as `Authorization: Bearer sk-sp-…` (create one on the Keys "
@@ -374,7 +376,8 @@ class Gateway:
         call.recorded = True
         self.ledger.add({
             "user_id": principal.user_id, "username": principal.username, "api_key_id": principal.key_id,
-            "key_prefix": principal.prefix, "model": call.model[:200], "server_id": call.server_id,
+            "key_prefix": principal.prefix, "team_id": principal.teams[0].team_id if principal.teams else None,
+            "model": call.model[:200], "server_id": call.server_id,
             "endpoint": call.endpoint, "stream": call.stream, "status": call.status or 500,
             "error_code": call.error_code, "prompt_tokens": call.prompt_tokens,
             "cached_tokens": call.cached_tokens, "completion_tokens": call.completion_tokens,
@@ -672,8 +675,9 @@ async def _send_error(send, exc: GatewayError, call: proxy.Call) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _session_principal(cookie: bytes, csrf: bytes) -> selectors.Principal | None:
-    """The chat page's calls: the login session, with the CSRF cookie echoed in a header."""
+async def _session_principal(cookie: bytes, csrf: bytes, team: bytes | None) -> selectors.Principal | None:
+    """The chat page's calls: the login session, with the CSRF cookie echoed in a header and the team to
+    charge (a member of several picks one) in X-Portal-Team."""
     from http.cookies import SimpleCookie
 
     jar = SimpleCookie()
@@ -685,7 +689,15 @@ async def _session_principal(cookie: bytes, csrf: bytes) -> selectors.Principal 
     token = jar.get(settings.CSRF_COOKIE_NAME)
     if session is None or token is None or token.value.encode() != csrf:
         return None
-    return await db.run(selectors.principal_for_session, session_key=session.value)
+    team_id = None
+    if team and team.strip():
+        if not team.strip().isdigit():
+            raise errors.bad_request("X-Portal-Team must be the id of one of your teams.", code="invalid_team")
+        team_id = int(team)
+    try:
+        return await db.run(selectors.principal_for_session, session_key=session.value, team_id=team_id)
+    except AuthenticationFailed as exc:
+        raise errors.forbidden(exc.message, code=exc.code) from None
 
 
 def _register_shutdown(gateway: Gateway) -> None:

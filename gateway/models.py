@@ -97,6 +97,10 @@ class UsageRecord(models.Model):
     username = models.CharField(max_length=150)
     api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     key_prefix = models.CharField(max_length=16, blank=True, help_text="Empty for the chat page (session).")
+    # The one team the request was charged to (null: personal). No database constraint: a team deleted
+    # between the request and the batched write must not make the database refuse the row.
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False,
+                             related_name="+")
     model = models.CharField(max_length=200)
     # A server's rows come and go; its requests stay in the ledger with its id.
     server_id = models.BigIntegerField(null=True, blank=True, db_index=True)
@@ -119,6 +123,7 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"], name="accounts_usage_user_time"),
             models.Index(fields=["model", "-created_at"], name="accounts_usage_model_time"),
+            models.Index(fields=["team", "-created_at"], name="gateway_usage_team_time"),
         ]
 
     def __str__(self) -> str:

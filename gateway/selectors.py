@@ -110,12 +110,16 @@ class Principal:
     limits: limits.Limits
     expires_at: float | None
     generation: str
-    teams: tuple[limits.TeamLimits, ...] = ()  # counted with the caller in one quota check
+    # The team the request is charged to (accounts.teams.selectors.team_charged), none or one: counted
+    # with the caller in one quota check and written on the ledger row.
+    teams: tuple[limits.TeamLimits, ...] = ()
     team_models: tuple[tuple[str, frozenset[str]], ...] = ()  # (team, models it allows): every one must allow
     weight: int = 1  # the user's share in the fair queue (gateway.models.QueueWeight)
 
 
-def _principal(user: User, *, key: ApiKey | None = None, generation: str) -> Principal:
+def _principal(user: User, *, key: ApiKey | None = None, team_id: int | None = None,
+               generation: str) -> Principal:
+    charged = team_selectors.team_charged(user=user, key=key, team_id=team_id)
     quota = account_services.quota_effective(user=user)
     member = team_selectors.member_limits_for_user(user=user)
 
@@ -130,8 +134,8 @@ def _principal(user: User, *, key: ApiKey | None = None, generation: str) -> Pri
         allowed=frozenset(quota["allowed_models"]) if quota["allowed_models"] else None,
         limits=limits.Limits(limit("requests_per_minute"), limit("tokens_per_day"), limit("concurrent_requests")),
         expires_at=key.expires_at.timestamp() if key and key.expires_at else None, generation=generation,
-        teams=team_selectors.team_limits_for_user(user=user), team_models=team_selectors.team_model_rules(user=user),
-        weight=_queue_weight(user))
+        teams=(team_selectors.team_limits(team=charged),) if charged else (),
+        team_models=team_selectors.team_model_rules(user=user), weight=_queue_weight(user))
 
 
 def _queue_weight(user: User) -> int:
@@ -153,8 +157,9 @@ def _generation() -> str:
     return revocation.generation_get() or ""
 
 
-def principal_for_session(*, session_key: str) -> Principal | None:
-    """The portal's own pages (chat) call the gateway with the login session instead of a key."""
+def principal_for_session(*, session_key: str, team_id: int | None = None) -> Principal | None:
+    """The portal's own pages (chat) call the gateway with the login session instead of a key, naming the
+    team to charge when the user has several. Raises AuthenticationFailed for a team that is not theirs."""
     from importlib import import_module
 
     generation = _generation()
@@ -162,7 +167,7 @@ def principal_for_session(*, session_key: str) -> Principal | None:
     user = get_user(SimpleNamespace(session=store))
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return None
-    return _principal(user, generation=generation)
+    return _principal(user, team_id=team_id, generation=generation)
 
 
 

@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.services import client_ip
+from accounts.teams import selectors as team_selectors
 from gateway import content_log, selectors, services
 from gateway import getting_started as getting_started_steps
 from sparkportal.exceptions import ApplicationError
@@ -20,7 +21,7 @@ def chat(request, conversation_id: int | None = None):
     return render(request, "gateway/chat.html", {
         "conversation": conversation, "conversations": selectors.conversation_list(user=request.user)[:50],
         "models": selectors.chat_models(user=request.user), "history": history,
-        "content_logging": content_log.enabled()})
+        "content_logging": content_log.enabled(), "teams": list(team_selectors.team_choices(user=request.user))})
 
 
 @login_required

@@ -7,7 +7,7 @@ from django.http import Http404
 from accounts import limits
 from accounts.models import ApiKey, User
 from accounts.teams.models import Team, TeamMembership
-from sparkportal.exceptions import PermissionDenied
+from sparkportal.exceptions import AuthenticationFailed, PermissionDenied
 
 MEMBER_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_day", "concurrent_requests")
 
@@ -64,14 +64,39 @@ def _limit(value: int | None) -> int:
     return limits.UNLIMITED if value is None else int(value)
 
 
-def team_limits_for_user(*, user: User) -> tuple[limits.TeamLimits, ...]:
-    """The teams a request of this user is counted against (accounts.limits), by team id."""
-    teams = Team.objects.filter(memberships__user=user).order_by("pk")
-    return tuple(limits.TeamLimits(
-        team_id=t.pk, name=t.name, requests_per_minute=_limit(t.requests_per_minute),
-        tokens_per_day=_limit(t.tokens_per_day), tokens_per_month=_limit(t.tokens_per_month),
-        concurrent_requests=_limit(t.concurrent_requests), monthly_token_budget=_limit(t.monthly_token_budget))
-        for t in teams)
+def team_limits(*, team: Team) -> limits.TeamLimits:
+    """What the quota script counts for a team (accounts.limits)."""
+    return limits.TeamLimits(
+        team_id=team.pk, name=team.name, requests_per_minute=_limit(team.requests_per_minute),
+        tokens_per_day=_limit(team.tokens_per_day), tokens_per_month=_limit(team.tokens_per_month),
+        concurrent_requests=_limit(team.concurrent_requests), monthly_token_budget=_limit(team.monthly_token_budget))
+
+
+def team_charged(*, user: User, team_id: int | None = None, key: ApiKey | None = None) -> Team | None:
+    """The one team a request of this user is charged to (its quotas, budget and ledger rows).
+
+    The rule: the team the key is bound to, or the team picked on the chat page (`team_id`); else the
+    user's only team when they belong to exactly one; else none (personal). A key bound to a team its
+    owner has left, or a picked team the user is not in, is refused rather than charged elsewhere.
+    Raises AuthenticationFailed saying why."""
+    teams = {t.pk: t for t in Team.objects.filter(memberships__user=user)}
+    wanted = key.team_id if key is not None and key.team_id is not None else team_id
+    if wanted is None:
+        return next(iter(teams.values())) if len(teams) == 1 else None
+    if wanted in teams:
+        return teams[wanted]
+    if key is not None and key.team_id is not None:
+        raise AuthenticationFailed(
+            f"API key {key.prefix}… is charged to team {key.team.name}, which {user.get_username()} no longer "
+            "belongs to: create a new key on the Keys page (or ask a team admin to add you back).",
+            code="key_team_left")
+    raise AuthenticationFailed(f"You are not a member of team {team_id}: pick one of your teams.",
+                               code="team_not_yours")
+
+
+def team_choices(*, user: User) -> QuerySet[Team]:
+    """The teams a user may charge a key or a chat to."""
+    return Team.objects.filter(memberships__user=user).order_by("name")
 
 
 def member_limits_for_user(*, user: User) -> dict[str, int | None]:

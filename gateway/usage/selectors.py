@@ -17,15 +17,15 @@ from nodes.models import Node
 
 
 def usage_records(*, user: User, everyone: bool = False, days: int = 30, team: Team | None = None) -> QuerySet:
-    """Ledger rows of the last `days` days: the user's own, everyone's for an admin who asks, or the current
-    members' of a team the user administers (team_get_managed has checked that)."""
+    """Ledger rows of the last `days` days: the user's own, everyone's for an admin who asks, or those
+    charged to a team the user administers (team_get_managed has checked that), whoever sent them."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     qs = UsageRecord.objects.filter(created_at__gte=timezone.now() - timedelta(days=days))
     if team is not None:
-        return qs.filter(user__team_memberships__team=team)
+        return qs.filter(team=team)
     if everyone:
         require_admin(user)
         return qs
@@ -44,6 +44,7 @@ def usage_summary(*, records: QuerySet) -> dict:
         "per_model": list(records.values("model").annotate(**sums).order_by("-requests")),
         "per_key": list(records.values("key_prefix").annotate(**sums).order_by("-requests")),
         "per_user": list(records.values("username").annotate(**sums).order_by("-completion", "-requests")[:20]),
+        "per_team": list(records.values("team__name").annotate(**sums).order_by("-completion", "-requests")),
         "errors": list(records.filter(status__gte=400).order_by("-created_at")[:50]),
         "totals": records.aggregate(**sums),
     }
@@ -52,7 +53,7 @@ def usage_summary(*, records: QuerySet) -> dict:
 @dataclass
 class UserMonthCost:
     month: datetime
-    username: str
+    username: str  # or the team's name when the report is grouped by team
     requests: int
     prompt_tokens: int
     cached_tokens: int
@@ -72,6 +73,7 @@ class CostReport:
     prices: list
     settings: object
     everyone: bool
+    by_team: bool
     rows: list[UserMonthCost]
     electricity: list[MonthElectricity]
     api_totals: list  # Decimal per price over the whole window
@@ -125,9 +127,10 @@ def node_busy(*, node: Node, start: datetime, end: datetime) -> list[tuple[float
     return cost.merge((at.timestamp(), at.timestamp() + ms / 1000) for at, ms in rows.iterator())
 
 
-def cost_report(*, user: User, months: int = 3, now: datetime | None = None) -> CostReport:
-    """The ledger priced on each paid API per user and month (everyone's for an admin, else the
-    user's own), the nodes' electricity per month, and (admins) the break-even of the hardware."""
+def cost_report(*, user: User, months: int = 3, now: datetime | None = None, by_team: bool = False) -> CostReport:
+    """The ledger priced on each paid API per user (or per charged team) and month (everyone's for an
+    admin, else the user's own), the nodes' electricity per month, and (admins) the break-even of the
+    hardware."""
     from django.db.models import Count, Min, Sum
     from django.db.models.functions import TruncMonth
     from django.utils import timezone
@@ -145,10 +148,11 @@ def cost_report(*, user: User, months: int = 3, now: datetime | None = None) -> 
     records = UsageRecord.objects.filter(created_at__gte=window_start, created_at__lte=now)
     if not everyone:
         records = records.filter(user=user)
-    grouped = (records.annotate(month=TruncMonth("created_at")).values("month", "username")
+    who = "team__name" if by_team else "username"
+    grouped = (records.annotate(month=TruncMonth("created_at")).values("month", who)
                .annotate(requests=Count("id"), prompt=Sum("prompt_tokens"), cached=Sum("cached_tokens"),
                          completion=Sum("completion_tokens"))
-               .order_by("-month", "username"))
+               .order_by("-month", who))
     rows, api_totals = [], [Decimal(0)] * len(prices)
     for g in grouped:
         costs = [cost.api_cost(prompt_tokens=g["prompt"] or 0, completion_tokens=g["completion"] or 0,
@@ -157,7 +161,7 @@ def cost_report(*, user: User, months: int = 3, now: datetime | None = None) -> 
                                cached_input_per_million=p.cached_input_per_million)
                  for p in prices]
         api_totals = [a + c for a, c in zip(api_totals, costs, strict=True)]
-        rows.append(UserMonthCost(g["month"], g["username"], g["requests"], g["prompt"] or 0, g["cached"] or 0,
+        rows.append(UserMonthCost(g["month"], g[who] or "", g["requests"], g["prompt"] or 0, g["cached"] or 0,
                                   g["completion"] or 0, costs))
 
     nodes = list(Node.objects.all())
@@ -180,7 +184,7 @@ def cost_report(*, user: User, months: int = 3, now: datetime | None = None) -> 
     break_even = [(p, cost.break_even(api_total=total, electricity_total=electricity_total, days=days,
                                       hardware_cost=cost_settings.hardware_cost))
                   for p, total in zip(prices, api_totals, strict=True)] if everyone else []
-    return CostReport(prices, cost_settings, everyone, rows, electricity, api_totals, electricity_total, days,
+    return CostReport(prices, cost_settings, everyone, by_team, rows, electricity, api_totals, electricity_total, days,
                       break_even)
 
 

@@ -14,8 +14,9 @@ from gateway.usage import forms, selectors, services
 from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.csvsafe import SafeWriter
 
-CSV_FIELDS = ["created_at", "username", "key_prefix", "model", "endpoint", "stream", "status", "error_code",
-              "prompt_tokens", "cached_tokens", "completion_tokens", "ttft_ms", "duration_ms", "client_ip"]
+CSV_FIELDS = ["created_at", "username", "key_prefix", "team__name", "model", "endpoint", "stream", "status",
+              "error_code", "prompt_tokens", "cached_tokens", "completion_tokens", "ttft_ms", "duration_ms",
+              "client_ip"]
 
 
 def _days(request) -> int:
@@ -87,7 +88,8 @@ def _months(request) -> int:
 
 @login_required
 def cost(request, *, error: str = "", status: int = 200):
-    report = selectors.cost_report(user=request.user, months=_months(request))
+    report = selectors.cost_report(user=request.user, months=_months(request),
+                                   by_team=request.GET.get("by") == "team")
     return render(request, "gateway/cost.html", {"report": report, "error": error, "months": _months(request),
                                                    "month_choices": [1, 3, 6, 12]},
                   status=status)

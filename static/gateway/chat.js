@@ -80,8 +80,11 @@
     const body = { model: model, messages: messages, stream: true, stream_options: { include_usage: true },
       temperature: parseFloat(document.getElementById("chat-temperature").value),
       max_tokens: parseInt(document.getElementById("chat-max-tokens").value, 10) };
+    const headers = { "Content-Type": "application/json", "X-CSRFToken": csrf };
+    const team = document.getElementById("chat-team");  // only for members of several teams
+    if (team) headers["X-Portal-Team"] = team.value;
     const response = await fetch("/v1/chat/completions", { method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf }, body: JSON.stringify(body) });
+      headers: headers, body: JSON.stringify(body) });
     if (!response.ok) {
       const err = await response.json().catch(() => ({}));
       out.remove();

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import ApiKey, User
+from accounts.teams.models import Team
 from sparkportal.exceptions import ApplicationError
 
 
@@ -19,6 +20,8 @@ class Command(BaseCommand):
         create.add_argument("--name", required=True)
         create.add_argument("--scopes", default="", help="Comma-separated model names (default: all).")
         create.add_argument("--expires", default="", help="ISO date or datetime, e.g. 2027-01-31.")
+        create.add_argument("--team", default="", help="Name of one of the user's teams, charged for the key's "
+                                                         "requests (default: the user's only team, if any).")
         revoke = sub.add_parser("revoke", help="Revoke a key by the full key or its displayed prefix.")
         revoke.add_argument("key_or_prefix")
         listing = sub.add_parser("list", help="List keys.")
@@ -37,7 +40,7 @@ class Command(BaseCommand):
         expires = self._parse_expiry(options["expires"])
         scopes = [s for s in options["scopes"].split(",") if s.strip()]
         key, raw = services.api_key_create(owner=user, name=options["name"], scopes=scopes, expires_at=expires,
-                                           actor=user, ip=None)
+                                           actor=user, ip=None, team_id=self._team_id(options["team"]))
         self.stdout.write(f"Created key {key.display} named {key.name!r} for {user.username}. "
                           "Store it now: it is not shown again.")
         self.stdout.write(raw)
@@ -57,6 +60,15 @@ class Command(BaseCommand):
         for key in keys:
             state = "revoked" if key.revoked_at else "active"
             self.stdout.write(f"{key.display:18} {key.owner.username:16} {key.name:24} {state}")
+
+    @staticmethod
+    def _team_id(name: str) -> int | None:
+        if not name:
+            return None
+        team = Team.objects.filter(name=name).first()
+        if team is None:
+            raise CommandError(f"No team {name!r}: the Teams page lists them.")
+        return team.pk
 
     @staticmethod
     def _parse_expiry(text: str) -> datetime | None:
