@@ -63,7 +63,8 @@ class MemberLimitsIn(Schema):
 
 
 class TeamUsageOut(Schema):
-    tokens: int
+    tokens: int | None  # None while the quota counters (Redis) are unreachable
+    available: bool
     budget: Limit
     percent: float | None
     warning: bool

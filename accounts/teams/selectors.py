@@ -1,6 +1,9 @@
 """Reads about teams: who sees which team, who administers it, and what the gateway counts per member."""
 from __future__ import annotations
 
+import logging
+
+import redis
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
@@ -8,6 +11,8 @@ from accounts import limits
 from accounts.models import ApiKey, User
 from accounts.teams.models import Team, TeamMembership
 from sparkportal.exceptions import AuthenticationFailed, PermissionDenied
+
+log = logging.getLogger(__name__)
 
 MEMBER_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_day", "concurrent_requests")
 
@@ -117,13 +122,19 @@ def team_model_rules(*, user: User) -> tuple[tuple[str, frozenset[str]], ...]:
 
 
 def team_usage_month(*, team: Team) -> dict:
-    """This month's tokens of a team (from the quota counters) against its budget."""
-    used = limits.team_tokens_this_month(team.pk)
+    """This month's tokens of a team (from the quota counters) against its budget. The counters live in
+    Redis: while it is unreachable the figures are None and `available` is False, so pages still render."""
     budget = team.monthly_token_budget
+    try:
+        used = limits.team_tokens_this_month(team.pk)
+    except redis.RedisError:
+        log.warning("the token counters of team %s are unreadable", team.pk, exc_info=True)
+        return {"tokens": None, "budget": budget, "percent": None, "warning": False, "exhausted": False,
+                "available": False}
     percent = round(100 * used / budget, 1) if budget else None
     return {"tokens": used, "budget": budget, "percent": percent,
             "warning": percent is not None and percent >= limits.BUDGET_WARN_PERCENT,
-            "exhausted": percent is not None and percent >= 100}
+            "exhausted": percent is not None and percent >= 100, "available": True}
 
 
 def budget_banners(*, user: User) -> list[dict]:

@@ -1,4 +1,7 @@
 """Pages of usage (mine, the team's, CSV) and cost (what the ledger would cost on paid APIs, electricity)."""
+import logging
+
+import redis
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -13,6 +16,8 @@ from gateway import content_log
 from gateway.usage import forms, selectors, services
 from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.csvsafe import SafeWriter
+
+log = logging.getLogger(__name__)
 
 CSV_FIELDS = ["created_at", "username", "key_prefix", "team__name", "model", "endpoint", "stream", "status",
               "error_code", "prompt_tokens", "cached_tokens", "completion_tokens", "ttft_ms", "duration_ms",
@@ -31,8 +36,17 @@ def usage_mine(request):
     days = _days(request)
     summary = selectors.usage_summary(records=selectors.usage_records(user=request.user, days=days))
     return render(request, "gateway/usage.html", {"summary": summary, "team": False, "days": days,
-                                                   "tokens_today": limits.tokens_used_today(request.user.pk),
+                                                   "tokens_today": _tokens_today(request.user.pk),
                                                    "content_logging": content_log.enabled()})
+
+
+def _tokens_today(user_id: int) -> int | None:
+    """None while the quota counters (Redis) are unreachable: the ledger figures still show."""
+    try:
+        return limits.tokens_used_today(user_id)
+    except redis.RedisError:
+        log.warning("today's token count of user %s is unreadable", user_id, exc_info=True)
+        return None
 
 
 @login_required
