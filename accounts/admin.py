@@ -29,11 +29,12 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "name", "owner", "expires_at", "last_used_at", "revoked_at", "created_at")
-    list_filter = ("revoked_at", "gateway_only")
+    list_display = ("prefix", "name", "owner", "team", "expires_at", "last_used_at", "revoked_at", "created_at")
+    list_filter = ("revoked_at", "gateway_only", "team")
     search_fields = ("prefix", "name", "owner__username")
-    readonly_fields = ("owner", "name", "prefix", "hashed_key", "gateway_only", "last_used_at", "revoked_at",
-                       "created_at")
+    # The team is chosen when the key is made (among the owner's teams), like its name.
+    readonly_fields = ("owner", "name", "prefix", "hashed_key", "gateway_only", "team", "last_used_at",
+                       "revoked_at", "created_at")
     actions = ["revoke"]
 
     def has_add_permission(self, request):

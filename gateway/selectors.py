@@ -121,7 +121,7 @@ def _principal(user: User, *, key: ApiKey | None = None, team_id: int | None = N
                generation: str) -> Principal:
     charged = team_selectors.team_charged(user=user, key=key, team_id=team_id)
     quota = account_services.quota_effective(user=user)
-    member = team_selectors.member_limits_for_user(user=user)
+    member = team_selectors.member_limits_for_user(user=user, team=charged)
 
     def limit(name: str) -> int:
         # The tighter of the user's own quota and the share a team admin gave them.

@@ -104,15 +104,12 @@ def team_choices(*, user: User) -> QuerySet[Team]:
     return Team.objects.filter(memberships__user=user).order_by("name")
 
 
-def member_limits_for_user(*, user: User) -> dict[str, int | None]:
-    """The tightest of the per-member limits team admins set for this user (None: no such limit)."""
-    result: dict[str, int | None] = dict.fromkeys(MEMBER_LIMIT_FIELDS)
-    for membership in TeamMembership.objects.filter(user=user).only(*MEMBER_LIMIT_FIELDS):
-        for field in MEMBER_LIMIT_FIELDS:
-            value = getattr(membership, field)
-            if value is not None and (result[field] is None or value < result[field]):
-                result[field] = value
-    return result
+def member_limits_for_user(*, user: User, team: Team | None) -> dict[str, int | None]:
+    """The share a team admin gave this user in the team the request is charged to (None: no such limit).
+    A team's admins limit their members' draw on that team only, not requests charged elsewhere."""
+    membership = TeamMembership.objects.filter(user=user, team=team).only(*MEMBER_LIMIT_FIELDS).first() \
+        if team is not None else None
+    return {field: getattr(membership, field) if membership else None for field in MEMBER_LIMIT_FIELDS}
 
 
 def team_model_rules(*, user: User) -> tuple[tuple[str, frozenset[str]], ...]:

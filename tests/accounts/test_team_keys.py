@@ -85,3 +85,15 @@ def test_the_charging_rule(member_user, teams, admin_user):
     services.team_member_add(actor=admin_user, team=green, user=loner)
     assert selectors.team_charged(user=loner) == green  # the only team
     assert selectors.team_charged(user=UserFactory(username="nob")) is None
+
+
+def test_django_admin_shows_the_team_of_a_key_but_cannot_move_it(client, admin_user, member_user, teams):
+    red, _blue, green = teams
+    key, _raw = account_services.api_key_create(owner=member_user, name="bound", team_id=red.pk)
+    client.force_login(admin_user)
+    assert client.get(f"/admin/accounts/apikey/?team__id__exact={red.pk}").status_code == 200
+    saved = client.post(f"/admin/accounts/apikey/{key.pk}/change/",
+                        {"scopes": "[]", "expires_at_0": "", "expires_at_1": "", "team": str(green.pk)})
+    assert saved.status_code == 302
+    key.refresh_from_db()
+    assert key.team == red

@@ -138,7 +138,7 @@ def test_team_usage_and_csv_hold_only_the_rows_charged_to_the_team(portal, admin
         assert page.status_code == 200 and "1 requests" in page.text
         rows = list(csv.DictReader(io.StringIO(client.get(f"/usage/export.csv?team={blue.pk}").text)))
         assert [r["key_prefix"] for r in rows] == [to_blue[:PREFIX_LEN]] * 2
-        assert {r["team__name"] for r in rows} == {blue.name}
+        assert {r["team_name"] for r in rows} == {blue.name}
         everyone = client.get("/usage/team/")
         assert f"<td>{red.name}</td><td>1</td>" in everyone.text and f"<td>{blue.name}</td><td>2</td>" in everyone.text
         by_team = client.get("/usage/cost/?by=team")
@@ -159,3 +159,17 @@ def test_a_member_of_two_teams_picks_the_team_on_the_chat_page(portal, page):
     page.locator(".msg-assistant[data-done='1']").wait_for()
     rows = portal.usage_rows(ann, count=1)
     assert rows[0].team_id == blue.pk and rows[0].key_prefix == ""
+
+
+def test_a_team_admins_share_binds_the_requests_charged_to_that_team_only(portal):
+    from accounts.teams import selectors, services
+
+    ann, _raw = portal.member()
+    red, blue = _teams(portal, [ann], {"requests_per_minute": 50}, {"requests_per_minute": 50})
+    with portal.db():
+        root = UserFactory(username=f"root{time.monotonic_ns()}", role="admin")
+        services.team_member_limits_set(actor=root, membership=selectors.membership_get(team=red, user_id=ann.pk),
+                                        requests_per_minute=2, tokens_per_day=None, concurrent_requests=None)
+    to_red, to_blue = _key(portal, ann, red, "red"), _key(portal, ann, blue, "blue")
+    assert _statuses(portal, to_red, 4).count(200) == 2
+    assert _statuses(portal, to_blue, 4) == [200] * 4
