@@ -217,7 +217,8 @@ class QuotaEngine:
 
     async def acquire(self, *, user_id: int, generation: str, limits: Limits, reserve: int,
                       server_id: int | None, teams: Sequence[TeamLimits] = ()) -> Verdict:
-        """Check and count the caller and each of their teams at once: all pass and are counted, or none."""
+        """Check and count the caller and the given teams (the gateway passes the one team charged) at once:
+        all pass and are counted, or none."""
         now = time.time()
         day, month = time.strftime("%Y%m%d", time.gmtime(now)), month_of(now)
         self._seq += 1

@@ -5,7 +5,7 @@ from django.db import models
 
 class Team(models.Model):
     """Per limit, null means no team limit. A request of a member is counted against the member's own
-    quota and against every team of the member, in one check (accounts.limits)."""
+    quota and against the one team it is charged to (selectors.team_charged), in one check (accounts.limits)."""
 
     name = models.CharField(max_length=100, unique=True)
     description = models.CharField(max_length=300, blank=True)

@@ -123,7 +123,8 @@ def test_a_team_admin_revokes_a_members_key_and_it_stops_working(team, member_us
 
 def test_team_usage_reports_the_month_against_the_budget(team, member_user):
     usage = _client(member_user).get(f"/api/teams/{team.pk}/usage").json()
-    assert usage == {"tokens": 0, "budget": 1_000_000, "percent": 0.0, "warning": False, "exhausted": False}
+    assert usage == {"tokens": 0, "budget": 1_000_000, "percent": 0.0, "warning": False, "exhausted": False,
+                     "available": True}
 
 
 def test_only_members_and_admins_may_follow_a_teams_budget_events(team, member_user, stranger, admin_user):
