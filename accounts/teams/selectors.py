@@ -54,7 +54,7 @@ def membership_get(*, team: Team, user_id: int) -> TeamMembership:
 
 
 def team_member_keys(*, team: Team) -> QuerySet[ApiKey]:
-    return ApiKey.objects.select_related("owner").filter(owner__team_memberships__team=team).order_by(
+    return ApiKey.objects.select_related("owner", "team").filter(owner__team_memberships__team=team).order_by(
         "owner__username", "revoked_at", "-created_at")
 
 

@@ -57,6 +57,9 @@ def test_the_cli_takes_a_team_by_name_and_refuses_one_the_user_is_not_in(member_
     out = StringIO()
     call_command("apikey", "create", "mia", "--name", "job", "--team", "blue", stdout=out)
     assert ApiKey.objects.get(name="job").team.name == "blue"
+    listed = StringIO()
+    call_command("apikey", "list", "--user", "mia", stdout=listed)
+    assert [line.split()[3] for line in listed.getvalue().splitlines() if " job " in line] == ["blue"]
     with pytest.raises(CommandError, match="mia is not a member of team"):
         call_command("apikey", "create", "mia", "--name", "sneak", "--team", "green", stdout=StringIO())
     with pytest.raises(CommandError, match="No team 'nope'"):

@@ -54,12 +54,13 @@ class Command(BaseCommand):
         self.stdout.write(f"Revoked key {key.display} ({key.name}) of {key.owner.username}.")
 
     def _list(self, options):
-        keys = ApiKey.objects.select_related("owner")
+        keys = ApiKey.objects.select_related("owner", "team")
         if options["user"]:
             keys = keys.filter(owner__username=options["user"])
         for key in keys:
             state = "revoked" if key.revoked_at else "active"
-            self.stdout.write(f"{key.display:18} {key.owner.username:16} {key.name:24} {state}")
+            team = key.team.name if key.team_id else "-"
+            self.stdout.write(f"{key.display:18} {key.owner.username:16} {key.name:24} {team:16} {state}")
 
     @staticmethod
     def _team_id(name: str) -> int | None:
