@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from ninja import Schema
+from ninja import Field, Schema
 
 
 class ErrorOut(Schema):
@@ -19,7 +19,8 @@ class ApiKeyIn(Schema):
     name: str
     scopes: list[str] = []
     expires_at: datetime | None = None
-    team_id: int | None = None  # one of the owner's teams, charged for the key's requests
+    team_id: int | None = Field(None, description="One of your teams: the key's requests are charged to it. "
+                                                  "Empty: your only team if you have exactly one, else none.")
 
 
 class ApiKeyPatch(Schema):
