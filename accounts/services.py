@@ -113,7 +113,8 @@ def _owner_team(*, owner: User, team_id: int | None) -> Team | None:
     """The owner's team of that id; any other id (another team, none at all) is refused alike."""
     if team_id is None:
         return None
-    team = Team.objects.filter(pk=team_id, memberships__user=owner).first()
+    # Matched in Python: an id too large for the database is simply not one of the owner's teams.
+    team = next((t for t in Team.objects.filter(memberships__user=owner) if t.pk == team_id), None)
     if team is None:
         raise ValidationFailed(f"{owner.get_username()} is not a member of team {team_id}: a key can only be "
                                "charged to one of its owner's teams (the Teams page lists them).")

@@ -691,7 +691,7 @@ async def _session_principal(cookie: bytes, csrf: bytes, team: bytes | None) -> 
         return None
     team_id = None
     if team and team.strip():
-        if not team.strip().isdigit():
+        if not team.strip().isdigit() or len(team.strip()) > 18:
             raise errors.bad_request("X-Portal-Team must be the id of one of your teams.", code="invalid_team")
         team_id = int(team)
     try:

@@ -46,7 +46,7 @@ def test_the_api_binds_a_key_to_one_of_the_owners_teams_and_audits_it(member_use
 def test_the_api_refuses_a_team_the_owner_is_not_in_or_that_does_not_exist(member_user, teams):
     _red, _blue, green = teams
     api = _api(member_user)
-    for team_id in (green.pk, 999_999):
+    for team_id in (green.pk, 999_999, 2**70):
         refused = api.post("/api/accounts/keys", {"name": "sneak", "team_id": team_id}, content_type="application/json")
         assert refused.status_code == 400
         assert f"mia is not a member of team {team_id}" in refused.json()["detail"]

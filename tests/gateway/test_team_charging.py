@@ -111,8 +111,9 @@ def test_the_chat_session_is_charged_to_the_team_it_names_and_only_one_of_the_us
         assert stolen.status_code == 403
         assert stolen.json()["error"]["code"] == "team_not_yours"
         assert f"not a member of team {theirs.pk}" in stolen.json()["error"]["message"]
-        junk = client.post("/v1/chat/completions", json=CHAT, headers={**csrf, "X-Portal-Team": "red"})
-        assert junk.status_code == 400 and junk.json()["error"]["code"] == "invalid_team"
+        for junk in ("red", "-1", "9" * 5000):
+            refused = client.post("/v1/chat/completions", json=CHAT, headers={**csrf, "X-Portal-Team": junk})
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_team", junk
     rows = portal.usage_rows(ann, count=2)
     assert sorted((row.team_id or 0) for row in rows) == [0, blue.pk]
 
