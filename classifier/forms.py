@@ -4,6 +4,7 @@ from django.conf import settings
 
 from classifier import evaluation, selectors
 from classifier.embedding import embedders
+from sparkportal.exceptions import ValidationFailed
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -37,9 +38,9 @@ def _labeled_csv(form: forms.Form) -> str:
                                            f"{evaluation.MAX_LABELED_CSV_BYTES // 2**20} MB: label a sample of it.")
             return ""
         try:
-            return raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            form.add_error("labeled_file", f"{upload.name} is not UTF-8 text: save the CSV as UTF-8 and upload again.")
+            return evaluation.decode_labeled_csv(raw, name=upload.name)
+        except ValidationFailed as exc:
+            form.add_error("labeled_file", exc.message)
             return ""
     text = form.cleaned_data.get("labeled_text", "")
     if not text.strip():
