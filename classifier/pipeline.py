@@ -5,7 +5,8 @@
    noticed finds another run's token at its next write and stops, writing nothing (exactly one run counts).
 2. List the files under the source (confined to the roots); files already classified with the same
    content hash are kept (resume), problems become `skipped` results with their reason.
-3. In batches: extract name + first 4 KB, embed, score the classes (label along the whole path, combined
+3. In batches (the first of scoring.FIRST_BATCH files, the rest of PORTAL_CLASSIFIER_BATCH): extract name +
+   first 4 KB, embed, score the classes (label along the whole path, combined
    with the taxonomy's labeled examples when the job uses them: classifier.scoring) and keep the top 5;
    take top-1 when its lead over top-2 exceeds the job's margin, else ask the LLM (shown examples of
    its candidate classes) (retry once, then fall back to top-1). On the portal's
@@ -25,7 +26,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from classifier import events, rerank, services
+from classifier import events, rerank, scoring, services
 from classifier.archive import extract, scan
 from classifier.embedding import embedders
 from classifier.models import ClassificationJob, ClassificationResult
@@ -238,10 +239,14 @@ def _run(job: ClassificationJob, token: str, progress: Progress, reranker: reran
     reranker.examples = chosen.by_code() if chosen is not None else {}
     labels = label_index.LabelIndex(job.version, job.embedder, job.depth, examples=chosen)
     size = settings.PORTAL_CLASSIFIER_BATCH
-    for start in range(0, len(todo), size):
+    # The first batch is larger: centering and self-training then start from a sample of the files.
+    bounds = [0, *range(max(size, scoring.FIRST_BATCH), len(todo), size), len(todo)]
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        if start >= end:
+            continue
         if not _still_running(job, token):
             return False
-        stats = _classify_batch(job, labels, embedder, todo[start:start + size], reranker)
+        stats = _classify_batch(job, labels, embedder, todo[start:end], reranker)
         if not _batch_save(job, token, stats):
             return False
         progress.send()

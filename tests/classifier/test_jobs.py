@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from accounts.models import AuditEvent
-from classifier import events, pipeline, services
+from classifier import events, pipeline, scoring, services
 from classifier.models import ClassificationJob, ClassificationResult
 from classifier.tasks import classification_job_run_task
 from sparkportal.exceptions import InvalidTransition
@@ -107,10 +107,11 @@ def test_invalid_llm_answers_fall_back_and_bad_files_are_skipped(db, settings, t
 
 
 def test_a_failed_job_resumes_without_redoing_finished_files(db, settings, tmp_path, archive, fake_llm, jd_version,
-                                                            member_user):
+                                                            member_user, monkeypatch):
     root, labels = archive
     settings.VAR_DIR = tmp_path  # labels are embedded afresh through the TEI backend
     settings.PORTAL_CLASSIFIER_BATCH = 8
+    monkeypatch.setattr(scoring, "FIRST_BATCH", 8)  # batches of 8 from the first on
     settings.PORTAL_CLASSIFIER_EMBEDDERS = {**settings.PORTAL_CLASSIFIER_EMBEDDERS, "tei-e5": {
         "backend": "tei", "url": fake_llm.url, "batch_size": 64, "query_prefix": "", "passage_prefix": ""}}
     fake_llm.embed_fail_from = 5  # 2 requests for the 86 labels, 2 batches of files, then the backend breaks
