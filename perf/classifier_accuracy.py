@@ -75,8 +75,10 @@ class CachedEmbedder:
         from classifier.embedding.core import prefix_for
 
         spec = self.embedder.spec
-        material = json.dumps([spec.key, spec.backend, spec.model, prefix_for(spec, kind), spec.max_tokens, texts],
-                              ensure_ascii=False)
+        # The files' graph runs in bf16 where the CPU has it: vectors of another machine are not reused.
+        bf16 = bool(getattr(self.embedder, "cpu_has_bf16", lambda: False)())
+        material = json.dumps([spec.key, spec.backend, spec.model, prefix_for(spec, kind), spec.max_tokens,
+                               spec.extra, bf16, texts], ensure_ascii=False)
         path = self.folder / f"{hashlib.sha256(material.encode()).hexdigest()[:32]}.npy"
         if path.exists():
             return np.load(path)

@@ -27,6 +27,9 @@ from classifier.embedding.core import LABEL_KINDS, Embedder, EmbedderSpec, _norm
 
 CHUNK = 4096
 GPU_BATCH = 1024
+# On a CPU a batch holds at most this many padded tokens (16 files of 256): measured against 32 and 64
+# files of 256 in perf/RESULTS.md.
+CPU_BATCH_TOKENS = 4096
 
 
 def _pooling_mode(model_dir: Path) -> str:
@@ -123,8 +126,9 @@ class FastEmbedder(Embedder):
         self.torch_model = None
 
     def _load_openvino(self, cache_dir: Path) -> None:
-        """precision "int8" (default): static int8 from NNCF, exported once; "bf16": the fp32 graph run in
-        bf16 where the CPU has it (else fp32), no export beyond ONNX. Measured (perf/classifier.py):
+        """precision "int8" (default): static int8 from NNCF, exported once, its float parts in bf16 where
+        the CPU has it; "bf16": the fp32 graph run in bf16 where the CPU has it (else fp32), no export
+        beyond ONNX. Measured (perf/classifier.py):
         MiniLM bf16 2.8x plain fp32 at 100% top-1 agreement, int8 3.9x at 97%; e5-small int8 3.7x its
         plain fp32 at 99%."""
         import openvino as ov
@@ -144,8 +148,10 @@ class FastEmbedder(Embedder):
         # batch (layer norms, softmax) that one request on all threads would leave partly idle.
         config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": self.threads,
                   "INFERENCE_PRECISION_HINT": "f32"}
+        # Where the CPU has bf16, the int8 graph's remaining float parts (attention, softmax, layer norms,
+        # GELU) run in bf16 too: e5-small 1.28x at a largest vector difference of 0.004 (perf/RESULTS.md).
         files_config = {**config, "INFERENCE_PRECISION_HINT": "bf16"} if (
-            precision == "bf16" and self.cpu_has_bf16()) else config
+            precision in ("bf16", "int8") and self.cpu_has_bf16()) else config
         self.ov_files = core.compile_model(core.read_model(str(int8 if precision == "int8" else fp32)), "CPU",
                                            files_config)
         # Taxonomy labels are few and embedded once per version: full precision.
@@ -161,10 +167,23 @@ class FastEmbedder(Embedder):
         return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
 
     def _batches(self, ids: list[list[int]]):
+        """Length-sorted batches of at most `batch_size` texts; on a CPU also of at most `cpu_batch_tokens`
+        padded tokens, so a batch of long texts stays small enough for the caches and short texts still
+        go many at a time."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            picked = order[start:start + self.batch_size]
-            yield picked, *padded([ids[i] for i in picked], self.pad_id)
+        budget = self.cpu_batch_tokens if self.device == "cpu" else 0
+        picked: list[int] = []
+        for i in order:
+            if picked and (len(picked) >= self.batch_size or (budget and (len(picked) + 1) * len(ids[i]) > budget)):
+                yield picked, *padded([ids[j] for j in picked], self.pad_id)
+                picked = []
+            picked.append(i)
+        if picked:
+            yield picked, *padded([ids[j] for j in picked], self.pad_id)
+
+    @property
+    def cpu_batch_tokens(self) -> int:
+        return int(self.spec.extra.get("cpu_batch_tokens", CPU_BATCH_TOKENS))
 
     def _run_openvino(self, batches, kind: str):
         import openvino as ov

@@ -72,6 +72,27 @@ def test_the_default_int8_path_agrees_with_the_same_model_in_fp32(settings):
     assert (ours == theirs).mean() >= 0.95
     cache = Path(settings.VAR_DIR) / "classifier" / "onnx"
     assert len(list(cache.glob("*-ov-int8-static.xml"))) == 1 and not list(cache.glob("*.tmp*"))
+    # The int8 graph's float parts run in bf16 where the CPU has it (the agreement above holds with it).
+    hint = str(e5.ov_files.get_property("INFERENCE_PRECISION_HINT"))
+    assert ("bf16" in hint) == e5.cpu_has_bf16(), hint
+
+
+def test_cpu_batches_keep_to_a_token_budget_and_cover_every_text():
+    from classifier.embedding.core import EmbedderSpec
+    from classifier.embedding.fast import FastEmbedder
+
+    embedder = FastEmbedder.__new__(FastEmbedder)  # batching needs no model
+    embedder.spec = EmbedderSpec(key="t", backend="openvino", batch_size=32, extra={"cpu_batch_tokens": 1000})
+    embedder.device, embedder.batch_size, embedder.pad_id = "cpu", 32, 0
+    ids = [[1] * n for n in [250] * 10 + [20] * 70 + [90, 5]]
+    batches = list(embedder._batches(ids))
+    assert sorted(i for picked, _, _ in batches for i in picked) == list(range(len(ids)))
+    for picked, matrix, mask in batches:
+        assert len(picked) <= 32 and (matrix.size <= 1000 or len(picked) == 1)
+        assert mask.sum() == sum(len(ids[i]) for i in picked)
+    assert [len(p) for p, _, _ in batches if len(ids[p[0]]) == 250] == [4, 4, 2]  # long texts: 4 x 250 tokens
+    embedder.device = "cuda"  # a GPU batches by count only
+    assert max(len(p) for p, _, _ in embedder._batches(ids)) == 32
 
 
 def test_an_unknown_openvino_precision_is_named(settings):
