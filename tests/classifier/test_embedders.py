@@ -74,7 +74,7 @@ def test_the_default_int8_path_agrees_with_the_same_model_in_fp32(settings):
     assert len(list(cache.glob("*-ov-int8-static.xml"))) == 1 and not list(cache.glob("*.tmp*"))
     # The int8 graph's float parts run in bf16 where the CPU has it (the agreement above holds with it).
     hint = str(e5.ov_files.get_property("INFERENCE_PRECISION_HINT"))
-    assert ("bf16" in hint) == e5.cpu_has_bf16(), hint
+    assert ("bfloat16" in hint) == e5.cpu_has_bf16(), hint
 
 
 def test_cpu_batches_keep_to_a_token_budget_and_cover_every_text():
