@@ -110,7 +110,7 @@ def test_without_htmx_a_refused_job_renders_the_whole_page_with_the_error(web, a
      "Labeled row 1: expected code &#x27;99.99&#x27; is not in jd v1."),
     ({"labeled_text": f"{__file__},10.02"}, f"Labeled row 1: {__file__} is outside the archive roots."),
     ({"labeled_file": SimpleUploadedFile("labels.csv", "receipt,10.02".encode("utf-16"))},
-     "labels.csv is not UTF-8 text: save the CSV as UTF-8 and upload again."),
+     "labels.csv line 1: not UTF-8 (byte 0xff); save it as UTF-8."),
     ({"labeled_text": "receipt,10.02", "target": "120"}, "Ensure this value is less than or equal to 100."),
     ({"labeled_text": "receipt,10.02", "depth": "0"}, "Ensure this value is greater than or equal to 1."),
     ({"labeled_text": "receipt,10.02", "embedder": "nope"}, "Select a valid choice."),
