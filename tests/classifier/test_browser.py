@@ -7,7 +7,7 @@ import zipfile
 import pytest
 
 from accounts.models import AuditEvent
-from classifier import services
+from classifier import scoring, services
 from classifier.models import ClassificationJob, TaxonomyVersion
 from tests.conftest import login, start_daphne, stop_process, subprocess_env
 
@@ -71,8 +71,9 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
 @pytest.mark.browser
 def test_a_person_runs_a_job_on_an_upload_live_and_calibrates_the_margin(portal, celery_worker, page, archive,
                                                                          fake_llm, member_user, jd_yaml, tmp_path,
-                                                                         settings):
+                                                                         settings, monkeypatch):
     settings.PORTAL_CLASSIFIER_BATCH = 1  # progress can go out between any two files
+    monkeypatch.setattr(scoring, "FIRST_BATCH", 1)  # from the first file on
     root, labels = archive
     services.taxonomy_import(actor=member_user, name="jd", yaml_text=jd_yaml)
     docs = sorted((root / "docs").glob("*.md"))

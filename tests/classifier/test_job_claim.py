@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from classifier import services
+from classifier import scoring, services
 from classifier.models import ClassificationJob
 from tests.classifier.test_jobs import wait_for
 
@@ -20,7 +20,7 @@ def _until(condition, what: str, timeout: float = 120) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_job_cancelled_and_resumed_at_once_runs_once(celery_worker, settings, tmp_path, fake_llm, jd_version,
-                                                       member_user):
+                                                       member_user, monkeypatch):
     root = tmp_path / "archive"
     root.mkdir()
     (root / "receipt.txt").write_text("Supermarket receipt: milk, bread, cheese. Total 10 EUR.")
@@ -28,6 +28,7 @@ def test_a_job_cancelled_and_resumed_at_once_runs_once(celery_worker, settings, 
     (root / "pods.txt").write_text("kubectl get pods; helm upgrade the chart in the cluster")
     settings.PORTAL_CLASSIFIER_ROOTS = [str(root)]
     settings.PORTAL_CLASSIFIER_BATCH = 1
+    monkeypatch.setattr(scoring, "FIRST_BATCH", 1)  # one file a batch from the first on: a write after each
     fake_llm.hold()  # the first run waits in its first rerank
     job = services.job_create(owner=member_user, version=jd_version, source_path=str(root), margin=1.0)
     _until(lambda: fake_llm.chats() == 1, "the first run's first rerank")
