@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from engines import flags
+from engines import flags, multinode
 
 
 @dataclass(frozen=True)
@@ -27,15 +27,23 @@ class ServeSpec:
     enable_prefix_caching: bool = True
     max_num_seqs: int | None = None
     enable_sleep_mode: bool = False
+    node_count: int = 1
     extra_flags: str = ""
     extra_env: dict = field(default_factory=dict)
 
 
+def placement_of(spec: ServeSpec) -> multinode.Placement:
+    return multinode.Placement(nodes=spec.node_count, tensor_parallel_size=spec.tensor_parallel_size,
+                               pipeline_parallel_size=spec.pipeline_parallel_size)
+
+
 def serve_argv(spec: ServeSpec, *, executable: str = "", host: str = "127.0.0.1", port: int = 8000,
-               gpu_memory_utilization: float | None = None, hub_cache: str = "") -> list[str]:
+               gpu_memory_utilization: float | None = None, hub_cache: str = "",
+               rank: multinode.Rank | None = None) -> list[str]:
     """`<vllm> serve <model> ...` or `<router> --model-id <model> ...`, then the profile's extra flags.
 
-    `gpu_memory_utilization` overrides the profile's share (a server started with a smaller one).
+    `gpu_memory_utilization` overrides the profile's share (a server started with a smaller one). `rank` is
+    this host's part of a multi-node placement (the profile's node_count above 1): vLLM's own launch flags.
     """
     extra = flags.split(spec.extra_flags).argv
     if spec.engine == "tei":
@@ -49,7 +57,15 @@ def serve_argv(spec: ServeSpec, *, executable: str = "", host: str = "127.0.0.1"
     if spec.max_model_len:
         argv += ["--max-model-len", str(spec.max_model_len)]
     argv += ["--gpu-memory-utilization", f"{util:g}", "--tensor-parallel-size", str(spec.tensor_parallel_size)]
-    if spec.pipeline_parallel_size > 1:
+    placement = placement_of(spec)
+    if placement.multi_node:
+        if rank is None:
+            raise ValueError(f"{spec.served_model_name} spans {spec.node_count} nodes: each rank is launched with "
+                             "its rank, master address and port")
+        if spec.pipeline_parallel_size > 1:
+            argv += ["--pipeline-parallel-size", str(spec.pipeline_parallel_size)]
+        argv += multinode.rank_flags(placement, rank)
+    elif spec.pipeline_parallel_size > 1:
         argv += ["--pipeline-parallel-size", str(spec.pipeline_parallel_size),
                  "--distributed-executor-backend", "ray"]
     if spec.quantization:

@@ -12,17 +12,36 @@ MARKER = "SPARKPORTAL_SERVER_ID"
 # endpoints): owned by the portal, on exactly when the profile enables sleep mode.
 DEV_MODE = "VLLM_SERVER_DEV_MODE"
 INSTANCE = "SPARKPORTAL_INSTANCE"
+# A rank's network, set per node by an admin (Node.network_interface, Node.host_ip): which interface NCCL and
+# Gloo use and which address vLLM announces. NCCL_NVLS_ENABLE=0 unless the node turns NVLink SHARP on: NCCL's
+# start-up hangs on DGX Spark with it (there is no NVSwitch to find).
+NETWORK_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "VLLM_HOST_IP", "NCCL_NVLS_ENABLE")
 # The few variables of the worker's own environment a child may see.
 PASSED_THROUGH = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
+def network_env(*, interface: str, host_ip: str, nvls: bool = False) -> dict:
+    """The environment of one rank of a multi-node server on a node with these network settings."""
+    env = {"NCCL_NVLS_ENABLE": "1" if nvls else "0"}
+    if interface:
+        env["NCCL_SOCKET_IFNAME"] = env["GLOO_SOCKET_IFNAME"] = interface
+    if host_ip:
+        env["VLLM_HOST_IP"] = host_ip
+    return env
+
+
 def child_env(*, base: dict, node, profile, server_id: int, instance: str, cuda_visible_devices: str,
-              hf_home: str, engine: str) -> dict:
+              hf_home: str, engine: str, network: dict | None = None) -> dict:
     """The child's whole environment: node settings, then the profile's, then what the portal must own.
 
-    `node` needs `extra_env` and `ld_library_path_prefix`; `profile` may be None or have `extra_env`.
+    `node` needs `extra_env` and `ld_library_path_prefix`; `profile` may be None or have `extra_env`;
+    `network` is a multi-node rank's network_env (it wins over the node's and the profile's extra environment).
     """
     env = _node_env(base=base, node=node, extra=getattr(profile, "extra_env", None) or {})
+    if network is not None:
+        for name in NETWORK_ENV:
+            env.pop(name, None)
+        env.update(network)
     if cuda_visible_devices:
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
     env["HF_HOME"] = hf_home

@@ -21,7 +21,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from engines import tei, vllm_cli
+from engines import environment, tei, vllm_cli
 
 SHELL_CHARS = (";", "|", "&", "`", "$(", ">", "<", "\n")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -40,6 +40,9 @@ OWNED: dict[str, dict[str, str | None]] = {
         "--enable-sleep-mode": "enable_sleep_mode", "--disable-sleep-mode": "enable_sleep_mode",
         # Always on: the usage ledger records cached prompt tokens from every answer.
         "--enable-prompt-tokens-details": None, "--disable-prompt-tokens-details": None,
+        # The multi-node launch (engines/multinode.py): set per rank from the profile's placement.
+        "--nnodes": "node_count", "-n": "node_count", "--node-rank": None, "-r": None, "--master-addr": None,
+        "--master-port": None, "--headless": None, "--distributed-executor-backend": "node_count",
     },
     "tei": {
         "--model-id": None, "--port": None, "-p": None, "--hostname": None, "--uds-path": None,
@@ -77,7 +80,7 @@ ADMIN_ONLY: dict[str, frozenset[str]] = {
 # VLLM_SERVER_DEV_MODE opens vLLM's development endpoints (/sleep, /wake_up, /collective_rpc, ...): the portal
 # sets it exactly when the profile's enable_sleep_mode is on (engines.environment.child_env), for its own worker.
 REFUSED_ENV = frozenset({"SPARKPORTAL_SERVER_ID", "SPARKPORTAL_INSTANCE", "SPT_NOENV", "HF_HOME",
-                         "VLLM_SERVER_DEV_MODE"})
+                         "VLLM_SERVER_DEV_MODE", *environment.NETWORK_ENV})
 ADMIN_ONLY_ENV = frozenset({
     "PATH", "BASH_ENV", "ENV", "VLLM_PLUGINS", "VLLM_ALLOW_INSECURE_SERIALIZATION",
     "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "NODE_OPTIONS",

@@ -6,7 +6,7 @@ from models_registry.models import ModelProfile
 
 FORM_FIELDS = ["name", "source", "repo_id", "revision", "local_path", "engine", "served_model_name", "task", "dtype",
                "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size",
-               "quantization", "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs", "enable_sleep_mode",
+               "node_count",               "quantization", "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs", "enable_sleep_mode",
                "extra_flags", "extra_env", "ignore_patterns", "notes"]
 
 
@@ -22,6 +22,8 @@ class ProfileForm(forms.ModelForm):
     max_num_seqs = forms.IntegerField(required=False)
     tensor_parallel_size = forms.IntegerField(initial=1)
     pipeline_parallel_size = forms.IntegerField(initial=1)
+    node_count = forms.IntegerField(initial=1, help_text="Nodes the model spans (vLLM's multi-node launch); "
+                                                          "tensor x pipeline parallel GPUs split evenly over them.")
     name = forms.CharField(max_length=100)
 
     class Meta:

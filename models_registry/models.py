@@ -35,6 +35,8 @@ class ModelProfile(models.Model):
         default=0.5, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)])
     tensor_parallel_size = models.PositiveSmallIntegerField(default=1)
     pipeline_parallel_size = models.PositiveSmallIntegerField(default=1)
+    # Placement: how many nodes the model spans (engines/multinode.py); T x P GPUs split evenly over them.
+    node_count = models.PositiveSmallIntegerField(default=1)
     quantization = models.CharField(max_length=40, blank=True)
     kv_cache_dtype = models.CharField(max_length=20, blank=True, default="auto")
     enable_prefix_caching = models.BooleanField(default=True)

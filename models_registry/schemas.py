@@ -24,6 +24,7 @@ class ProfileIn(Schema):
     gpu_memory_utilization: float = 0.5
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
+    node_count: int = 1
     quantization: str = ""
     kv_cache_dtype: str = "auto"
     enable_prefix_caching: bool = True
@@ -49,6 +50,7 @@ class ProfilePatch(Schema):
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int | None = None
     pipeline_parallel_size: int | None = None
+    node_count: int | None = None
     quantization: str | None = None
     kv_cache_dtype: str | None = None
     enable_prefix_caching: bool | None = None
@@ -76,6 +78,7 @@ class ProfileOut(Schema):
     gpu_memory_utilization: float
     tensor_parallel_size: int
     pipeline_parallel_size: int
+    node_count: int
     quantization: str
     kv_cache_dtype: str
     enable_prefix_caching: bool

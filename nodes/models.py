@@ -14,6 +14,14 @@ class Node(models.Model):
     extra_env = models.JSONField(default=dict, blank=True)
     memory_budget = models.FloatField(default=0.85, help_text="Max sum of gpu_memory_utilization on this node.")
     stop_timeout_s = models.PositiveIntegerField(default=30)
+    # Multi-node servers (engines/environment.network_env): set by an admin per host.
+    network_interface = models.CharField(max_length=64, blank=True,
+                                         help_text="Interface NCCL and Gloo use between nodes, e.g. enp1s0f0np0.")
+    host_ip = models.GenericIPAddressField(null=True, blank=True,
+                                           help_text="This host's address on that interface (VLLM_HOST_IP); a "
+                                                     "leader's is its master address and where the gateway reaches it.")
+    nccl_nvls_enable = models.BooleanField(default=False, help_text="NCCL_NVLS_ENABLE=1 (off: NCCL hangs on "
+                                                                    "DGX Spark with it).")
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     host_facts = models.JSONField(default=dict, blank=True)
     gpu_facts = models.JSONField(default=list, blank=True)

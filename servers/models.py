@@ -3,6 +3,60 @@ from django.db import models
 from nodes.models import Node
 
 
+class ServerGroup(models.Model):
+    """One model across several nodes (vLLM's multi-node launch): one Server row per rank, rank 0 the leader.
+
+    The leader's row is what the gateway routes to; followers run headless. The group's status follows its
+    ranks (servers/groups/): ready once the leader answers, failed as soon as any rank exits (the others are
+    stopped), and the restart policy restarts the whole group, never one rank.
+    """
+
+    class Status(models.TextChoices):
+        STARTING = "starting"
+        READY = "ready"
+        STOPPING = "stopping"
+        STOPPED = "stopped"
+        FAILED = "failed"
+
+    LIVE = (Status.STARTING, Status.READY, Status.STOPPING)
+
+    profile = models.ForeignKey("models_registry.ModelProfile", on_delete=models.PROTECT, related_name="groups")
+    served_model_name = models.CharField(max_length=200)
+    node_count = models.PositiveSmallIntegerField()
+    master_addr = models.CharField(max_length=200)
+    master_port = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
+    status_reason = models.TextField(blank=True)
+    failure_code = models.CharField(max_length=32, blank=True)
+    restart_policy = models.CharField(max_length=16, default="never",
+                                      choices=[("never", "never"), ("on-failure", "on failure")])
+    max_restarts = models.PositiveIntegerField(default=3)
+    restart_attempts = models.PositiveIntegerField(default=0)
+    next_restart_at = models.DateTimeField(null=True, blank=True)
+    # What each node reported before its rank was launched: {rank: {node, interface, reaches, nccl, ...}}.
+    preflight = models.JSONField(default=dict, blank=True)
+    started_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=["starting", "ready", "stopping", "stopped",
+                                                                  "failed"]),
+                                   name="servers_servergroup_status_valid"),
+            # The leader's rendezvous port is the portal's to hand out: one live group per address and port.
+            models.UniqueConstraint(fields=["master_addr", "master_port"],
+                                    condition=models.Q(status__in=["starting", "ready", "stopping"]),
+                                    name="servers_servergroup_live_master_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.served_model_name} across {self.node_count} nodes (group #{self.pk})"
+
+
 class Server(models.Model):
     """One engine process (vLLM or TEI) serving one profile on one node and port.
 
@@ -89,6 +143,9 @@ class Server(models.Model):
     # Idle policy before the unload: sleep at idle_sleep_level after this many idle minutes (None: never).
     sleep_idle_minutes = models.PositiveIntegerField(null=True, blank=True)
     idle_sleep_level = models.PositiveSmallIntegerField(default=1)
+    # One rank of a multi-node group (rank 0 serves HTTP; the others run headless); None: a single-node server.
+    group = models.ForeignKey(ServerGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="ranks")
+    rank = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -116,6 +173,10 @@ class Server(models.Model):
 
     def __str__(self) -> str:
         return f"{self.served_model_name} on {self.node}:{self.port}"
+
+    @property
+    def is_follower(self) -> bool:
+        return self.group_id is not None and self.rank > 0
 
     @property
     def base_url(self) -> str:

@@ -13,6 +13,7 @@ from accounts.models import User
 from accounts.services import audit_record
 from engines import argv as engine_argv
 from engines import flags as engine_flags
+from engines import multinode
 from models_registry import validation
 from models_registry.models import ModelProfile
 from nodes.models import Node
@@ -20,7 +21,8 @@ from sparkportal.exceptions import InvalidTransition, ValidationFailed
 
 PROFILE_FIELDS = (
     "name", "source", "repo_id", "revision", "local_path", "engine", "served_model_name", "task", "dtype",
-    "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size", "quantization",
+    "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size", "node_count",
+    "quantization",
     "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs", "enable_sleep_mode", "extra_flags", "extra_env", "notes",
     "ignore_patterns", "catalog_name",
 )
@@ -67,6 +69,7 @@ def profile_problems(profile: ModelProfile, *, actor: User | None = None,
     for field in ("tensor_parallel_size", "pipeline_parallel_size"):
         if not isinstance(getattr(profile, field), int) or getattr(profile, field) < 1:
             errors[field] = f"{field} must be at least 1: got {getattr(profile, field)}."
+    errors.update(_placement_problems(profile))
     errors.update(_engine_problems(profile, actor=actor, before=before))
     if not isinstance(profile.ignore_patterns, list) or not all(isinstance(p, str) for p in profile.ignore_patterns):
         errors["ignore_patterns"] = 'Ignore patterns must be a list of globs, e.g. ["original/*", "*.pth"].'
@@ -74,6 +77,24 @@ def profile_problems(profile: ModelProfile, *, actor: User | None = None,
     if clash:
         errors["name"] = f"A profile named {profile.name!r} already exists: pick another name."
     return errors
+
+
+def _placement_problems(profile: ModelProfile) -> dict[str, str]:
+    nodes = profile.node_count
+    if not isinstance(nodes, int) or nodes < 1:
+        return {"node_count": f"node_count must be at least 1: got {nodes}."}
+    if nodes == 1 or not all(isinstance(getattr(profile, f), int) and getattr(profile, f) >= 1
+                             for f in ("tensor_parallel_size", "pipeline_parallel_size")):
+        return {}
+    if profile.engine != "vllm":
+        return {"node_count": "Only vLLM spans several nodes: set node_count to 1, or use engine vllm."}
+    if profile.enable_sleep_mode:
+        return {"enable_sleep_mode": "A model across several nodes cannot sleep through the portal: turn "
+                                     "enable_sleep_mode off, or set node_count to 1."}
+    problems = multinode.placement_problems(multinode.Placement(
+        nodes=nodes, tensor_parallel_size=profile.tensor_parallel_size,
+        pipeline_parallel_size=profile.pipeline_parallel_size))
+    return {"node_count": " ".join(problems)} if problems else {}
 
 
 def _engine_problems(profile: ModelProfile, *, actor: User | None, before: dict[str, Any] | None) -> dict[str, str]:
@@ -214,23 +235,25 @@ def profile_serve_spec(profile: ModelProfile) -> engine_argv.ServeSpec:
         gpu_memory_utilization=profile.gpu_memory_utilization, tensor_parallel_size=profile.tensor_parallel_size,
         pipeline_parallel_size=profile.pipeline_parallel_size, quantization=profile.quantization or "",
         kv_cache_dtype=profile.kv_cache_dtype or "auto", enable_prefix_caching=profile.enable_prefix_caching,
-        max_num_seqs=profile.max_num_seqs, enable_sleep_mode=profile.enable_sleep_mode,
+        max_num_seqs=profile.max_num_seqs, enable_sleep_mode=profile.enable_sleep_mode, node_count=profile.node_count,
         extra_flags=profile.extra_flags or "",
         extra_env=dict(profile.extra_env or {}))
 
 
 def profile_argv(*, profile: ModelProfile, node: Node | None = None, port: int = 8000, host: str = "127.0.0.1",
-                 gpu_memory_utilization: float | None = None) -> list[str]:
+                 gpu_memory_utilization: float | None = None, rank: multinode.Rank | None = None) -> list[str]:
     """The exact argv a server of this profile launches on `node` (never a shell string).
 
     Weights come from the node's cache (HF_HOME), which the launcher sets together with HF_HUB_OFFLINE=1.
     """
     executable = getattr(node, "tei_executable" if profile.engine == "tei" else "vllm_executable", "") or ""
     return engine_argv.serve_argv(profile_serve_spec(profile), executable=executable, host=host, port=port,
-                                  gpu_memory_utilization=gpu_memory_utilization,
+                                  gpu_memory_utilization=gpu_memory_utilization, rank=rank,
                                   hub_cache=str(settings.PORTAL_WEIGHTS_DIR / "hub"))
 
 
 def profile_command_line(*, profile: ModelProfile, node: Node | None = None, port: int = 8000) -> str:
     """The argv shown to people, quoted so it can be pasted into a terminal."""
-    return engine_argv.command_line(profile_argv(profile=profile, node=node, port=port), profile.extra_env)
+    # A multi-node profile shows its leader's command line; each follower adds --node-rank R and --headless.
+    rank = multinode.Rank(0, "LEADER_IP", 29501) if profile.node_count > 1 else None
+    return engine_argv.command_line(profile_argv(profile=profile, node=node, port=port, rank=rank), profile.extra_env)
