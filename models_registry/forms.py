@@ -6,7 +6,8 @@ from models_registry.models import ModelProfile
 
 FORM_FIELDS = ["name", "source", "repo_id", "revision", "local_path", "engine", "served_model_name", "task", "dtype",
                "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size",
-               "node_count",               "quantization", "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs", "enable_sleep_mode",
+               "node_count", "quantization", "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs",
+               "enable_sleep_mode",
                "extra_flags", "extra_env", "ignore_patterns", "notes"]
 
 
