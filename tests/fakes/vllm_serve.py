@@ -54,6 +54,8 @@ FAKE_VLLM_EXIT_AFTER_S      once ready, die with exit status 1 after this many s
 FAKE_VLLM_LOG_LINES_PER_S   once ready, write this many extra log lines per second on stdout
 FAKE_VLLM_WEIGHTS_GIB       weights size printed in "Model loading took ... GiB" (default 1.5)
 FAKE_VLLM_KV_CACHE_GIB      printed in "Available KV cache memory: ... GiB" (default 10.0)
+FAKE_VLLM_RENDEZVOUS_TIMEOUT_S, FAKE_VLLM_PEER_TIMEOUT_S: the multi-node launch (tests/fakes/vllm_multinode.py:
+                            `--nnodes` above 1 joins a real torch.distributed gloo group at --master-addr/port)
 FAKE_VLLM_REJECT_FLAGS      comma-separated flags this "older vLLM" does not know (argparse error, exit 2), for
                             a node whose engine lags behind the portal's flag table
 """
@@ -337,6 +339,12 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log("APIServer", "INFO", "utils.py:299", f"vLLM server version {VERSION}, serving model {cfg.model}")
     log("APIServer", "INFO", "utils.py:233", f"non-default args: {cfg.non_default}")
+    if int(args.nnodes or 1) > 1:
+        from tests.fakes import vllm_multinode
+
+        store = vllm_multinode.rendezvous(args)
+        if args.headless:
+            return vllm_multinode.follow(store, args)
     sock = bind_socket(cfg)
     engine_pid = start_engine(cfg, sock)
     from tests.fakes import vllm_http
