@@ -51,7 +51,8 @@ def routing_snapshot() -> dict[str, ModelServers]:
                .only("pk", "served_model_name", "host", "port", "status", "load_on_demand",
                      "profile__max_model_len", "profile__task", "profile__max_num_seqs"))
     caps = _capacity_caps()
-    for server in servers.exclude(status=Server.Status.EXTERNAL):
+    # A multi-node group is reached through its leader (rank 0); its followers run headless.
+    for server in servers.exclude(status=Server.Status.EXTERNAL).exclude(rank__gt=0):
         entry = models.get(server.served_model_name)
         if entry is None:
             profile = server.profile

@@ -104,14 +104,24 @@ def check_port(*, node: Node, port: int, exclude_id: int | None = None) -> None:
                                "pick another port.", code="port_in_use")
 
 
-def launch_argv(*, server: Server, profile: ModelProfile, node: Node) -> list[str]:
-    """The profile's argv on this server's port and utilization share, once its extra flags pass the engine's
-    checks (the profile may have been written before a rule existed, or straight into the database)."""
-    from models_registry import services as registry
-
-    check = engine_flags.check_extra_flags(server.engine, profile.extra_flags)
+def check_profile_flags(server: Server) -> None:
+    """Refuse a profile whose extra flags fail the engine's checks (it may have been written before a rule
+    existed, or straight into the database)."""
+    check = engine_flags.check_extra_flags(server.engine, server.profile.extra_flags)
     if check.problems:
         raise ValidationFailed("; ".join(p.rstrip(".") for p in check.problems) + ".", code=check.code)
+
+
+def launch_argv(*, server: Server, profile: ModelProfile, node: Node) -> list[str]:
+    """The profile's argv on this server's port and utilization share, once its extra flags pass the engine's
+    checks; a rank of a multi-node group gets its rank's (servers/groups/launch.py)."""
+    from models_registry import services as registry
+
+    if server.group_id is not None:
+        from servers.groups import launch
+
+        return launch.rank_argv(server, group=server.group)
+    check_profile_flags(server)
     util = server.gpu_memory_utilization if server.engine == "vllm" else None
     return registry.profile_argv(profile=profile, node=node, port=server.port, host=settings.PORTAL_ENGINE_HOST,
                                  gpu_memory_utilization=util)
@@ -141,6 +151,9 @@ def server_start(*, user: User, profile: ModelProfile, node: Node, port: int | N
     4. Insert the row as `queued`, audit, and queue the launch after commit.
     """
     require_operator(user)
+    if profile.node_count > 1:
+        raise ValidationFailed(f"Profile {profile.name} spans {profile.node_count} nodes: start it as a multi-node "
+                               "server (name its nodes, or let the portal pick them).", code="multi_node")
     node = Node.objects.select_for_update().get(pk=node.pk)
     twin = Server.objects.filter(node=node, profile=profile, status__in=Server.LIVE).first()
     if twin is not None and not allow_replica:
@@ -184,6 +197,9 @@ def server_restart(*, user: User, server: Server, ip: str | None = None) -> Serv
         if locked.status not in (S.STOPPED, S.FAILED):
             raise InvalidTransition(f"Server #{server.pk} is {locked.status}: only a stopped or failed server "
                                     "can be started again.")
+        if locked.group_id is not None:
+            raise InvalidTransition(f"Server #{server.pk} is rank {locked.rank} of group #{locked.group_id}: start the "
+                                    "group again, never one rank.", code="group_rank")
         if locked.profile is None:
             raise ValidationFailed("This server has no profile (it was found running): start a profile instead.")
         server = _requeue(locked, reason=f"start requested by {user}")
@@ -210,6 +226,12 @@ def _requeue(locked: Server, *, reason: str) -> Server:
 def server_stop(*, user: User, server: Server, ip: str | None = None) -> Server:
     """Stop a server: a queued one just leaves the queue; a running or external one is signalled by its node."""
     require_operator(user)
+    if server.group_id is not None:  # a rank never stops alone: the whole group does
+        from servers.groups import services as groups
+
+        groups.group_stop(user=user, group=server.group, ip=ip)
+        server.refresh_from_db()
+        return server
     with transaction.atomic():
         locked = Server.objects.select_for_update().get(pk=server.pk)
         reason = f"stop requested by {user}"

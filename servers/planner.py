@@ -86,13 +86,20 @@ def budget_used(node: Node, *, exclude_id: int | None = None, asleep: dict[int, 
     return float(sum(resident_share(s, unified=unified, level=asleep.get(s.pk)) for s in qs))
 
 
-def memory_need_gb(profile, node: Node | None = None) -> tuple[float | None, str]:
-    """(GB, where the number comes from): the last measured run of this profile, else the registry estimate."""
-    measured = (Server.objects.filter(profile=profile, measured_memory_gb__isnull=False)
+def memory_need_gb(profile, node: Node | None = None, *, parts: int = 1) -> tuple[float | None, str]:
+    """(GB, where the number comes from): the last measured run of this profile, else the registry estimate.
+
+    With `parts` above 1 (a rank of a multi-node server), one node's share: the measure of a leader's start (its
+    own share), else the estimate split evenly.
+    """
+    measured = (Server.objects.filter(profile=profile, measured_memory_gb__isnull=False, rank=0)
+                .filter(group__isnull=parts == 1)
                 .order_by("-ready_at").values_list("measured_memory_gb", flat=True).first())
     if measured is not None:
-        return float(measured), "measured at its last start"
+        return float(measured), "measured at its last start" + (" (one node's share)" if parts > 1 else "")
     estimate = registry_estimate_gb(profile, node)
+    if estimate is not None and parts > 1:
+        return round(estimate / parts, 2), f"estimated from the weights and the KV cache, split over {parts} nodes"
     if estimate is not None:  # a tiny model's estimate rounds to 0.0 GB and is still an estimate
         return estimate, "estimated from the weights and the KV cache for max_model_len"
     return None, ""
@@ -139,7 +146,9 @@ def node_memory(node: Node, cuda_visible_devices: str = "") -> tuple[float | Non
 
 
 def plan_start(*, node: Node, profile, gpu_memory_utilization: float, cuda_visible_devices: str = "",
-               exclude_id: int | None = None) -> Plan:
+               exclude_id: int | None = None, parts: int = 1) -> Plan:
+    """Does a server of `profile` fit on `node`? `parts`: the model is split over that many nodes (a multi-node
+    rank holds its share of the weights and its KV cache)."""
     plan = Plan(node=node.name, budget=node.memory_budget, used=budget_used(node, exclude_id=exclude_id),
                 new=gpu_memory_utilization)
     if plan.after > plan.budget + 1e-9:
@@ -151,7 +160,7 @@ def plan_start(*, node: Node, profile, gpu_memory_utilization: float, cuda_visib
     check_engine(plan, node=node, engine=profile.engine)
     check_weights(plan, node=node, profile=profile)
     check_memory(plan, node=node, profile=profile, gpu_memory_utilization=gpu_memory_utilization,
-                 cuda_visible_devices=cuda_visible_devices)
+                 cuda_visible_devices=cuda_visible_devices, parts=parts)
     return plan
 
 
@@ -191,9 +200,9 @@ def check_weights(plan: Plan, *, node: Node, profile) -> None:
 
 
 def check_memory(plan: Plan, *, node: Node, profile, gpu_memory_utilization: float,
-                 cuda_visible_devices: str) -> None:
+                 cuda_visible_devices: str, parts: int = 1) -> None:
     plan.total_gb, plan.free_gb = node_memory(node, cuda_visible_devices)
-    plan.need_gb, plan.need_source = memory_need_gb(profile, node)
+    plan.need_gb, plan.need_source = memory_need_gb(profile, node, parts=parts)
     if plan.need_gb is None:
         plan.unknown.append("the memory the model needs")
         plan.notes.append("No memory estimate for this model yet (download it so its config.json and weights are "

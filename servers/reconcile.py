@@ -22,6 +22,7 @@ from django.utils import timezone
 from engines import failures, redact, vllm_cli
 from nodes.models import Node
 from servers import lifecycle, logs, processes, supervisor, tasks
+from servers.groups import services as groups
 from servers.models import Server
 from sparkportal.celery import enqueue_on_node
 from sparkportal.exceptions import InvalidTransition
@@ -72,7 +73,7 @@ def node_reconcile(*, node: Node, at_worker_start: bool = False) -> dict:
             _send(tasks.server_sleep_task, server)
     report["leftovers"] = _kill_leftovers(node, instance)
     report["external"], report["gone"] = _externals(node, instance)
-    report["restarted"] = _restarts(node)
+    report["restarted"] = _restarts(node) + [f"group {g}" for g in groups.groups_restart_due(node)]
     lifecycle.kick_queue(node)
     if at_worker_start or any(report[k] for k in ("failed", "adopted", "external", "gone", "leftovers", "restarted")):
         log.info("node %s reconciled%s: %s", node.name, " at worker start" if at_worker_start else "", report)

@@ -23,6 +23,8 @@ from nodes import probes
 from nodes import processes as host_processes
 from nodes.models import Node
 from servers import clients, lifecycle, logs, processes
+from servers.groups import launch as group_launch
+from servers.groups import services as groups
 from servers.models import Server
 from sparkportal.exceptions import InvalidTransition
 
@@ -108,6 +110,11 @@ def server_launch(server_id: int) -> str:
                                           started_at=now, lease_renewed_at=now, failure_code="", stopped_at=None)
         except InvalidTransition:
             return "not queued"
+    if server.group_id is not None:
+        problem = group_launch.preflight(server)
+        if problem:
+            _fail(server_id, code="preflight", reason=problem)
+            return "failed"
     if server.node.name == settings.NODE_NAME and processes.port_taken(server.host, server.port):
         _fail(server_id, code="port_in_use", reason=f"Port {server.port} is in use on this host by a process the "
               "portal did not start: stop it or start the server on another port.")
@@ -151,7 +158,8 @@ def _spawn(server: Server) -> processes.Spawned:
                          "from a profile instead")
     env = environment.child_env(base=dict(os.environ), node=node, profile=server.profile, server_id=server.pk,
                             instance=instance_id(), cuda_visible_devices=server.cuda_visible_devices,
-                            hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine=server.engine)
+                            hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine=server.engine,
+                            network=group_launch.rank_network(server) if server.group_id else None)
     version = engine_version(node, server.engine)
     path = logs.log_path(server.pk)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +203,10 @@ def _watch(server_id: int) -> str:
 
 
 def _answers(server: Server) -> bool:
-    """/health answers and /v1/models lists the served name (TEI: /health alone)."""
+    """/health answers and /v1/models lists the served name (TEI: /health alone); a headless follower: its leader
+    is ready."""
+    if server.is_follower:
+        return groups.leader_ready(server)
     if not clients.health_ok(server.base_url, timeout=2):
         return False
     return server.engine == "tei" or server.served_model_name in clients.served_names(server.base_url)
@@ -263,6 +274,7 @@ def _ready(server: Server, *, reason: str = "answering /health") -> None:
                              ready_at=timezone.now(), measured_memory_gb=memory, restart_attempts=0)
     except InvalidTransition:
         return
+    groups.rank_ready(server)
     lifecycle.kick_queue(server.node)
 
 
@@ -280,6 +292,7 @@ def _fail(server_id: int, *, code: str, reason: str, tail: list[str] | None = No
                              next_restart_at=restart_at)
     except InvalidTransition:
         return
+    groups.rank_failed(server_id, code=code, reason=reason)
     if stop:
         stop_processes(server)  # the engine may still be loading: its group first, then its marker
     else:
@@ -347,5 +360,6 @@ def server_stop(server_id: int) -> str:
                              stopped_at=timezone.now(), next_restart_at=None)
     except InvalidTransition:
         return "already handled"
+    groups.rank_stopped(server)
     lifecycle.kick_queue(server.node)
     return summary

@@ -284,6 +284,14 @@ PORTAL_WAKE_TIMEOUT_S = env_int("PORTAL_WAKE_TIMEOUT_S", 600)
 # After the engine answered, how long /is_sleeping and vllm:engine_sleep_state may take to agree with it.
 PORTAL_SLEEP_CONFIRM_S = env_float("PORTAL_SLEEP_CONFIRM_S", 10.0)
 PORTAL_RESTART_BACKOFF_S = env_float("PORTAL_RESTART_BACKOFF_S", 10.0)
+# Multi-node servers (servers/groups/): the leader's rendezvous ports the portal hands out, and how long a
+# follower's preflight tries to reach the leader's address and port before the group fails with its name.
+# A node whose last heartbeat is older than this is taken as gone: no multi-node rank is placed on it and the
+# gateway routes no request to its servers (three heartbeats by default).
+PORTAL_NODE_STALE_S = env_float("PORTAL_NODE_STALE_S", 15.0)
+PORTAL_GROUP_MASTER_PORT_FIRST = env_int("PORTAL_GROUP_MASTER_PORT_FIRST", 29501)
+PORTAL_GROUP_MASTER_PORT_LAST = env_int("PORTAL_GROUP_MASTER_PORT_LAST", 29599)
+PORTAL_GROUP_PREFLIGHT_TIMEOUT_S = env_float("PORTAL_GROUP_PREFLIGHT_TIMEOUT_S", 60.0)
 PORTAL_SERVER_LOG_MAX_BYTES = env_int("PORTAL_SERVER_LOG_MAX_BYTES", 50 * 1024 * 1024)
 PORTAL_SERVER_LOG_BACKUPS = env_int("PORTAL_SERVER_LOG_BACKUPS", 3)
 PORTAL_INSTANCE_ID = env_str("PORTAL_INSTANCE_ID", "")

@@ -1,0 +1,6 @@
+"""Multi-node servers: one model across several nodes with vLLM's own launch, as one group of ranks.
+
+- admission.py: which nodes, does every node's share fit, are the weights on every node, the master port;
+- services.py: start, stop and restart a group, and what a rank's start, readiness, exit or stop does to it;
+- launch.py: on a rank's node, its preflight, argv and network environment.
+"""

@@ -1,0 +1,56 @@
+"""A model across two nodes: each rank through its own node's worker, one lifecycle for the group."""
+import os
+import signal
+
+import httpx
+import pytest
+
+from accounts import services as account_services
+from servers.groups import services as groups
+from servers.models import Server, ServerGroup
+from servers.tasks import server_reconcile_task
+from sparkportal.celery import enqueue_on_node
+from tests.servers.groups.conftest import group_state, marked_pids, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+G = ServerGroup.Status
+CHAT = {"model": "big", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+
+
+def test_a_two_node_group_starts_serves_through_the_gateway_and_stops_clean(two_nodes, group_profile, operator_user,
+                                                                            asgi_server):
+    group = groups.group_start(user=operator_user, profile=group_profile(), nodes=[two_nodes.lead, two_nodes.follow])
+    assert (group.master_addr, group.status) == ("127.0.0.2", G.STARTING)
+    wait_for(lambda: group_state(group) == (G.READY, ["ready", "ready"]), 90, "the group to be ready")
+    leader, follower = Server.objects.filter(group=group).order_by("rank")
+    assert (leader.node.name, leader.host, follower.node.name) == ("lead", "127.0.0.2", "follow")
+    assert "--headless" in follower.argv and "--headless" not in leader.argv
+    assert follower.argv[follower.argv.index("--master-addr") + 1] == "127.0.0.2"
+    assert follower.argv[follower.argv.index("--node-rank") + 1] == "1"
+    assert group.preflight["1"]["reaches"] is True and group.preflight["1"]["nccl"]["NCCL_NVLS_ENABLE"] == "0"
+    assert group.preflight["1"]["interface_found"] is True
+
+    _key, raw = account_services.api_key_create(owner=operator_user, name="t")
+    answer = httpx.post(f"{asgi_server.url}/v1/chat/completions", json=CHAT,
+                        headers={"Authorization": f"Bearer {raw}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == "big"
+
+    groups.group_stop(user=operator_user, group=group)
+    wait_for(lambda: group_state(group) == (G.STOPPED, ["stopped", "stopped"]), 60, "the group to stop")
+    assert marked_pids() == []
+
+
+def test_killing_a_follower_fails_the_group_and_stops_the_leader(two_nodes, group_profile, operator_user):
+    group = groups.group_start(user=operator_user, profile=group_profile(), nodes=[two_nodes.lead, two_nodes.follow])
+    wait_for(lambda: group_state(group)[0] == G.READY, 90, "the group to be ready")
+    follower = Server.objects.get(group=group, rank=1)
+    os.killpg(follower.pid, signal.SIGKILL)
+    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    wait_for(lambda: group_state(group)[0] == G.FAILED and "stopped" in group_state(group)[1], 60,
+             "the group to fail")
+    group.refresh_from_db()
+    # The follower's node finds its rank gone, or the leader notices first that its follower stopped beating.
+    assert group.status_reason.startswith(("rank 1 on node follow failed", "rank 0 on node lead failed"))
+    wait_for(lambda: all(s in ("stopped", "failed") for s in group_state(group)[1]), 30, "every rank down")
+    wait_for(lambda: marked_pids() == [], 20, "no engine left")
