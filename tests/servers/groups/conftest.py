@@ -52,6 +52,8 @@ class NodeWorker:
             start_new_session=True)
 
     def stop(self) -> None:
+        if self.log.closed:
+            return
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -71,6 +73,10 @@ def two_nodes(transactional_db, tmp_path):
     class Pair:
         lead, follow = nodes["lead"], nodes["follow"]
         var = tmp_path
+
+        @staticmethod
+        def stop(name: str) -> None:
+            workers[name].stop()
 
         @staticmethod
         def restart(name: str) -> None:

@@ -1,6 +1,7 @@
 """A model across two nodes: each rank through its own node's worker, one lifecycle for the group."""
 import os
 import signal
+import time
 
 import httpx
 import pytest
@@ -54,3 +55,41 @@ def test_killing_a_follower_fails_the_group_and_stops_the_leader(two_nodes, grou
     assert group.status_reason.startswith(("rank 1 on node follow failed", "rank 0 on node lead failed"))
     wait_for(lambda: all(s in ("stopped", "failed") for s in group_state(group)[1]), 30, "every rank down")
     wait_for(lambda: marked_pids() == [], 20, "no engine left")
+
+
+def test_under_on_failure_a_lost_follower_restarts_the_whole_group(two_nodes, group_profile, operator_user):
+    group = groups.group_start(user=operator_user, profile=group_profile(), nodes=[two_nodes.lead, two_nodes.follow],
+                               restart_policy="on-failure")
+    wait_for(lambda: group_state(group)[0] == G.READY, 90, "the group to be ready")
+    first = {s.rank: s.pid for s in Server.objects.filter(group=group)}
+    os.killpg(first[1], signal.SIGKILL)
+    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    wait_for(lambda: group_state(group)[0] == G.FAILED, 60, "the group to fail")
+
+    def restarted():
+        enqueue_on_node(server_reconcile_task, two_nodes.lead, "lead")  # the leader's node restarts its groups
+        return group_state(group) == (G.READY, ["ready", "ready"])
+
+    wait_for(restarted, 120, "the group to be restarted")
+    group.refresh_from_db()
+    assert group.restart_attempts == 1
+    again = {s.rank: s.pid for s in Server.objects.filter(group=group)}
+    assert again[0] != first[0] and again[1] != first[1]  # both ranks were launched again, never one alone
+    groups.group_stop(user=operator_user, group=group)
+    wait_for(lambda: group_state(group) == (G.STOPPED, ["stopped", "stopped"]), 60, "the group to stop")
+    assert marked_pids() == []
+
+
+def test_a_worker_restart_finds_its_rank_again(two_nodes, group_profile, operator_user):
+    group = groups.group_start(user=operator_user, profile=group_profile(), nodes=[two_nodes.lead, two_nodes.follow])
+    wait_for(lambda: group_state(group)[0] == G.READY, 90, "the group to be ready")
+    follower = Server.objects.get(group=group, rank=1)
+    two_nodes.restart("follow")  # its reconcile at start finds the rank's process running
+    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    enqueue_on_node(server_reconcile_task, two_nodes.lead, "lead")
+    time.sleep(3)
+    assert group_state(group) == (G.READY, ["ready", "ready"])
+    assert Server.objects.get(pk=follower.pk).pid == follower.pid
+    groups.group_stop(user=operator_user, group=group)  # the restarted worker still reaches its rank
+    wait_for(lambda: group_state(group) == (G.STOPPED, ["stopped", "stopped"]), 60, "the group to stop")
+    assert marked_pids() == []
