@@ -34,8 +34,8 @@ def test_a_node_without_memory_for_its_share_refuses_the_group(pair, group_profi
     lead, follow = pair
     profile = group_profile()
     # The leader of an earlier run measured 30 GB: each node's share. follow has 18 GB free, lead 70.
-    earlier = ServerGroup.objects.create(profile=profile, served_model_name="big", node_count=2, master_addr="127.0.0.2",
-                                         master_port=29999, status=ServerGroup.Status.STOPPED)
+    earlier = ServerGroup.objects.create(profile=profile, served_model_name="big", node_count=2,
+                                         master_addr="127.0.0.2", master_port=29999, status=ServerGroup.Status.STOPPED)
     Server.objects.create(node=lead, profile=profile, served_model_name="big", port=20001, status="stopped",
                           group=earlier, rank=0, measured_memory_gb=30.0)
     lead.gpu_facts, follow.gpu_facts = gpus(80, 10), gpus(48, 30)
