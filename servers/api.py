@@ -15,6 +15,8 @@ from servers.schemas import (
     AdmissionPlanOut,
     ErrorOut,
     EventOut,
+    GroupOut,
+    GroupStartIn,
     LogOut,
     LogQuery,
     NodeOut,
@@ -69,6 +71,43 @@ def server_start(request, payload: ServerStartIn):
                                    restart_policy=payload.restart_policy, allow_replica=payload.allow_replica,
                                    ip=client_ip(request))
     return Status(201, server)
+
+
+@router.get("/groups", response=list[GroupOut], summary="Multi-node servers (groups of ranks)")
+def group_list(request):
+    return list(selectors.group_list_visible(user=request.user)[:200])
+
+
+@router.post("/groups", response={201: GroupOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+             summary="Start a multi-node profile on its nodes (named, the leader first, or picked by the portal)")
+def group_start(request, payload: GroupStartIn):
+    nodes = [_node(name) for name in payload.nodes] if payload.nodes else None
+    group = services.group_start(user=request.user, profile=_profile(payload.profile), nodes=nodes,
+                                 gpu_memory_utilization=payload.gpu_memory_utilization,
+                                 restart_policy=payload.restart_policy, allow_replica=payload.allow_replica,
+                                 ip=client_ip(request))
+    return Status(201, selectors.group_get_visible(user=request.user, group_id=group.pk))
+
+
+@router.get("/groups/{int:group_id}", response=GroupOut, summary="One multi-node server with its ranks")
+def group_detail(request, group_id: int):
+    return selectors.group_get_visible(user=request.user, group_id=group_id)
+
+
+@router.post("/groups/{int:group_id}/stop", response={202: GroupOut, 409: ErrorOut},
+             summary="Stop every rank of a multi-node server")
+def group_stop(request, group_id: int):
+    group = selectors.group_get_visible(user=request.user, group_id=group_id)
+    services.group_stop(user=request.user, group=group, ip=client_ip(request))
+    return Status(202, selectors.group_get_visible(user=request.user, group_id=group_id))
+
+
+@router.post("/groups/{int:group_id}/start", response={202: GroupOut, 400: ErrorOut, 409: ErrorOut},
+             summary="Start a stopped or failed multi-node server again on its nodes")
+def group_restart(request, group_id: int):
+    group = selectors.group_get_visible(user=request.user, group_id=group_id)
+    services.group_restart(user=request.user, group=group, ip=client_ip(request))
+    return Status(202, selectors.group_get_visible(user=request.user, group_id=group_id))
 
 
 @router.get("/{int:server_id}", response=ServerOut, summary="One server")

@@ -36,6 +36,8 @@ class ServerOut(Schema):
     slept_at: datetime | None
     sleep_idle_minutes: int | None
     idle_sleep_level: int
+    group: int | None = Field(None, alias="group_id")
+    rank: int
 
     @staticmethod
     def resolve_node(obj: Server) -> str:
@@ -137,3 +139,54 @@ class ErrorOut(Schema):
 class LogQuery(Schema):
     lines: int = Field(200, ge=1, le=10000)
     q: str = Field("", description="Only lines containing this text (case-insensitive), with line numbers.")
+
+
+class GroupStartIn(Schema):
+    profile: str = Field(max_length=100)
+    nodes: list[str] | None = Field(None, max_length=16, description="Node names, the leader first; none: the "
+                                                                       "portal picks them")
+    gpu_memory_utilization: float | None = None
+    restart_policy: str = Field("never", pattern="^(never|on-failure)$")
+    allow_replica: bool = False
+
+
+class GroupRankOut(Schema):
+    server_id: int
+    rank: int
+    node: str
+    status: str
+    status_reason: str
+    pid: int | None
+
+
+class GroupOut(Schema):
+    id: int
+    profile: str
+    served_model_name: str
+    node_count: int
+    master_addr: str
+    master_port: int
+    status: str
+    status_reason: str
+    failure_code: str
+    restart_policy: str
+    restart_attempts: int
+    preflight: dict
+    created_at: datetime
+    ready_at: datetime | None
+    stopped_at: datetime | None
+    ranks: list[GroupRankOut]
+
+    @staticmethod
+    def resolve_profile(obj) -> str:
+        return obj.profile.name
+
+    @staticmethod
+    def resolve_status_reason(obj) -> str:
+        return redact.text_redact(obj.status_reason)
+
+    @staticmethod
+    def resolve_ranks(obj) -> list[dict]:
+        return [{"server_id": s.pk, "rank": s.rank, "node": s.node.name, "status": s.status,
+                 "status_reason": redact.text_redact(s.status_reason), "pid": s.pid}
+                for s in sorted(obj.ranks.all(), key=lambda s: s.rank)]

@@ -4,7 +4,7 @@ from django.http import Http404
 from accounts.models import User
 from nodes.models import Node
 from servers import planner
-from servers.models import Server, ServerEvent
+from servers.models import Server, ServerEvent, ServerGroup
 
 
 def server_list_visible(*, user: User) -> QuerySet[Server]:
@@ -22,6 +22,18 @@ def server_get_visible(*, user: User, server_id: int) -> Server:
     if server is None:
         raise Http404(f"There is no server #{server_id}.")
     return server
+
+
+def group_list_visible(*, user: User) -> QuerySet[ServerGroup]:
+    """Every multi-node group, as every server is visible (members chat with them)."""
+    return ServerGroup.objects.select_related("profile").prefetch_related("ranks__node").order_by("-created_at")
+
+
+def group_get_visible(*, user: User, group_id: int) -> ServerGroup:
+    group = group_list_visible(user=user).filter(pk=group_id).first()
+    if group is None:
+        raise Http404(f"There is no multi-node group #{group_id}.")
+    return group
 
 
 def server_events(*, server: Server, limit: int = 50) -> list[ServerEvent]:

@@ -1,5 +1,5 @@
-"""`manage.py servers list|start PROFILE [--node N --port P]|stop ID|sleep ID [--level 2]|wake ID|swap A B|logs ID`:
-the Servers page on a terminal."""
+"""`manage.py servers list|start PROFILE [--node N --port P | --nodes LEADER,FOLLOWER]|stop ID|groups|stop-group ID|
+sleep ID [--level 2]|wake ID|swap A B|logs ID`: the Servers page on a terminal."""
 import time
 
 from django.core.exceptions import PermissionDenied
@@ -9,7 +9,7 @@ from accounts.models import User
 from models_registry.models import ModelProfile
 from nodes.models import Node
 from servers import logs, selectors, services
-from servers.models import Server
+from servers.models import Server, ServerGroup
 from sparkportal.exceptions import ApplicationError
 
 
@@ -24,11 +24,17 @@ class Command(BaseCommand):
         start = sub.add_parser("start", help="Start a server from a profile")
         start.add_argument("profile")
         start.add_argument("--node", default=None)
+        start.add_argument("--nodes", default="", help="A multi-node profile's nodes, comma-separated, the leader "
+                                                       "first (default: the portal picks them)")
         start.add_argument("--port", type=int, default=None)
         start.add_argument("--gpu-memory-utilization", type=float, default=None)
         start.add_argument("--restart-policy", choices=["never", "on-failure"], default="never")
         start.add_argument("--replica", action="store_true", help="Allow another replica of a running profile")
         start.add_argument("--wait", action="store_true", help="Wait until ready or failed")
+        sub.add_parser("groups", help="Multi-node servers with their ranks")
+        stop_group = sub.add_parser("stop-group", help="Stop every rank of a multi-node server")
+        stop_group.add_argument("group_id", type=int)
+        stop_group.add_argument("--wait", action="store_true")
         stop = sub.add_parser("stop", help="Stop a server")
         stop.add_argument("server_id", type=int)
         stop.add_argument("--wait", action="store_true")
@@ -51,7 +57,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, verb, username, **opts):
         try:
-            getattr(self, f"do_{verb}")(self._actor(username), **opts)
+            getattr(self, f"do_{verb.replace('-', '_')}")(self._actor(username), **opts)
         except (ApplicationError, PermissionDenied) as exc:
             raise CommandError(getattr(exc, "message", str(exc))) from exc
 
@@ -74,11 +80,14 @@ class Command(BaseCommand):
             self.stdout.write(f"{s.pk:>4}  {s.served_model_name[:30]:<30} {f'{s.node.name}:{s.port}':<22} "
                               f"{s.status:<9} {s.status_reason[:70]}")
 
-    def do_start(self, user, *, profile, node, port, gpu_memory_utilization, restart_policy, replica, wait, **opts):
+    def do_start(self, user, *, profile, node, port, gpu_memory_utilization, restart_policy, replica, wait, nodes,
+                 **opts):
         prof = ModelProfile.objects.filter(name=profile).first()
         if prof is None:
             names = ", ".join(ModelProfile.objects.values_list("name", flat=True)[:20]) or "none yet"
             raise CommandError(f"No profile named {profile!r} (profiles: {names}).")
+        if prof.node_count > 1:
+            return self._start_group(user, prof, nodes, gpu_memory_utilization, restart_policy, replica, wait)
         nodes = Node.objects.filter(name=node) if node else Node.objects.all()
         if node and not nodes.exists():
             known = ", ".join(Node.objects.values_list("name", flat=True))
@@ -95,6 +104,52 @@ class Command(BaseCommand):
             self.stdout.write(f"server {server.pk} {server.status}: {server.status_reason}")
             if server.status != "ready":
                 raise CommandError(f"server {server.pk} {server.status}: {server.status_reason}")
+
+    def _start_group(self, user, prof, nodes, gpu_memory_utilization, restart_policy, replica, wait):
+        names = [n.strip() for n in nodes.split(",") if n.strip()]
+        chosen = [self._node(name) for name in names] or None
+        group = services.group_start(user=user, profile=prof, nodes=chosen, restart_policy=restart_policy,
+                                     gpu_memory_utilization=gpu_memory_utilization, allow_replica=replica)
+        ranks = ", ".join(f"rank {s.rank} on {s.node.name}"
+                          for s in group.ranks.select_related("node").order_by("rank"))
+        self.stdout.write(f"group {group.pk} queued: {ranks}; master {group.master_addr}:{group.master_port}")
+        if wait:
+            group = self._wait_group(group, ("ready", "failed", "stopped"))
+            self.stdout.write(f"group {group.pk} {group.status}: {group.status_reason}")
+            if group.status != "ready":
+                raise CommandError(f"group {group.pk} {group.status}: {group.status_reason}")
+
+    def _node(self, name: str) -> Node:
+        node = Node.objects.filter(name=name).first()
+        if node is None:
+            known = ", ".join(Node.objects.values_list("name", flat=True))
+            raise CommandError(f"No node named {name!r} (nodes: {known}).")
+        return node
+
+    def do_groups(self, user, **opts):
+        self.stdout.write(f"{'ID':>4}  {'MODEL':<30} {'MASTER':<22} {'STATUS':<9} RANKS")
+        for g in selectors.group_list_visible(user=user):
+            ranks = " ".join(f"{s.rank}:{s.node.name}/{s.status}" for s in sorted(g.ranks.all(), key=lambda s: s.rank))
+            self.stdout.write(f"{g.pk:>4}  {g.served_model_name[:30]:<30} {f'{g.master_addr}:{g.master_port}':<22} "
+                              f"{g.status:<9} {ranks}")
+
+    def do_stop_group(self, user, *, group_id, wait, **opts):
+        if not ServerGroup.objects.filter(pk=group_id).exists():
+            raise CommandError(f"There is no multi-node group {group_id}: see `manage.py servers groups`.")
+        group = services.group_stop(user=user, group=selectors.group_get_visible(user=user, group_id=group_id))
+        self.stdout.write(f"group {group.pk} {group.status}")
+        if wait:
+            group = self._wait_group(group, ("stopped", "failed"))
+            self.stdout.write(f"group {group.pk} {group.status}: {group.status_reason}")
+
+    def _wait_group(self, group, statuses, timeout: float = 1800):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            group.refresh_from_db()
+            if group.status in statuses:
+                return group
+            time.sleep(0.5)
+        raise CommandError(f"group {group.pk} is still {group.status} after {timeout:.0f} s")
 
     def do_stop(self, user, *, server_id, wait, **opts):
         server = selectors.server_get_visible(user=user, server_id=server_id) if Server.objects.filter(
