@@ -15,3 +15,14 @@ class ServerStartForm(forms.Form):
     restart_policy = forms.ChoiceField(choices=[("never", "never"), ("on-failure", "on failure")], initial="never",
                                        required=False)
     allow_replica = forms.BooleanField(required=False, label="another replica of a running profile")
+    nodes = forms.CharField(required=False, max_length=1000, label="nodes (multi-node profile)",
+                            help_text="Comma-separated, the leader first; empty: the portal picks them.")
+
+    def clean_nodes(self) -> list[Node]:
+        names = [n.strip() for n in (self.cleaned_data.get("nodes") or "").split(",") if n.strip()]
+        found = {n.name: n for n in Node.objects.filter(name__in=names)}
+        missing = [n for n in names if n not in found]
+        if missing:
+            known = ", ".join(Node.objects.order_by("name").values_list("name", flat=True))
+            raise forms.ValidationError(f"No node named {', '.join(missing)} (nodes: {known}).")
+        return [found[n] for n in names]

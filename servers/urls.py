@@ -15,5 +15,6 @@ urlpatterns = [
     path("<int:server_id>/clear/", views.server_clear, name="servers-clear"),
     path("<int:server_id>/sleep/", views.server_sleep, name="servers-sleep"),
     path("<int:server_id>/wake/", views.server_wake, name="servers-wake"),
+    path("groups/<int:group_id>/start/", views.group_restart, name="servers-group-restart"),
     path("<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
 ]

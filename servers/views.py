@@ -54,6 +54,8 @@ def server_start(request):
     form = ServerStartForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
+        if data["profile"].node_count > 1:
+            return _start_group(request, form, data)
         try:
             server = services.server_start(user=request.user, profile=data["profile"], node=data["node"],
                                            port=data["port"], gpu_memory_utilization=data["gpu_memory_utilization"],
@@ -68,6 +70,32 @@ def server_start(request):
     return render(request, "servers/list.html", _list_context(request, form))
 
 
+def _start_group(request, form, data):
+    try:
+        group = services.group_start(user=request.user, profile=data["profile"], nodes=data["nodes"] or None,
+                                     gpu_memory_utilization=data["gpu_memory_utilization"],
+                                     restart_policy=data["restart_policy"] or "never",
+                                     allow_replica=data["allow_replica"], ip=client_ip(request))
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        return render(request, "servers/list.html", _list_context(request, form))
+    leader = group.ranks.select_related("node").get(rank=0)
+    messages.success(request, f"{group.served_model_name} is queued across {group.node_count} nodes (group "
+                              f"#{group.pk}, leader on {leader.node.name}).")
+    return redirect("servers-detail", server_id=leader.pk)
+
+
+def _rank_logs(group, *, but: int) -> list[dict]:
+    """The last lines of every other rank of a group, each read on its own node."""
+    out = []
+    for rank in group.ranks.select_related("node").exclude(pk=but).order_by("rank"):
+        try:
+            out.append({"server": rank, "lines": logs.server_log_lines(server=rank, lines=50), "error": ""})
+        except ApplicationError as exc:
+            out.append({"server": rank, "lines": [], "error": exc.message})
+    return out
+
+
 @login_required
 def server_detail(request, server_id: int):
     server = selectors.server_get_visible(user=request.user, server_id=server_id)
@@ -77,7 +105,11 @@ def server_detail(request, server_id: int):
     context = {"server": server, "events": selectors.server_events(server=server), "log_lines": lines,
                "query": query, "can_logs": can_logs, "can_operate": request.user.is_operator,
                "command_line": shlex.join(redact.argv_redact(server.argv)) if server.argv else "",
-               "metrics_template": _metrics_template(), "sleep_mode": "--enable-sleep-mode" in (server.argv or [])}
+               "metrics_template": _metrics_template(), "sleep_mode": "--enable-sleep-mode" in (server.argv or []),
+               "group": server.group, "group_ranks": server.group.ranks.select_related("node").order_by("rank")
+               if server.group_id else [],
+               "rank_logs": _rank_logs(server.group, but=server.pk) if server.group_id and can_logs
+               and not request.htmx else []}
     if request.htmx and request.GET.get("part") == "status":
         return render(request, "servers/detail.html#status", context)
     return render(request, "servers/detail.html", context)
@@ -120,6 +152,19 @@ def server_stop(request, server_id: int):
 @require_POST
 def server_restart(request, server_id: int):
     return _action(request, server_id, services.server_restart, "Server #{server.pk} is queued again.")
+
+
+@login_required
+@require_POST
+def group_restart(request, group_id: int):
+    group = selectors.group_get_visible(user=request.user, group_id=group_id)
+    leader = group.ranks.get(rank=0)
+    try:
+        services.group_restart(user=request.user, group=group, ip=client_ip(request))
+        messages.success(request, f"Group #{group.pk} is queued again on its nodes.")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect_next(request, "servers-detail", server_id=leader.pk)
 
 
 @login_required
