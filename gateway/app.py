@@ -111,7 +111,7 @@ class Gateway:
         entry = await self.table.lookup(model)
         if entry is None:
             raise _unknown_model(model)
-        route = self.table.pick(model)
+        route = await self.table.choose(model)
         if route is None and not (entry.starting or entry.loadable or entry.sleeping):
             # About to refuse on a snapshot: make it current first (an operator may have just marked the
             # server "load on demand", which sends no status event). Only refusals pay this query.
@@ -119,7 +119,7 @@ class Gateway:
             entry = self.table.models.get(model)
             if entry is None:
                 raise _unknown_model(model)
-            route = self.table.pick(model)
+            route = await self.table.choose(model)
         server_id = route.server_id if route is not None else self.loader.server_for(entry)
         call.server_id = server_id
         call.stream = stream = generates and req.get("stream") is True
@@ -201,7 +201,7 @@ class Gateway:
                     # Retry once on another replica (or on this one after a fresh snapshot).
                     self.table.mark_down(route)
                     await self.table.refresh()
-                    route = self.table.pick(call.model) or await self._wait_for_load(send, call, stream, exc)
+                    route = await self.table.choose(call.model) or await self._wait_for_load(send, call, stream, exc)
                     call.server_id = route.server_id
                 # else: a pooled keep-alive connection the engine had closed; retry as is
             except (TimeoutError, clients.ClientError) as exc:

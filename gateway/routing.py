@@ -7,17 +7,23 @@ fallback for a lost event, a snapshot older than PORTAL_GATEWAY_ROUTES_TTL_S is 
 background, and a refresh is forced (and waited for) when the model is missing or its server just
 refused a connection. Route objects keep their identity across refreshes so that the in-flight
 counts used for least-outstanding balancing survive them.
+
+Balancing across replicas (`choose`): the ready replica with the fewest requests in flight across every
+gateway process (gateway.inflight, in Redis), ties taken in turn; a replica whose node's heartbeat is older
+than PORTAL_NODE_STALE_S gets nothing while another replica's node is alive.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 
 from django.conf import settings
 
-from gateway import db, selectors
+from gateway import db, inflight, selectors
+from sparkportal.lib.respipe import RedisUnavailable, ReplyError
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +32,14 @@ GROUP_RENEW_S = 3600.0
 
 
 class Route:
-    __slots__ = ("server_id", "base", "inflight", "down_until")
+    __slots__ = ("server_id", "base", "inflight", "down_until", "node_seen")
 
     def __init__(self, server_id: int, base: str):
         self.server_id = server_id
         self.base = base
         self.inflight = 0
         self.down_until = 0.0
+        self.node_seen: float | None = None  # its node's last heartbeat (epoch seconds)
 
 
 class RoutingTable:
@@ -43,6 +50,7 @@ class RoutingTable:
         self.loaded_at = 0.0
         self.ttl = settings.PORTAL_GATEWAY_ROUTES_TTL_S
         self._refreshing: asyncio.Future | None = None
+        self._turn = itertools.count()
 
     async def refresh(self) -> None:
         """One refresh at a time; concurrent callers share it."""
@@ -60,6 +68,7 @@ class RoutingTable:
                 route = self._by_server.get(server_id)
                 if route is None or route.base != base:
                     route = Route(server_id, base)
+                route.node_seen = entry.seen.get(server_id)
                 by_server[server_id] = route
                 lst.append(route)
             routes[name] = lst
@@ -87,16 +96,31 @@ class RoutingTable:
         self.maybe_refresh()
         return entry
 
+    def candidates(self, model: str) -> list[Route]:
+        """Ready replicas not refused lately, without those whose node's heartbeat stopped (unless all have: a
+        stalled beat must not take every model down)."""
+        now, wall = time.monotonic(), time.time()
+        up = [r for r in self.routes.get(model, ()) if r.down_until <= now]
+        stale = settings.PORTAL_NODE_STALE_S
+        alive = [r for r in up if r.node_seen is None or wall - r.node_seen <= stale]
+        return alive or up
+
     def pick(self, model: str) -> Route | None:
-        """The ready replica with the fewest requests in flight (from this process)."""
-        best = None
-        now = time.monotonic()
-        for route in self.routes.get(model, ()):
-            if route.down_until > now:
-                continue
-            if best is None or route.inflight < best.inflight:
-                best = route
-        return best
+        """The ready replica with the fewest requests in flight from this process (no Redis round trip)."""
+        return min(self.candidates(model), key=lambda r: r.inflight, default=None)
+
+    async def choose(self, model: str) -> Route | None:
+        """The ready replica with the fewest requests in flight across all gateway processes; ties in turn."""
+        routes = self.candidates(model)
+        if len(routes) < 2:
+            return routes[0] if routes else None
+        try:
+            counts = await inflight.inflight_counts([r.server_id for r in routes])
+        except (RedisUnavailable, ReplyError):  # Redis away: this process's own counts still balance
+            counts = {r.server_id: r.inflight for r in routes}
+        least = min(counts[r.server_id] for r in routes)
+        tied = [r for r in routes if counts[r.server_id] == least]
+        return tied[next(self._turn) % len(tied)]
 
     def route(self, server_id: int) -> Route | None:
         return self._by_server.get(server_id)

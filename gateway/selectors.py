@@ -38,6 +38,9 @@ class ModelServers:
     stopping: list[int] = field(default_factory=list)
     idle: list[int] = field(default_factory=list)  # stopped, not loadable
     capacity: dict[int, int] = field(default_factory=dict)  # ready server id -> requests it may run at once
+    # server id -> its node's last heartbeat (seconds since the epoch; None: never beat): routing skips a ready
+    # server whose node went silent.
+    seen: dict[int, float | None] = field(default_factory=dict)
 
 
 def routing_snapshot() -> dict[str, ModelServers]:
@@ -47,9 +50,10 @@ def routing_snapshot() -> dict[str, ModelServers]:
     for profile in ModelProfile.objects.only("name", "served_model_name", "repo_id", "max_model_len", "task"):
         models[profile.model_name] = ModelServers(profile.model_name, profile.max_model_len or default_len,
                                                   profile.task)
-    servers = (Server.objects.select_related("profile").order_by("pk")
+    servers = (Server.objects.select_related("profile", "node").order_by("pk")
                .only("pk", "served_model_name", "host", "port", "status", "load_on_demand",
-                     "profile__max_model_len", "profile__task", "profile__max_num_seqs"))
+                     "profile__max_model_len", "profile__task", "profile__max_num_seqs",
+                     "node__last_heartbeat_at"))
     caps = _capacity_caps()
     # A multi-node group is reached through its leader (rank 0); its followers run headless.
     for server in servers.exclude(status=Server.Status.EXTERNAL).exclude(rank__gt=0):
@@ -62,6 +66,8 @@ def routing_snapshot() -> dict[str, ModelServers]:
         if server.status in READY:
             entry.ready.append((server.pk, server.base_url))
             entry.capacity[server.pk] = _capacity(server, caps)
+            beat = server.node.last_heartbeat_at
+            entry.seen[server.pk] = beat.timestamp() if beat else None
         elif server.status in STARTING:
             entry.starting.append(server.pk)
         elif server.status == Server.Status.STOPPING:

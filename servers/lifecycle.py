@@ -171,8 +171,9 @@ def server_start(*, user: User, profile: ModelProfile, node: Node, port: int | N
         max(1, (profile.tensor_parallel_size or 1) * (profile.pipeline_parallel_size or 1))))
     plan = planner.plan_start(node=node, profile=profile, gpu_memory_utilization=util, cuda_visible_devices=gpus)
     plan.raise_if_refused()
+    # Where the gateway reaches it: the node's address when an admin set one (another host), else this host's.
     server = Server(node=node, profile=profile, served_model_name=profile.model_name, port=port,
-                    host=settings.PORTAL_ENGINE_HOST, status=S.QUEUED, engine=profile.engine,
+                    host=node.host_ip or settings.PORTAL_ENGINE_HOST, status=S.QUEUED, engine=profile.engine,
                     gpu_memory_utilization=util, cuda_visible_devices=gpus, restart_policy=restart_policy,
                     started_by=user, load_on_demand=False)
     # Stored for display only (the launch builds it again from the profile): without its secrets.

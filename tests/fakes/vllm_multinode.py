@@ -9,7 +9,11 @@ loads the model and answers HTTP. Rank > 0 runs headless (no API server).
 Once joined, followers beat into the leader's store: a follower whose leader is gone exits 1, and a leader
 that misses a follower's beats for FAKE_VLLM_PEER_TIMEOUT_S exits 1, as vLLM's ranks die with their peers.
 
-FAKE_VLLM_RENDEZVOUS_TIMEOUT_S  how long a rank waits for the others (default 30)
+As the real vLLM 0.26 did on an H100 (perf/real_vllm/README.md, "Engine facts"): a follower prints `Launching vLLM
+(vX) headless multiproc executor, with head node address A:P`, then its TCPStore client waits for an absent leader
+for 600 s, and a leader waits as long for an absent follower: neither fails fast.
+
+FAKE_VLLM_RENDEZVOUS_TIMEOUT_S  how long a rank waits for the others (default 600, torch's store timeout)
 FAKE_VLLM_PEER_TIMEOUT_S        missed beats before the leader gives a follower up (default 3)
 """
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 import time
 from datetime import timedelta
 
-from tests.fakes.vllm_serve import _env_float, log
+from tests.fakes.vllm_serve import VERSION, _env_float, log
 
 BEAT_S = 0.3
 
@@ -33,13 +37,16 @@ def rendezvous(args):
 
     rank, world = int(args.node_rank or 0), int(args.nnodes)
     url = f"tcp://{args.master_addr}:{args.master_port}"
+    if rank > 0:
+        log("Headless", "INFO", "launcher.py:96", f"Launching vLLM (v{VERSION}) headless multiproc executor, with "
+            f"head node address {args.master_addr}:{args.master_port}")
     log("APIServer" if rank == 0 else "Headless", "INFO", "multiproc_executor.py:112",
         f"Multi-node launch: node rank {rank} of {world}, master {args.master_addr}:{args.master_port}, "
         f"GLOO_SOCKET_IFNAME={os.environ.get('GLOO_SOCKET_IFNAME', '')}, "
         f"NCCL_SOCKET_IFNAME={os.environ.get('NCCL_SOCKET_IFNAME', '')}, "
         f"VLLM_HOST_IP={os.environ.get('VLLM_HOST_IP', '')}")
     sys.stdout.flush()
-    timeout = timedelta(seconds=_env_float("FAKE_VLLM_RENDEZVOUS_TIMEOUT_S", 30.0))
+    timeout = timedelta(seconds=_env_float("FAKE_VLLM_RENDEZVOUS_TIMEOUT_S", 600.0))
     try:
         dist.init_process_group("gloo", init_method=url, rank=rank, world_size=world, timeout=timeout)
         joined = torch.tensor([1])

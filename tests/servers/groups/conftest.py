@@ -109,7 +109,7 @@ def wait_for(check, timeout: float = 60.0, what: str = ""):
         if result:
             return result
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or check}")
+    raise AssertionError(f"timed out waiting for {(what() if callable(what) else what) or check}")
 
 
 def group_state(group: ServerGroup) -> tuple[str, list[str]]:
