@@ -64,7 +64,7 @@ def summary_as_dict(summary: BenchmarkSummary) -> dict:
            "completed_requests": summary.completed_requests, "failed_requests": summary.failed_requests,
            "spread_pct": summary.spread_pct, "spread": summary.spread,
            "dtype": summary.facts.get("dtype"), "max_model_len": summary.facts.get("max_model_len"),
-           "quantization": summary.facts.get("quantization"),
+           "quantization": summary.facts.get("quantization"), "placement": summary.facts.get("placement"),
            "finished_at": summary.finished_at.isoformat() if summary.finished_at else None}
     for key, _label, _unit in SUMMARY_METRICS:
         row[key] = summary.metric(key)
@@ -81,6 +81,14 @@ def _differs(rows: list[BenchmarkSummary], getter: Callable[[BenchmarkSummary], 
 
 def _say(seen: dict[str, list[str]]) -> str:
     return "; ".join(f"{value} for {', '.join(names)}" for value, names in seen.items())
+
+
+def _placement_shape(placement: str | None) -> str:
+    """A placement without its node names: the same split on other boxes is the node check's business."""
+    if not placement:
+        return "1 node(s)"
+    head, _, rest = placement.partition(" (")
+    return head + (rest.split(")", 1)[1] if ")" in rest else "")
 
 
 def comparison_warnings(rows: list[BenchmarkSummary]) -> list[str]:
@@ -100,6 +108,9 @@ def comparison_warnings(rows: list[BenchmarkSummary]) -> list[str]:
         ("engine", lambda s: s.engine_version or "unknown",
          "engine version differs ({}): a vLLM upgrade alone moves these numbers."),
         ("node", lambda s: s.node_name or "unknown", "the runs used different nodes ({})."),
+        ("placement", lambda s: _placement_shape(s.facts.get("placement")),
+         "the placement differs ({}): a model split over several nodes pays the link between them on every step "
+         "(pipeline parallel helps batched traffic, tensor parallel across nodes only with a fast link)."),
         ("tool", lambda s: s.run.config.get("tool"),
          "the measuring tool differs ({}): vllm bench serve and the built-in generator."),
     )
@@ -138,7 +149,8 @@ def profile_history(*, profile_id: int, limit: int = 50) -> list[dict]:
 
 
 def export_csv(rows: list[dict]) -> str:
-    columns = ["run_id", "profile", "status", "node", "engine_version", "dtype", "max_model_len", "quantization",
+    columns = ["run_id", "profile", "status", "node", "engine_version", "placement", "dtype", "max_model_len",
+               "quantization",
                *[key for key, _l, _u in SUMMARY_METRICS], "spread_pct", "repeats_ok", "repeats_failed",
                "completed_requests", "failed_requests", "finished_at"]
     out = io.StringIO()

@@ -122,9 +122,19 @@ def _facts(summary: BenchmarkSummary) -> dict:
         return {}
     return {"dtype": profile.dtype, "max_model_len": profile.max_model_len, "quantization": profile.quantization or "",
             "kv_cache_dtype": profile.kv_cache_dtype, "tensor_parallel_size": profile.tensor_parallel_size,
+            "pipeline_parallel_size": profile.pipeline_parallel_size, "placement": _placement(summary),
             "max_num_seqs": profile.max_num_seqs, "repo_id": profile.repo_id,
             "warmups": summary.run.config["warmups"], "workload": summary.run.config["workload"],
             "tool": summary.run.config["tool"]}
+
+
+def _placement(summary: BenchmarkSummary) -> str:
+    """Where the measured server ran: its nodes and how its GPUs split (a multi-node server lists every rank's)."""
+    profile, server = summary.profile, summary.server
+    ranks = list(server.group.ranks.order_by("rank").values_list("node__name", flat=True)) \
+        if server is not None and server.group_id else [summary.node_name]
+    return (f"{len(ranks)} node(s) ({', '.join(ranks)}), tensor parallel {profile.tensor_parallel_size}, "
+            f"pipeline parallel {profile.pipeline_parallel_size}")
 
 
 def _bench_profile(run: BenchmarkRun, summary: BenchmarkSummary, progress: _Progress) -> None:

@@ -37,7 +37,7 @@ def acquire(*, profile: ModelProfile, actor: User | None, node_name: str = "") -
     A plan that names a node uses only servers on that node: numbers from another box would not be
     the ones asked for.
     """
-    ready = Server.objects.filter(profile=profile, status="ready")
+    ready = Server.objects.filter(profile=profile, status="ready", rank=0)  # a multi-node server by its leader
     if node_name:
         ready = ready.filter(node__name=node_name)
     running = ready.order_by("pk").first()
@@ -51,8 +51,21 @@ def acquire(*, profile: ModelProfile, actor: User | None, node_name: str = "") -
         **({"node__name": node_name} if node_name else {})).order_by("pk").first()
     if sleeper is not None:
         return server_services.server_wake(user=actor, server=sleeper), False
+    if profile.node_count > 1:
+        return _start_group(profile=profile, actor=actor, node_name=node_name), True
     server = server_services.server_start(user=actor, profile=profile, node=_node(node_name))
     return server, True
+
+
+def _start_group(*, profile: ModelProfile, actor: User, node_name: str) -> Server:
+    """A multi-node profile starts on nodes the portal picks (a plan's node, when named, leads); its leader is the
+    server the run measures and stops (which stops the whole group)."""
+    nodes = None
+    if node_name:
+        others = Node.objects.exclude(name=node_name).exclude(host_ip=None).order_by("name")[:profile.node_count - 1]
+        nodes = [_node(node_name), *others]
+    group = server_services.group_start(user=actor, profile=profile, nodes=nodes)
+    return group.ranks.select_related("node").get(rank=0)
 
 
 def wait_ready(*, server: Server, should_stop: Callable[[], bool],

@@ -99,3 +99,24 @@ def test_only_the_newest_raw_results_are_kept_per_profile():
     kept = BenchmarkResult.objects.filter(profile=profile).order_by("-id")
     assert [r.raw["output_throughput"] for r in kept] == [23, 22, 21, 13]
     assert BenchmarkResult.objects.filter(profile=other.profile).count() == 1
+
+
+def test_it_shows_and_warns_on_placement_differences(client, operator_user):
+    one = SummaryFactory(node_name="spark-1", facts={"placement": "1 node(s) (spark-1), tensor parallel 1, pipeline "
+                                                                  "parallel 1"})
+    two = SummaryFactory(node_name="spark-1", profile=ProfileFactory(name="big-pp2"),
+                         facts={"placement": "2 node(s) (spark-1, spark-2), tensor parallel 1, pipeline parallel 2"})
+    same = SummaryFactory(node_name="spark-3", facts={"placement": "1 node(s) (spark-3), tensor parallel 1, "
+                                                                   "pipeline parallel 1"})
+    table = compare(run_ids=[one.run_id, two.run_id])
+    warning = next(w for w in table["warnings"] if w.startswith("the placement differs"))
+    assert "1 node(s), tensor parallel 1, pipeline parallel 1 for" in warning
+    assert "2 node(s), tensor parallel 1, pipeline parallel 2 for big-pp2" in warning
+    assert "pipeline parallel helps batched traffic" in warning
+    assert table["dicts"][1]["placement"].startswith("2 node(s) (spark-1, spark-2)")
+    # The same split on another box is no placement difference (the node check says that).
+    assert not any("placement" in w for w in compare(run_ids=[one.run_id, same.run_id])["warnings"])
+    client.force_login(operator_user)
+    page = client.get(f"/benchmarks/compare/?runs={one.run_id},{two.run_id}").content.decode()
+    assert "2 node(s) (spark-1, spark-2), tensor parallel 1, pipeline parallel 2" in page
+    assert "the placement differs" in page
