@@ -181,3 +181,27 @@ def test_only_admins_add_flags_and_environment_that_run_code(operator_user, admi
     assert "Only an admin may add --worker-cls" in err.value.message
     profile.refresh_from_db()
     assert profile.extra_flags == "--trust-remote-code" and profile.max_model_len == 8192
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    ({"node_count": 2, "pipeline_parallel_size": 3}, "node_count", "3 GPUs do not split evenly over 2 nodes"),
+    ({"node_count": 0}, "node_count", "node_count must be at least 1: got 0"),
+    ({"node_count": 17, "pipeline_parallel_size": 17}, "node_count", "A placement spans 1 to 16 nodes, not 17"),
+    ({"node_count": 2, "pipeline_parallel_size": 2, "engine": "tei", "task": "embed"}, "node_count",
+     "Only vLLM spans several nodes"),
+    ({"node_count": 2, "pipeline_parallel_size": 2, "enable_sleep_mode": True}, "enable_sleep_mode",
+     "cannot sleep through the portal"),
+    ({"node_count": 2, "pipeline_parallel_size": 2, "extra_flags": "--master-port 29600"}, "extra_flags",
+     "--master-port is set by the portal"),
+])
+def test_it_rejects_placements_vllm_cannot_run(db, nobody, changes, field, message):
+    with pytest.raises(ValidationFailed) as err:
+        create(nobody, **changes)
+    assert message in err.value.extra["errors"][field]
+
+
+def test_a_two_node_profile_shows_its_leaders_command_line(db, nobody):
+    profile = create(nobody, node_count=2, pipeline_parallel_size=2)
+    line = services.profile_command_line(profile=profile)
+    assert "--nnodes 2 --node-rank 0 --master-addr LEADER_IP --master-port 29501" in line
+    assert "--headless" not in line
