@@ -130,8 +130,9 @@ def launch_argv(*, server: Server, profile: ModelProfile, node: Node) -> list[st
 def server_plan(*, node: Node, profile: ModelProfile, gpu_memory_utilization: float | None = None,
                 cuda_visible_devices: str = "") -> planner.Plan:
     util = gpu_memory_utilization if gpu_memory_utilization is not None else _default_util(profile)
+    # A multi-node profile's preview is one node's rank: its share of the memory.
     return planner.plan_start(node=node, profile=profile, gpu_memory_utilization=util,
-                              cuda_visible_devices=cuda_visible_devices)
+                              cuda_visible_devices=cuda_visible_devices, parts=max(1, profile.node_count))
 
 
 def _default_util(profile: ModelProfile) -> float:
