@@ -54,7 +54,7 @@ async def measure(calls: int, rounds: int) -> tuple[list[float], list[float]]:
     await table.refresh()
     local, shared = [], []
     for _ in range(rounds):
-        for name, fn, out in (("pick", None, local), ("choose", None, shared)):
+        for name, out in (("pick", local), ("choose", shared)):
             spent = 0.0
             for i in range(calls):
                 await inflight.inflight_acquire(1, f"held-{i}")
