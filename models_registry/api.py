@@ -112,6 +112,19 @@ def profile_download(request, profile_id: int, payload: schemas.DownloadIn):
     return Status(200 if joined else 201, download)
 
 
+@router.post("/profiles/{profile_id}/download-nodes", response={200: list[schemas.DownloadOut], **ERRORS})
+def profile_download_nodes(request, profile_id: int, payload: schemas.DownloadNodesIn):
+    """Download the profile's weights on several nodes (every node by default), as a multi-node server needs."""
+    require_operator(request.user)
+    profile = selectors.profile_get(user=request.user, profile_id=profile_id)
+    out = []
+    for download, joined in services.download_request_nodes(actor=request.user, profile=profile,
+                                                             node_names=payload.nodes, ip=client_ip(request)):
+        download.joined = joined
+        out.append(download)
+    return out
+
+
 @router.get("/catalog", response=list[schemas.CatalogOut])
 def catalog_list(request):
     return services.catalog_rows()

@@ -1,6 +1,7 @@
 from datetime import datetime
 
 from ninja import Schema
+from pydantic import Field
 
 from engines import redact
 
@@ -113,6 +114,10 @@ class CommandOut(Schema):
 
 class DownloadIn(Schema):
     node: str = ""
+
+
+class DownloadNodesIn(Schema):
+    nodes: list[str] = Field(default_factory=list, max_length=64, description="Node names; empty: every node")
 
 
 class RepoDownloadIn(Schema):

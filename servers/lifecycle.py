@@ -314,6 +314,10 @@ def server_on_demand_set(*, user: User, server: Server, load_on_demand: bool, un
     if unload_idle_minutes is not None and unload_idle_minutes < 1:
         raise ValidationFailed("Unload after at least 1 idle minute, or leave it empty to keep the server loaded.")
     locked = Server.objects.select_for_update().get(pk=server.pk)
+    if locked.group_id is not None and (load_on_demand or unload_idle_minutes):
+        raise ValidationFailed(f"Server #{locked.pk} is rank {locked.rank} of multi-node group #{locked.group_id}: a "
+                               "group is started and stopped whole, never loaded on demand or unloaded when idle.",
+                               code="group_rank")
     if load_on_demand and locked.profile_id is None:
         raise ValidationFailed("A server found running (no profile) cannot be loaded on demand: start a profile.")
     old = {"load_on_demand": locked.load_on_demand, "unload_idle_minutes": locked.unload_idle_minutes}

@@ -9,6 +9,7 @@ from models_registry.services.catalog import (  # noqa: F401
 from models_registry.services.downloads import (  # noqa: F401
     download_cancel,
     download_request,
+    download_request_nodes,
     download_requeue_interrupted,
     download_resume,
     download_run,

@@ -52,6 +52,16 @@ def _download_enqueue(download: Download) -> None:
 
 
 @transaction.atomic
+def download_request_nodes(*, actor: User | None, profile: ModelProfile, node_names: list[str],
+                           ip: str | None = None) -> list[tuple[Download, bool]]:
+    """A profile's weights on several nodes at once (every node when none is named): a multi-node server loads
+    them on each of its nodes from the same path. All names are checked before anything is queued."""
+    from nodes.models import Node
+
+    nodes = [node_resolve(name) for name in node_names] if node_names else list(Node.objects.order_by("name"))
+    return [download_request(actor=actor, node=node, profile=profile, ip=ip) for node in nodes]
+
+
 def download_request(*, actor: User | None, node: Node, profile: ModelProfile | None = None, repo_id: str = "",
                      revision: str = "main", ip: str | None = None) -> tuple[Download, bool]:
     """Queue a download of a profile's repo (or a bare repo) on a node; returns (download, joined).

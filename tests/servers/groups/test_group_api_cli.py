@@ -101,3 +101,14 @@ def test_the_command_starts_lists_and_stops_a_group(pair, group_profile, operato
         call_command("servers", "--as", operator_user.username, "start", "big", "--nodes", "lead,elsewhere")
     with pytest.raises(CommandError, match="There is no multi-node group 999"):
         call_command("servers", "--as", operator_user.username, "stop-group", "999")
+
+
+def test_a_rank_is_never_loaded_on_demand_or_unloaded_alone(pair, group_profile, operator_user):
+    from servers import services
+    from sparkportal.exceptions import ValidationFailed
+
+    group = services.group_start(user=operator_user, profile=group_profile(), nodes=list(pair))
+    leader = group.ranks.get(rank=0)
+    with pytest.raises(ValidationFailed, match="a group is started and stopped whole"):
+        services.server_on_demand_set(user=operator_user, server=leader, load_on_demand=False, unload_idle_minutes=5)
+    services.group_stop(user=operator_user, group=group)
