@@ -53,7 +53,8 @@ def server_list(request, status: str | None = None):
 def node_list(request):
     return [{"name": row["node"].name, "queue": row["node"].queue, "memory_budget": row["budget"],
              "used": row["used"], "last_heartbeat_at": row["node"].last_heartbeat_at, "engines": row["engines"],
-             "servers": [s.pk for s in row["servers"]]} for row in selectors.node_overview()]
+             "servers": [s.pk for s in row["servers"]], "network_interface": row["node"].network_interface,
+             "host_ip": row["node"].host_ip} for row in selectors.node_overview()]
 
 
 @router.get("/plan", response=AdmissionPlanOut, summary="What admission would say about a start (nothing is started)")

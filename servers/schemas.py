@@ -113,6 +113,8 @@ class NodeOut(Schema):
     last_heartbeat_at: datetime | None
     engines: dict
     servers: list[int]
+    network_interface: str = ""
+    host_ip: str | None = None
 
 
 class EventOut(Schema):

@@ -51,7 +51,8 @@ def server_metrics_scrape_node(*, node_name: str) -> list[ServerMetricSample]:
     period = settings.PORTAL_METRICS_SCRAPE_SECONDS
     if not cache.add(f"servers:metrics:claim:{node_name}", 1, timeout=max(1, int(period * 0.8))):
         return []
-    servers = list(Server.objects.filter(node__name=node_name, status__in=SCRAPED_STATUSES)
+    # A headless follower of a multi-node group has no HTTP: its leader's /metrics covers the model.
+    servers = list(Server.objects.filter(node__name=node_name, status__in=SCRAPED_STATUSES).exclude(rank__gt=0)
                    .select_related("profile"))
     fetched = clients.get_texts({s.pk: f"{s.base_url}/metrics" for s in servers}, timeout=scrape_timeout_s())
     samples = []
