@@ -115,6 +115,8 @@ def server_launch(server_id: int) -> str:
         if problem:
             _fail(server_id, code="preflight", reason=problem)
             return "failed"
+        if not Server.objects.filter(pk=server_id, status=S.STARTING).exists():
+            return "stopped during preflight"  # its group failed or was stopped meanwhile: launch nothing
     if server.node.name == settings.NODE_NAME and processes.port_taken(server.host, server.port):
         _fail(server_id, code="port_in_use", reason=f"Port {server.port} is in use on this host by a process the "
               "portal did not start: stop it or start the server on another port.")
