@@ -86,8 +86,9 @@ def main() -> None:
     if args.record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
         with open(BASE / "perf" / "RESULTS.md", "a") as fh:
-            fh.write(f"| {stamp} | routing across replicas (perf/routing.py) | {os.cpu_count()} CPU, Redis "
-                     f"{os.environ.get('REDIS_URL', '')} | {line} | {ratio} |\n")
+            load = os.getloadavg()[0]
+            fh.write(f"| {stamp} | routing across replicas (perf/routing.py) | {os.cpu_count()} CPU, local Redis, load "
+                     f"average {load:.1f} | {line} | {ratio} |\n")
 
 
 if __name__ == "__main__":
