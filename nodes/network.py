@@ -81,3 +81,23 @@ def _describe(exc: OSError) -> str:
     if exc.errno == errno.EADDRNOTAVAIL:
         return "this node's address is not on this host"
     return exc.strerror or str(exc)
+
+
+def listen(address: str, port: int, *, seconds: float) -> dict:
+    """Accept connections on address:port for `seconds` (the leader's side of a preflight check); what happened."""
+    try:
+        server = socket.create_server((address, port), reuse_port=False)
+    except OSError as exc:
+        return {"listening": False, "error": f"cannot listen on {address}:{port}: {_describe(exc)}", "accepted": 0}
+    accepted = 0
+    deadline = time.monotonic() + seconds
+    with server:
+        server.settimeout(0.2)
+        while time.monotonic() < deadline:
+            try:
+                conn, _peer = server.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+            accepted += 1
+    return {"listening": True, "error": "", "accepted": accepted}

@@ -16,6 +16,8 @@ from servers.schemas import (
     ErrorOut,
     EventOut,
     GroupOut,
+    GroupPreflightIn,
+    GroupPreflightOut,
     GroupStartIn,
     LogOut,
     LogQuery,
@@ -88,6 +90,13 @@ def group_start(request, payload: GroupStartIn):
                                  restart_policy=payload.restart_policy, allow_replica=payload.allow_replica,
                                  ip=client_ip(request))
     return Status(201, selectors.group_get_visible(user=request.user, group_id=group.pk))
+
+
+@router.post("/groups/preflight", response={200: GroupPreflightOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+             summary="Check the network of a multi-node placement on every node, starting nothing (operators)")
+def group_preflight(request, payload: GroupPreflightIn):
+    nodes = [_node(name) for name in payload.nodes] if payload.nodes else None
+    return services.group_preflight(user=request.user, profile=_profile(payload.profile), nodes=nodes)
 
 
 @router.get("/groups/{int:group_id}", response=GroupOut, summary="One multi-node server with its ranks")

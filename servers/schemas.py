@@ -152,6 +152,18 @@ class GroupStartIn(Schema):
     allow_replica: bool = False
 
 
+class GroupPreflightIn(Schema):
+    profile: str = Field(max_length=100)
+    nodes: list[str] | None = Field(None, max_length=16, description="Node names, the leader first; none: the "
+                                                                       "portal picks them")
+
+
+class GroupPreflightOut(Schema):
+    ok: bool
+    master: str
+    reports: list[dict]
+
+
 class GroupRankOut(Schema):
     server_id: int
     rank: int

@@ -77,6 +77,24 @@ def server_log_tail_task(server_id: int, lines: int = 200, query: str = "") -> l
     return logs.lines_read(server_id, lines=lines, query=query)
 
 
+@app.task(time_limit=120)
+def group_preflight_listen_task(node_name: str, address: str, port: int, seconds: float) -> dict:
+    """The leader's side of a preflight check: listen on the rendezvous address and port for a while."""
+    from nodes import network
+
+    return {"node": node_name, **network.listen(address, port, seconds=seconds)}
+
+
+@app.task(time_limit=120)
+def group_preflight_node_task(node_name: str, rank: int, master_addr: str, master_port: int, reach_s: float) -> dict:
+    """One node's preflight report (interface, NCCL settings, and for a follower whether it reaches the leader)."""
+    from nodes.selectors import node_get_by_name
+    from servers.groups import launch
+
+    return launch.node_check(node=node_get_by_name(name=node_name), rank=rank, master_addr=master_addr,
+                             master_port=master_port, reach_s=reach_s)
+
+
 @app.task(ignore_result=True, acks_late=True, time_limit=settings.PORTAL_SLEEP_TIMEOUT_S + 60)
 def server_sleep_task(server_id: int) -> None:
     """Asks the engine of a server marked sleeping to sleep; does nothing once confirmed (safe twice)."""

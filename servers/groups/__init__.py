@@ -2,5 +2,6 @@
 
 - admission.py: which nodes, does every node's share fit, are the weights on every node, the master port;
 - services.py: start, stop and restart a group, and what a rank's start, readiness, exit or stop does to it;
-- launch.py: on a rank's node, its preflight, argv and network environment.
+- launch.py: on a rank's node, its preflight, argv and network environment;
+- preflight.py: a preflight asked before any start, every node through its own queue.
 """

@@ -41,7 +41,7 @@ def plan_group(*, profile: ModelProfile, nodes: list[Node] | None, gpu_memory_ut
     problems = multinode.placement_problems(placement)
     if problems:
         raise ValidationFailed(" ".join(problems), code="bad_placement")
-    chosen = _checked(nodes, placement) if nodes else _choose(profile, placement, gpu_memory_utilization)
+    chosen = check_node_count(nodes, placement) if nodes else _choose(profile, placement, gpu_memory_utilization)
     plans, errors = [], []
     for node in chosen:
         plan = _plan_rank(node=node, profile=profile, placement=placement, util=gpu_memory_utilization)
@@ -80,7 +80,7 @@ def check_weights(plan: planner.Plan, *, node: Node, profile: ModelProfile) -> N
                            f"{node.name} first.")
 
 
-def _checked(nodes: list[Node], placement: multinode.Placement) -> list[Node]:
+def check_node_count(nodes: list[Node], placement: multinode.Placement) -> list[Node]:
     if len(nodes) != placement.nodes or len({n.pk for n in nodes}) != len(nodes):
         raise ValidationFailed(f"This profile spans {placement.nodes} nodes: name {placement.nodes} different nodes "
                                f"(the first is the leader), not {len(nodes)}.", code="bad_placement")

@@ -27,6 +27,25 @@ def rank_network(server: Server) -> dict:
                                    nvls=node.nccl_nvls_enable)
 
 
+def node_check(*, node, rank: int, master_addr: str, master_port: int, reach_s: float) -> dict:
+    """One node's part of a preflight asked before any start (servers.groups.services.group_preflight)."""
+    found = network.interfaces()
+    report = {"node": node.name, "rank": rank, "interface": node.network_interface, "host_ip": node.host_ip,
+              "nccl": environment.network_env(interface=node.network_interface, host_ip=node.host_ip or "",
+                                              nvls=node.nccl_nvls_enable),
+              "leader": f"{master_addr}:{master_port}", "interfaces": sorted(found)}
+    problem = _interface_problem(node, found, report)
+    if not problem and rank > 0:
+        reach = network.reach(master_addr, master_port, source=node.host_ip or "", timeout_s=reach_s)
+        report.update({"reaches": reach.ok, "reach_error": reach.last_error, "reach_seconds": reach.seconds})
+        if not reach.ok:
+            problem = (f"Node {node.name} cannot reach the leader at {master_addr}:{master_port} from "
+                       f"{node.host_ip or 'its default address'}: {reach.last_error}. Check the link between the "
+                       f"nodes, a firewall on port {master_port}, and both nodes' network settings in Admin → Nodes.")
+    report["ok"], report["problem"] = not problem, problem
+    return report
+
+
 def preflight(server: Server) -> str:
     """What this node reports before its rank starts (kept on the group); an empty string when it may start.
 

@@ -32,6 +32,10 @@ class Command(BaseCommand):
         start.add_argument("--replica", action="store_true", help="Allow another replica of a running profile")
         start.add_argument("--wait", action="store_true", help="Wait until ready or failed")
         sub.add_parser("groups", help="Multi-node servers with their ranks")
+        check = sub.add_parser("preflight", help="Check a multi-node profile's network on its nodes; starts nothing")
+        check.add_argument("profile")
+        check.add_argument("--nodes", default="", help="Comma-separated, the leader first (default: the portal "
+                                                       "picks them)")
         stop_group = sub.add_parser("stop-group", help="Stop every rank of a multi-node server")
         stop_group.add_argument("group_id", type=int)
         stop_group.add_argument("--wait", action="store_true")
@@ -125,6 +129,21 @@ class Command(BaseCommand):
             known = ", ".join(Node.objects.values_list("name", flat=True))
             raise CommandError(f"No node named {name!r} (nodes: {known}).")
         return node
+
+    def do_preflight(self, user, *, profile, nodes, **opts):
+        prof = ModelProfile.objects.filter(name=profile).first()
+        if prof is None:
+            raise CommandError(f"No profile named {profile!r}.")
+        chosen = [self._node(n.strip()) for n in nodes.split(",") if n.strip()] or None
+        result = services.group_preflight(user=user, profile=prof, nodes=chosen)
+        for report in result["reports"]:
+            reach = "" if report.get("reaches") is None else f", reaches {report['leader']}: {report['reaches']}"
+            self.stdout.write(f"rank {report.get('rank')} {report['node']}: {'ok' if report.get('ok') else 'FAILED'}"
+                              f" (interface {report.get('interface') or 'default'}{reach}) "
+                              f"{report.get('problem') or ''}".rstrip())
+        if not result["ok"]:
+            raise CommandError(f"preflight failed for master {result['master']}")
+        self.stdout.write(f"preflight ok: master {result['master']}")
 
     def do_groups(self, user, **opts):
         self.stdout.write(f"{'ID':>4}  {'MODEL':<30} {'MASTER':<22} {'STATUS':<9} RANKS")

@@ -1,0 +1,53 @@
+"""A preflight asked before any start: every node reports through its own worker, nothing is started."""
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from servers.models import Server, ServerGroup
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_both_nodes_report_and_the_follower_reaches_the_leader(client, two_nodes, group_profile, operator_user):
+    group_profile()
+    client.force_login(operator_user)
+    answer = client.post("/api/servers/groups/preflight", {"profile": "big", "nodes": ["lead", "follow"]},
+                         content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["ok"] is True and body["master"].startswith("127.0.0.2:")
+    lead, follow = body["reports"]
+    assert (lead["node"], lead["interface"], lead["nccl"]["NCCL_SOCKET_IFNAME"]) == ("lead", "lo", "lo")
+    assert follow["reaches"] is True and follow["nccl"]["VLLM_HOST_IP"] == "127.0.0.3"
+    assert not ServerGroup.objects.exists() and not Server.objects.exclude(status="external").exists()
+
+
+def test_a_wrong_interface_and_a_silent_worker_are_named(two_nodes, group_profile, operator_user):
+    group_profile()
+    two_nodes.follow.network_interface = "nosuch0"
+    two_nodes.follow.save()
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="preflight failed for master 127.0.0.2:"):
+        call_command("servers", "--as", operator_user.username, "preflight", "big", "--nodes", "lead,follow",
+                     stdout=out)
+    assert "rank 1 follow: FAILED (interface nosuch0) Node follow: network interface nosuch0 does not exist" in \
+        out.getvalue()
+    two_nodes.stop("lead")
+    out = io.StringIO()
+    two_nodes.follow.network_interface = "lo"
+    two_nodes.follow.save()
+    with pytest.raises(CommandError):
+        call_command("servers", "--as", operator_user.username, "preflight", "big", "--nodes", "lead,follow",
+                     stdout=out)
+    text = out.getvalue()
+    assert "rank 0 lead: FAILED" in text and "The worker of node lead did not answer" in text
+    assert "Node follow cannot reach the leader at 127.0.0.2:" in text
+
+
+def test_members_may_not_ask_for_a_preflight(client, two_nodes, group_profile, member_user):
+    group_profile()
+    client.force_login(member_user)
+    assert client.post("/api/servers/groups/preflight", {"profile": "big"},
+                       content_type="application/json").status_code == 403
