@@ -21,7 +21,7 @@ from servers.lifecycle import (
     servers_idle_stop,
 )
 
-__all__ = ["group_preflight", "group_start", "group_stop", "group_restart", "server_start", "server_stop", "server_adopt",
-           "server_restart", "server_clear", "server_plan", "propose_port", "server_ensure_ready", "server_idle_stop",
-           "servers_idle_stop", "server_touch", "server_on_demand_set", "server_sleep", "server_wake", "server_swap",
-           "server_sleep_policy_set", "servers_idle_sleep"]
+__all__ = ["group_preflight", "group_start", "group_stop", "group_restart", "server_start", "server_stop",
+           "server_adopt", "server_restart", "server_clear", "server_plan", "propose_port", "server_ensure_ready",
+           "server_idle_stop", "servers_idle_stop", "server_touch", "server_on_demand_set", "server_sleep",
+           "server_wake", "server_swap", "server_sleep_policy_set", "servers_idle_sleep"]
