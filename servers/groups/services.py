@@ -36,8 +36,15 @@ def _lock_nodes(nodes: list[Node]) -> None:
 
 
 def _set(group_id: int, *, to: str, allowed: tuple, reason: str, **fields) -> bool:
-    return bool(ServerGroup.objects.filter(pk=group_id, status__in=allowed).update(
-        status=to, status_reason=reason[:4000], **fields))
+    """Move a group to `to` if its status allows it; its leader's page hears of it (a server status event)."""
+    if not ServerGroup.objects.filter(pk=group_id, status__in=allowed).update(status=to, status_reason=reason[:4000],
+                                                                               **fields):
+        return False
+    leader = Server.objects.select_related("node").filter(group_id=group_id, rank=0).first()
+    if leader is not None:
+        payload = lifecycle._payload(leader)
+        transaction.on_commit(lambda: events.send_server_status(payload))
+    return True
 
 
 @transaction.atomic
