@@ -284,9 +284,9 @@ class Gateway:
 
     async def _admit(self, send, principal, entry, call, *, stream: bool) -> Grant:
         """Wait in the model's fair queue for a slot on one of its ready servers (gateway.admission)."""
-        now = time.monotonic()
+        # The routing table's candidates: not refused lately, and not on a node whose heartbeat stopped.
         servers = [(r.server_id, entry.capacity.get(r.server_id, settings.PORTAL_QUEUE_DEFAULT_CAPACITY))
-                   for r in self.table.routes.get(entry.name, ()) if r.down_until <= now]
+                   for r in self.table.candidates(entry.name)]
         note = f": queued for {entry.name}, please wait\n\n".encode()
 
         async def keepalive() -> None:
