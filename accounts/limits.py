@@ -8,9 +8,10 @@ key, a changed quota or a deactivated user takes effect on the very next request
 gateway process (accounts.revocation says who bumps `AUTH_GEN_KEY` and what bounds a lost bump).
 `settle` replaces the reservation with the engine's real usage and ends the in-flight entry.
 
-Concurrency is a sorted set of request ids scored by start time rather than a counter, so that a
-process killed mid-request cannot leak a slot forever: entries older than the longest allowed
-request are dropped before counting.
+Concurrency is a sorted set of request ids scored by the time their gateway process last renewed
+them rather than a counter, so that a process killed mid-request cannot leak a slot: each process
+renews the entries it holds every third of `lease_seconds()` (gateway.leases), and entries not
+renewed for that long are dropped before counting.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ AUTH_GEN_KEY = "portal:auth:gen"
 UNLIMITED = -1
 
 # KEYS: [1] auth generation, [2] the server's in-flight set, then 4 per subject (rpm log, tokens today,
-# tokens this month, in-flight set). ARGV: generation, request id, reserve, now, stale, subject count, then
+# tokens this month, in-flight set). ARGV: generation, request id, reserve, now, key lifetime, subject count,
+# lease (in-flight entries not renewed for this long are dropped), then
 # 6 per subject (rpm, tokens/day, tokens/month, monthly budget, concurrency, track the month: 1/0).
 # Every subject is checked before any is counted: a request refused by one team costs no other subject.
 # A monthly budget stops requests once it is reached (reservations included), so the request that
@@ -36,12 +38,13 @@ _ACQUIRE = """
 local gen = redis.call('GET', KEYS[1]) or '0'
 if gen ~= ARGV[1] then return {-1, gen, 0, 0, 0} end
 local reserve, now, stale, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local function lim(i, j) return tonumber(ARGV[7 + 6 * i + j]) end
+local lease = tonumber(ARGV[7])
+local function lim(i, j) return tonumber(ARGV[8 + 6 * i + j]) end
 for i = 0, n - 1 do
   local k = 3 + 4 * i
   local rpm, tpd, tpm, budget, conc = lim(i, 0), lim(i, 1), lim(i, 2), lim(i, 3), lim(i, 4)
   if conc >= 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', now - stale)
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', now - lease)
     local c = redis.call('ZCARD', KEYS[k + 3])
     if c >= conc then return {3, gen, c, 1, i} end
   end
@@ -156,6 +159,11 @@ class Ticket:
     teams: tuple[TeamLimits, ...] = ()
     month: str = ""
 
+    def held_keys(self) -> list[str]:
+        """The in-flight sets `request_id` is a member of until settled: their holder renews it there."""
+        keys = {self.server_key, self.concurrency_key, *(team_base(t.team_id) + "conc" for t in self.teams)}
+        return sorted(keys)
+
 
 @dataclass(slots=True)
 class Verdict:
@@ -198,7 +206,13 @@ def budget_levels(team: TeamLimits) -> tuple[int, int]:
 
 
 def max_request_seconds() -> int:
+    """How long a key of running requests outlives its last write (its members expire sooner: lease_seconds)."""
     return settings.PORTAL_GATEWAY_REQUEST_TIMEOUT_S + 60
+
+
+def lease_seconds() -> float:
+    """An in-flight entry not renewed for this long belongs to a dead gateway process: it no longer counts."""
+    return settings.PORTAL_GATEWAY_LEASE_S
 
 
 class QuotaEngine:
@@ -228,7 +242,7 @@ class QuotaEngine:
         tokens_key = base + "tpd:" + day
         server_key = server_inflight_key(server_id) if server_id is not None else conc_key
         keys = [AUTH_GEN_KEY, server_key, base + "rpm", tokens_key, base + "tpm:" + month, conc_key]
-        args = [generation, request_id, int(reserve), now, self._stale, 1 + len(teams),
+        args = [generation, request_id, int(reserve), now, self._stale, 1 + len(teams), lease_seconds(),
                 limits.requests_per_minute, limits.tokens_per_day, UNLIMITED, UNLIMITED, limits.concurrent_requests, 0]
         for team in teams:
             tb = team_base(team.team_id)
@@ -288,7 +302,7 @@ def server_inflight_count(server_id: int) -> int:
     """Requests in flight on a server across all gateway processes (idle unload asks this)."""
     client = sync_redis()
     key = server_inflight_key(server_id)
-    client.zremrangebyscore(key, "-inf", time.time() - max_request_seconds())
+    client.zremrangebyscore(key, "-inf", time.time() - lease_seconds())
     return int(client.zcard(key))
 
 

@@ -24,6 +24,7 @@ from accounts.teams import services as team_services
 from gateway import clients, content_log, db, errors, inflight, loading, proxy, routing, selectors
 from gateway.admission import Admission, Grant, QueueTimeout, flow_of, weight_of
 from gateway.errors import GatewayError
+from gateway.leases import Leases
 from gateway.routing import RoutingTable
 from gateway.usage.ledger import Ledger
 from sparkportal.exceptions import AuthenticationFailed
@@ -61,7 +62,8 @@ class Gateway:
 
     def _start(self) -> None:
         self.quota = limits.QuotaEngine(settings.REDIS_URL)
-        self.admission = Admission(self.quota.redis)
+        self.leases = Leases(self.quota.redis)
+        self.admission = Admission(self.quota.redis, self.leases)
         self.session = clients.session_create()
         self.table = RoutingTable()
         self.ledger = Ledger()
@@ -136,7 +138,8 @@ class Gateway:
         queued = route is not None and settings.PORTAL_QUEUE_ENABLED
         ticket = await self._acquire(scope, principal, reserve, call, queued=queued)
         principal = call.principal  # reloaded when a key or quota changed meanwhile
-        slot = _Slot(ticket.request_id, self.admission)
+        self.leases.hold(ticket.request_id, ticket.held_keys())
+        slot = _Slot(ticket.request_id, self.admission, self.leases)
         watch = _Watch(receive)
         try:
             if queued:
@@ -221,6 +224,7 @@ class Gateway:
         await asyncio.gather(slot.release(), self._settle(ticket, call))
 
     async def _settle(self, ticket: limits.Ticket, call: proxy.Call) -> None:
+        self.leases.drop(ticket.request_id, ticket.held_keys())
         try:
             crossed = await self.quota.settle(ticket, actual_tokens=call.tokens_spent())
         except (RedisUnavailable, ReplyError):
@@ -413,12 +417,13 @@ class _Slot:
     routed elsewhere and released however the request ends (answer, error, disconnect, shutdown). A slot
     the fair queue granted is given back through it, which hands it to the next in line."""
 
-    __slots__ = ("request_id", "server_id", "admission", "grant")
+    __slots__ = ("request_id", "server_id", "admission", "leases", "grant")
 
-    def __init__(self, request_id: str, admission: Admission) -> None:
+    def __init__(self, request_id: str, admission: Admission, leases: Leases) -> None:
         self.request_id = request_id
         self.server_id: int | None = None
         self.admission = admission
+        self.leases = leases
         self.grant: Grant | None = None
 
     def granted(self, grant: Grant) -> None:
@@ -440,9 +445,12 @@ class _Slot:
                 log.warning("could not count a request in flight on server %s", server_id, exc_info=True)
                 return
             self.server_id = server_id
+            self.leases.hold(self.request_id, [limits.server_inflight_key(server_id)])
 
     async def _move(self, server_id: int) -> None:
         """A granted request retried on another replica: its entry follows it."""
+        self.leases.drop(self.request_id, [limits.server_inflight_key(self.server_id)])
+        self.leases.hold(self.request_id, [limits.server_inflight_key(server_id)])
         try:
             await inflight.inflight_release(self.server_id, self.request_id)
             await inflight.inflight_acquire(server_id, self.request_id)
@@ -455,12 +463,13 @@ class _Slot:
         grant, self.grant = self.grant, None
         if server_id is None:
             return
+        self.leases.drop(self.request_id, [limits.server_inflight_key(server_id)])
         release = self.admission.release(grant) if grant is not None else inflight.inflight_release(
             server_id, self.request_id)
         try:
             await asyncio.shield(release)
         except (RedisUnavailable, ReplyError, asyncio.CancelledError):
-            # Left behind, the entry ages out after the longest allowed request (gateway.inflight).
+            # Left behind, the entry is no longer renewed: it stops counting after the lease (gateway.leases).
             log.warning("could not release a request in flight on server %s", server_id, exc_info=True)
 
 

@@ -378,6 +378,9 @@ PORTAL_CLASSIFIER_LLM_API_KEY = env_secret("PORTAL_CLASSIFIER_LLM_API_KEY") or "
 
 # --- Gateway (/v1) ------------------------------------------------------------------------
 PORTAL_GATEWAY_REQUEST_TIMEOUT_S = env_int("PORTAL_GATEWAY_REQUEST_TIMEOUT_S", 1800)
+# A request's hold on a slot (a server's in-flight set, a user's or team's running set) is a lease: its gateway
+# process refreshes it every third of this; one not refreshed this long (its process was killed) is dropped.
+PORTAL_GATEWAY_LEASE_S = env_float("PORTAL_GATEWAY_LEASE_S", 15.0)
 PORTAL_GATEWAY_CONNECT_TIMEOUT_S = env_float("PORTAL_GATEWAY_CONNECT_TIMEOUT_S", 5.0)
 PORTAL_GATEWAY_MAX_CONNECTIONS = env_int("PORTAL_GATEWAY_MAX_CONNECTIONS", 1000)
 PORTAL_GATEWAY_ROUTES_TTL_S = env_float("PORTAL_GATEWAY_ROUTES_TTL_S", 2.0)

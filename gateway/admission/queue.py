@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from accounts.limits import max_request_seconds
+from accounts.limits import lease_seconds, max_request_seconds, server_inflight_key
 from gateway.admission import scripts
+from gateway.leases import Leases
 from sparkportal.lib.respipe import PipelinedRedis, RedisUnavailable, ReplyError, Script
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,9 @@ class _Waiter:
 
 
 class Admission:
-    def __init__(self, redis: PipelinedRedis) -> None:
+    def __init__(self, redis: PipelinedRedis, leases: Leases) -> None:
         self.redis = redis
+        self.leases = leases
         self._enter = Script(redis, scripts.ENTER)
         self._poll = Script(redis, scripts.POLL)
         self._release = Script(redis, scripts.RELEASE)
@@ -120,20 +122,23 @@ class Admission:
     async def release(self, grant: Grant) -> None:
         """The request is over: free its slot and grant it to the next in line (at once if that one is ours)."""
         servers = self._servers.get(grant.model) or [(grant.server_id, 0)]
+        self.leases.drop(grant.ticket, held_keys(grant))
         granted = await self._release([], [*self._args(grant.model, servers), grant.ticket, grant.server_id,
                                            grant.user_id])
         self._deliver(granted)
 
     def _args(self, model: str, servers: list[tuple[int, int]]) -> list:
         flat = [x for pair in servers for x in pair]
-        return [_prefix(model), time.time(), self.stale, self.mine, len(servers), *flat]
+        return [_prefix(model), time.time(), self.stale, lease_seconds(), self.mine, len(servers), *flat]
 
     def _deliver(self, granted) -> None:
         for i in range(0, len(granted or ()), 2):
             ticket, sid = granted[i].decode(), int(granted[i + 1])
             waiter = self._waiters.get(ticket)
             if waiter is not None and not waiter.future.done():
-                waiter.future.set_result(Grant(ticket, waiter.model, sid, waiter.user_id))
+                grant = Grant(ticket, waiter.model, sid, waiter.user_id)
+                self.leases.hold(ticket, held_keys(grant))  # renewed while the request runs
+                waiter.future.set_result(grant)
             else:
                 # Nobody waits for it any more (gone between the grant and now): pass the slot on.
                 orphan = Grant(ticket, waiter.model if waiter else "", sid, waiter.user_id if waiter else 0)
@@ -162,6 +167,11 @@ class Admission:
                     log.warning("fair queue: polling %s failed; retrying", model, exc_info=True)
                     continue
                 self._deliver(granted)
+
+
+def held_keys(grant: Grant) -> list[str]:
+    """The sets a granted ticket is a member of while it runs (see scripts.py)."""
+    return [server_inflight_key(grant.server_id), scripts.RUNNING_KEY.format(user_id=grant.user_id)]
 
 
 def _prefix(model: str) -> str:

@@ -7,7 +7,8 @@ Layout per model (prefix P = portal:fq:m:<model>:), all expiring after the longe
   P..'w'       HASH flow -> weight;  P..'last' HASH flow -> finish tag of its last grant;  P..'V' virtual time
   P..'granted' HASH ticket -> server id, for grants made by another process's script
 A granted ticket is a member of its server's in-flight set (accounts.limits.server_inflight_key, the one
-gateway.inflight counts) and of its user's running set (RUNNING_KEY), both scored by grant time.
+gateway.inflight counts) and of its user's running set (RUNNING_KEY), both scored by grant time and then
+renewed by the holding process (gateway.leases): entries older than the lease are dropped before counting.
 
 Scheduling is start-time fair queuing: a flow's next request gets start tag max(V, finish of its last
 grant), the smallest tag is served first and each grant advances the flow by 1/weight. So flows of
@@ -19,16 +20,18 @@ from __future__ import annotations
 PREFIX = "portal:fq:m:"  # + model + ':' + the keys below
 RUNNING_KEY = "portal:fq:run:{user_id}"
 
-# ARGV: prefix, now, stale, own ticket prefix, n servers, (server id, capacity) x n, then the script's own.
+# ARGV: prefix, now, key lifetime, lease, own ticket prefix, n servers, (server id, capacity) x n,
+# then the script's own.
 _COMMON = """
 local P = ARGV[1]
 local now = tonumber(ARGV[2])
 local stale = tonumber(ARGV[3])
-local mine = ARGV[4]
-local ns = tonumber(ARGV[5])
+local lease = tonumber(ARGV[4])
+local mine = ARGV[5]
+local ns = tonumber(ARGV[6])
 local servers = {}
-for i = 1, ns do servers[i] = {ARGV[4 + 2 * i], tonumber(ARGV[5 + 2 * i])} end
-local A = 6 + 2 * ns
+for i = 1, ns do servers[i] = {ARGV[5 + 2 * i], tonumber(ARGV[6 + 2 * i])} end
+local A = 7 + 2 * ns
 
 local function skey(sid) return 'portal:srv:' .. sid .. ':inflight' end
 local function rkey(uid) return 'portal:fq:run:' .. uid end
@@ -52,7 +55,7 @@ local function head(flow)
       if tonumber(deadline) >= now then
         limit = tonumber(limit)
         if limit >= 0 then
-          redis.call('ZREMRANGEBYSCORE', rkey(uid), '-inf', now - stale)
+          redis.call('ZREMRANGEBYSCORE', rkey(uid), '-inf', now - lease)
           if redis.call('ZCARD', rkey(uid)) >= limit then return ticket, nil end
         end
         return ticket, uid
@@ -67,7 +70,7 @@ local function pump()
   local out = {}
   local load = {}
   for i, s in ipairs(servers) do
-    redis.call('ZREMRANGEBYSCORE', skey(s[1]), '-inf', now - stale)
+    redis.call('ZREMRANGEBYSCORE', skey(s[1]), '-inf', now - lease)
     load[i] = redis.call('ZCARD', skey(s[1]))
   end
   while true do

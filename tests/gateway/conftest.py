@@ -122,6 +122,10 @@ def _daphne(env: dict, log_dir: Path) -> AsgiServer:
     raise AssertionError("daphne did not start within 30 s")
 
 
+# Short, so that a killed gateway process's slots come back within a test.
+LEASE_S = 3.0
+
+
 @pytest.fixture(scope="package")
 def portal_processes(django_db_setup, tmp_path_factory):
     """The fakes and daphne, shared by all gateway tests (their rows are re-created per test)."""
@@ -135,7 +139,8 @@ def portal_processes(django_db_setup, tmp_path_factory):
         for fake in fakes.values():
             fake.wait_ready()
         env = subprocess_env(PORTAL_USAGE_FLUSH_S="0.1", PORTAL_GATEWAY_ROUTES_TTL_S="0.5",
-                             PORTAL_GATEWAY_KEEPALIVE_S="0.5", PORTAL_AUTH_CACHE_TTL_S=str(AUTH_CACHE_TTL_S))
+                             PORTAL_GATEWAY_KEEPALIVE_S="0.5", PORTAL_AUTH_CACHE_TTL_S=str(AUTH_CACHE_TTL_S),
+                             PORTAL_GATEWAY_LEASE_S=str(LEASE_S))
         server = _daphne(env, tmp_path_factory.mktemp("daphne"))
         yield server, fakes
     finally:

@@ -1,6 +1,9 @@
 """The fair queue: a saturated model's requests wait their turn instead of a bare 429, shared by weight,
 FIFO within a user, bounded by a deadline, freed on hang-up, and one queue across gateway processes."""
 import asyncio
+import contextlib
+import os
+import signal
 import threading
 import time
 
@@ -10,7 +13,7 @@ import redis
 from django.conf import settings
 
 from tests.conftest import stop_process, subprocess_env
-from tests.gateway.conftest import FakeVllm, _daphne
+from tests.gateway.conftest import LEASE_S, FakeVllm, _daphne
 
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
@@ -220,7 +223,7 @@ def test_after_the_deadline_a_429_with_retry_after_and_the_stream_is_told_so(por
     _plugger, plug_key = portal.member()
     user, raw = portal.member()
     impatient = _daphne(subprocess_env(PORTAL_QUEUE_DEADLINE_S="1.5", PORTAL_GATEWAY_KEEPALIVE_S="0.5",
-                                       PORTAL_USAGE_FLUSH_S="0.1"), tmp_path)
+                                       PORTAL_USAGE_FLUSH_S="0.1", PORTAL_GATEWAY_LEASE_S=str(LEASE_S)), tmp_path)
     plug = Plug(portal.url, plug_key, 1)
     try:
         began = time.monotonic()
@@ -278,7 +281,8 @@ def test_one_queue_across_two_gateway_processes(portal, queued, queue_fake, tmp_
     heavy, heavy_key = portal.member()
     light, light_key = portal.member()
     _set_weight(portal, heavy, 3)
-    other = _daphne(subprocess_env(PORTAL_GATEWAY_ROUTES_TTL_S="0.5", PORTAL_USAGE_FLUSH_S="0.1"), tmp_path)
+    other = _daphne(subprocess_env(PORTAL_GATEWAY_ROUTES_TTL_S="0.5", PORTAL_USAGE_FLUSH_S="0.1",
+                                   PORTAL_GATEWAY_LEASE_S=str(LEASE_S)), tmp_path)
     busiest = []
     sampling = threading.Event()
 
@@ -311,3 +315,56 @@ def test_one_queue_across_two_gateway_processes(portal, queued, queue_fake, tmp_
     first = done[:40]
     heavy_share = sum(1 for i in first if i < 60)
     assert 2.7 <= heavy_share / (40 - heavy_share) <= 3.3, heavy_share
+
+
+def _running(key: str) -> int:
+    """Entries of an in-flight set that still count: renewed within the lease (as every counter sees them)."""
+    client = _redis()
+    return client.zcount(key, time.time() - LEASE_S, "+inf")
+
+
+def test_slots_held_by_a_killed_gateway_process_come_back_within_the_lease(portal, queued, tmp_path):
+    from accounts.limits import server_inflight_key
+
+    server = queued(cap=2)
+    holder, holder_key = portal.member(concurrent_requests=2)
+    doomed = _daphne(subprocess_env(PORTAL_GATEWAY_ROUTES_TTL_S="0.5", PORTAL_GATEWAY_LEASE_S=str(LEASE_S)),
+                     tmp_path)
+    try:
+        _wait_for_capacity(portal, server.pk, 2)
+        plug = Plug(doomed.url, holder_key, 2)  # both slots of the model, and both of the user's own
+        assert _running(server_inflight_key(server.pk)) == 2
+        os.kill(doomed.proc.pid, signal.SIGKILL)
+        doomed.proc.wait(10)
+        with contextlib.suppress(httpx.HTTPError):
+            plug.pull()
+        # Nobody renews the dead process's entries: within one lease the model and the user have room again,
+        # long before the queue's deadline (PORTAL_QUEUE_DEADLINE_S, 30 s) would answer 429.
+        response = httpx.post(f"{portal.url}/v1/chat/completions", headers=portal.headers(holder_key), json=SHORT,
+                              timeout=60)
+        assert response.status_code == 200
+        assert _wait(lambda: _running(server_inflight_key(server.pk)) == 0)
+        assert _running(f"portal:fq:run:{holder.pk}") == 0
+        assert _running(f"portal:q:{holder.pk}:conc") == 0
+    finally:
+        stop_process(doomed.proc)
+
+
+def test_a_long_stream_of_a_live_process_keeps_its_slot_past_the_lease(portal, queued):
+    from accounts.limits import server_inflight_key
+
+    server = queued(cap=1)
+    _plugger, plug_key = portal.member()
+    user, raw = portal.member()
+    plug = Plug(portal.url, plug_key, 1)
+    done, statuses = [], []
+    try:
+        thread = _fire_in_background([(portal.url, raw, SHORT)], done, statuses)
+        assert _wait(lambda: _waiting(user) == 1)
+        time.sleep(LEASE_S * 2.5)  # renewed meanwhile: the stream's entry still counts, the next one waits
+        assert _running(server_inflight_key(server.pk)) == 1
+        assert statuses == [] and _waiting(user) == 1
+    finally:
+        plug.pull()
+    thread.join(60)
+    assert statuses == [200]

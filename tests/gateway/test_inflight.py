@@ -8,7 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from accounts.limits import max_request_seconds, server_inflight_key
+from accounts.limits import lease_seconds, server_inflight_key
 from gateway.inflight import inflight_acquire, inflight_counts, inflight_release
 
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
@@ -46,8 +46,8 @@ def test_acquire_release_and_count(portal):
 
 def test_an_entry_of_a_killed_process_ages_out(portal):
     client = redis.Redis.from_url(settings.REDIS_URL)
-    # A request that started longer ago than any request may last: its process died without releasing.
-    client.zadd(server_inflight_key(904), {"dead:1": time.time() - max_request_seconds() - 5})
+    # An entry its process stopped renewing a lease ago: the process died without releasing.
+    client.zadd(server_inflight_key(904), {"dead:1": time.time() - lease_seconds() - 1})
     asyncio.run(inflight_acquire(904, "live:1"))
     assert _counts([904]) == {904: 1}
     assert client.zscore(server_inflight_key(904), "dead:1") is None
