@@ -136,6 +136,7 @@ class TeamLimits:
     tokens_per_month: int = UNLIMITED
     concurrent_requests: int = UNLIMITED
     monthly_token_budget: int = UNLIMITED
+    queue_weight: int = 1  # multiplies its members' shares in the fair queue (not a limit: carried along)
 
 
 @dataclass(slots=True, frozen=True)

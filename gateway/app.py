@@ -22,7 +22,7 @@ from django.conf import settings
 from accounts import limits, revocation
 from accounts.teams import services as team_services
 from gateway import clients, content_log, db, errors, inflight, loading, proxy, routing, selectors
-from gateway.admission import Admission, Grant, QueueTimeout, flow_of, weight_of
+from gateway.admission import Admission, Grant, QueueTimeout, flow_of, team_limits_of, weight_of
 from gateway.errors import GatewayError
 from gateway.leases import Leases
 from gateway.routing import RoutingTable
@@ -306,11 +306,14 @@ class Gateway:
             return await self.admission.admit(
                 ticket=self.admission.ticket(), model=entry.name, servers=servers, flow=flow_of(principal),
                 weight=weight_of(principal), user_id=principal.user_id,
-                limit=principal.limits.concurrent_requests, deadline_s=deadline, on_wait=keepalive)
+                limit=principal.limits.concurrent_requests, teams=team_limits_of(principal), deadline_s=deadline,
+                on_wait=keepalive)
         except QueueTimeout:
             limit = principal.limits.concurrent_requests
             why = "its servers are running all the requests they can" + (
-                f", or you are running your quota of {limit} at a time" if limit >= 0 else "")
+                f", or you are running your quota of {limit} at a time" if limit >= 0 else "") + "".join(
+                f", or team {team.name} is running its {team.concurrent_requests} at a time"
+                for team in principal.teams if team.concurrent_requests >= 0)
             raise errors.too_many(
                 f"`{entry.name}` is busy: {why}, and this request waited {deadline:g} s in the queue "
                 "(PORTAL_QUEUE_DEADLINE_S). Retry in a few seconds.",
@@ -322,13 +325,15 @@ class Gateway:
     async def _acquire(self, scope, principal, reserve, call, *, queued: bool) -> limits.Ticket:
         for _ in range(3):
             # Servers' in-flight counts are gateway.inflight's (_Slot), not the quota script's; a queued
-            # request's concurrency is the fair queue's to hold (it waits there instead of a 429).
-            lim = dataclasses.replace(principal.limits, concurrent_requests=limits.UNLIMITED) if queued \
-                else principal.limits
+            # request's concurrency, its user's and its teams', is the fair queue's to hold (it waits there
+            # instead of a 429).
+            lim, teams = principal.limits, principal.teams
+            if queued:
+                lim = dataclasses.replace(lim, concurrent_requests=limits.UNLIMITED)
+                teams = tuple(dataclasses.replace(t, concurrent_requests=limits.UNLIMITED) for t in teams)
             try:
                 verdict = await self.quota.acquire(user_id=principal.user_id, generation=principal.generation,
-                                                   limits=lim, reserve=reserve, server_id=None,
-                                                   teams=principal.teams)
+                                                   limits=lim, reserve=reserve, server_id=None, teams=teams)
             except RedisUnavailable as exc:
                 raise errors.unavailable(f"The portal's Redis, which keeps quotas, is not reachable ({exc}): tell an "
                                          "admin.", code="quota_store_unavailable", retry_after=5) from None

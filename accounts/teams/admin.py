@@ -39,7 +39,7 @@ class TeamAdmin(admin.ModelAdmin):
                     "monthly_token_budget", "allowed_models")
     search_fields = ("name",)
     fields = ("name", "description", "requests_per_minute", "tokens_per_day", "tokens_per_month",
-              "concurrent_requests", "monthly_token_budget", "allowed_models")
+              "concurrent_requests", "monthly_token_budget", "allowed_models", "queue_weight")
     inlines = [MembershipInline]
     actions = None  # the bulk delete would skip the service and its audit row
 
@@ -50,7 +50,7 @@ class TeamAdmin(admin.ModelAdmin):
             name=obj.name, description=obj.description, requests_per_minute=obj.requests_per_minute,
             tokens_per_day=obj.tokens_per_day, tokens_per_month=obj.tokens_per_month,
             concurrent_requests=obj.concurrent_requests, monthly_token_budget=obj.monthly_token_budget,
-            allowed_models=obj.allowed_models, ip=account_services.client_ip(request))
+            allowed_models=obj.allowed_models, queue_weight=obj.queue_weight, ip=account_services.client_ip(request))
         obj.pk = saved.pk
 
     def save_formset(self, request, form, formset, change):

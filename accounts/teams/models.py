@@ -1,5 +1,6 @@
 """Teams: a group of users sharing quotas, a model allow-list and a monthly token budget."""
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -17,6 +18,9 @@ class Team(models.Model):
                                       help_text="Model names the team's members may use; empty means all.")
     monthly_token_budget = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Tokens per calendar month (UTC): a warning at 80%, a hard stop at 100%.")
+    queue_weight = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Multiplies each member's weight in the fair queue of a saturated model (1 to 100).")
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="TeamMembership", related_name="teams")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

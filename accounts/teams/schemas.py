@@ -17,6 +17,7 @@ class TeamIn(Schema):
     concurrent_requests: Limit = Field(None, ge=0, le=2**31 - 1)
     monthly_token_budget: Limit = Field(None, ge=0, le=2**53)
     allowed_models: list[str] = []
+    queue_weight: int = Field(1, ge=1, le=100, description="Multiplies members' shares in the fair queue.")
 
 
 class MemberOut(Schema):
@@ -43,6 +44,7 @@ class TeamOut(Schema):
     concurrent_requests: Limit
     monthly_token_budget: Limit
     allowed_models: list[str]
+    queue_weight: int
     members: list[MemberOut]
     created_at: datetime
 

@@ -74,7 +74,8 @@ def team_limits(*, team: Team) -> limits.TeamLimits:
     return limits.TeamLimits(
         team_id=team.pk, name=team.name, requests_per_minute=_limit(team.requests_per_minute),
         tokens_per_day=_limit(team.tokens_per_day), tokens_per_month=_limit(team.tokens_per_month),
-        concurrent_requests=_limit(team.concurrent_requests), monthly_token_budget=_limit(team.monthly_token_budget))
+        concurrent_requests=_limit(team.concurrent_requests), monthly_token_budget=_limit(team.monthly_token_budget),
+        queue_weight=team.queue_weight)
 
 
 def team_charged(*, user: User, team_id: int | None = None, key: ApiKey | None = None) -> Team | None:

@@ -17,7 +17,7 @@ from sparkportal.exceptions import PermissionDenied, ValidationFailed
 TEAM_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_day", "tokens_per_month", "concurrent_requests",
                      "monthly_token_budget")
 MEMBER_FIELDS = ("requests_per_minute", "tokens_per_day", "concurrent_requests")
-TEAM_FIELDS = ("name", "description", *TEAM_LIMIT_FIELDS, "allowed_models")
+TEAM_FIELDS = ("name", "description", *TEAM_LIMIT_FIELDS, "allowed_models", "queue_weight")
 LABELS = {"requests_per_minute": "requests per minute", "tokens_per_day": "tokens per day",
           "tokens_per_month": "tokens per month", "concurrent_requests": "concurrent requests",
           "monthly_token_budget": "monthly token budget"}
@@ -43,16 +43,20 @@ def team_save(*, actor: User, team: Team | None = None, name: str, description: 
               requests_per_minute: int | None = None, tokens_per_day: int | None = None,
               tokens_per_month: int | None = None, concurrent_requests: int | None = None,
               monthly_token_budget: int | None = None, allowed_models: list[str] | None = None,
-              ip: str | None = None) -> Team:
-    """Create a team (team None) or change one; portal admins only."""
+              queue_weight: int = 1, ip: str | None = None) -> Team:
+    """Create a team (team None) or change one; portal admins only. `queue_weight` (1 to 100) multiplies its
+    members' shares of a saturated model (gateway.admission.weights)."""
     _require_portal_admin(actor, "create or change teams")
     values = {"name": (name or "").strip(), "description": (description or "").strip(),
               "requests_per_minute": requests_per_minute, "tokens_per_day": tokens_per_day,
               "tokens_per_month": tokens_per_month, "concurrent_requests": concurrent_requests,
               "monthly_token_budget": monthly_token_budget,
-              "allowed_models": sorted({m.strip() for m in (allowed_models or []) if m and m.strip()})}
+              "allowed_models": sorted({m.strip() for m in (allowed_models or []) if m and m.strip()}),
+              "queue_weight": queue_weight}
     if not values["name"]:
         raise ValidationFailed("Give the team a name.")
+    if not 1 <= queue_weight <= 100:
+        raise ValidationFailed(f"A team's queue weight is 1 to 100, not {queue_weight}: 1 is an ordinary share.")
     _check_non_negative(values)
     if Team.objects.filter(name__iexact=values["name"]).exclude(pk=team.pk if team else None).exists():
         raise ValidationFailed(f"A team named {values['name']!r} exists already: choose another name.")

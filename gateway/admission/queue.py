@@ -37,6 +37,7 @@ class Grant:
     model: str
     server_id: int
     user_id: int
+    teams: tuple[int, ...] = ()  # the teams whose running sets count it
 
 
 @dataclass(slots=True)
@@ -45,6 +46,7 @@ class _Waiter:
     model: str
     user_id: int
     servers: list[tuple[int, int]]
+    teams: tuple[int, ...] = ()
 
 
 class Admission:
@@ -67,18 +69,22 @@ class Admission:
         return f"{self.mine}{self._seq}"
 
     async def admit(self, *, ticket: str, model: str, servers: list[tuple[int, int]], flow: str, weight: float,
-                    user_id: int, limit: int, deadline_s: float,
+                    user_id: int, limit: int, deadline_s: float, teams: list[tuple[int, int]] = (),
                     on_wait: Callable[[], Awaitable[None]] | None = None) -> Grant:
         """Wait for a slot on one of `servers` ((server id, capacity)); QueueTimeout after `deadline_s`.
+
+        The user runs at most `limit` requests at once (-1: no limit), and each of `teams` ((team id, limit))
+        at most its own: a request beyond one of them waits here too, letting other flows pass.
 
         `on_wait` runs every PORTAL_GATEWAY_KEEPALIVE_S while waiting (keep-alives for streams). A cancel
         (the client hung up) leaves the queue, or gives back a slot granted in the meantime."""
         self._servers[model] = servers
         future = asyncio.get_running_loop().create_future()
-        self._waiters[ticket] = _Waiter(future, model, user_id, servers)
+        team_ids = tuple(tid for tid, _ in teams)
+        self._waiters[ticket] = _Waiter(future, model, user_id, servers, team_ids)
         try:
             granted = await self._enter([], [*self._args(model, servers), ticket, flow, weight, user_id, limit,
-                                             time.time() + deadline_s])
+                                             time.time() + deadline_s, ",".join(f"{t}:{n}" for t, n in teams)])
             self._deliver(granted)
             if not future.done():
                 self._ensure_poller()
@@ -112,7 +118,8 @@ class Admission:
                 return
             sid = await self._leave_call(model, ticket, flow)
             if sid:
-                await self.release(Grant(ticket, model, int(sid), user_id))
+                teams = waiter.teams if waiter is not None else ()
+                await self.release(Grant(ticket, model, int(sid), user_id, teams))
         except (RedisUnavailable, ReplyError):
             log.warning("could not leave the queue of %s; the entry expires at its deadline", model, exc_info=True)
 
@@ -124,7 +131,7 @@ class Admission:
         servers = self._servers.get(grant.model) or [(grant.server_id, 0)]
         self.leases.drop(grant.ticket, held_keys(grant))
         granted = await self._release([], [*self._args(grant.model, servers), grant.ticket, grant.server_id,
-                                           grant.user_id])
+                                           grant.user_id, *grant.teams])
         self._deliver(granted)
 
     def _args(self, model: str, servers: list[tuple[int, int]]) -> list:
@@ -136,12 +143,13 @@ class Admission:
             ticket, sid = granted[i].decode(), int(granted[i + 1])
             waiter = self._waiters.get(ticket)
             if waiter is not None and not waiter.future.done():
-                grant = Grant(ticket, waiter.model, sid, waiter.user_id)
+                grant = Grant(ticket, waiter.model, sid, waiter.user_id, waiter.teams)
                 self.leases.hold(ticket, held_keys(grant))  # renewed while the request runs
                 waiter.future.set_result(grant)
             else:
                 # Nobody waits for it any more (gone between the grant and now): pass the slot on.
-                orphan = Grant(ticket, waiter.model if waiter else "", sid, waiter.user_id if waiter else 0)
+                orphan = Grant(ticket, waiter.model if waiter else "", sid, waiter.user_id if waiter else 0,
+                               waiter.teams if waiter else ())
                 asyncio.ensure_future(self._release_orphan(orphan))
 
     async def _release_orphan(self, grant: Grant) -> None:
@@ -171,7 +179,8 @@ class Admission:
 
 def held_keys(grant: Grant) -> list[str]:
     """The sets a granted ticket is a member of while it runs (see scripts.py)."""
-    return [server_inflight_key(grant.server_id), scripts.RUNNING_KEY.format(user_id=grant.user_id)]
+    return [server_inflight_key(grant.server_id), scripts.RUNNING_KEY.format(user_id=grant.user_id),
+            *(scripts.TEAM_KEY.format(team_id=t) for t in grant.teams)]
 
 
 def _prefix(model: str) -> str:

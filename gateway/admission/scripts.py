@@ -3,11 +3,11 @@
 Layout per model (prefix P = portal:fq:m:<model>:), all expiring after the longest allowed request:
   P..'flows'   ZSET flow -> virtual start tag of the flow's head request (flows with requests waiting)
   P..'f:'flow  LIST the flow's waiting tickets, oldest first (FIFO within a flow)
-  P..'meta'    HASH ticket -> "user|concurrency limit|deadline" of a waiting ticket
+  P..'meta'    HASH ticket -> "user|concurrency limit|deadline|team:limit,team:limit" of a waiting ticket
   P..'w'       HASH flow -> weight;  P..'last' HASH flow -> finish tag of its last grant;  P..'V' virtual time
   P..'granted' HASH ticket -> server id, for grants made by another process's script
 A granted ticket is a member of its server's in-flight set (accounts.limits.server_inflight_key, the one
-gateway.inflight counts) and of its user's running set (RUNNING_KEY), both scored by grant time and then
+gateway.inflight counts), of its user's running set (RUNNING_KEY) and of each of its teams' (TEAM_KEY),
 renewed by the holding process (gateway.leases): entries older than the lease are dropped before counting.
 
 Scheduling is start-time fair queuing: a flow's next request gets start tag max(V, finish of its last
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 PREFIX = "portal:fq:m:"  # + model + ':' + the keys below
 RUNNING_KEY = "portal:fq:run:{user_id}"
+TEAM_KEY = "portal:fq:team:{team_id}"
 
 # ARGV: prefix, now, key lifetime, lease, own ticket prefix, n servers, (server id, capacity) x n,
 # then the script's own.
@@ -35,6 +36,14 @@ local A = 7 + 2 * ns
 
 local function skey(sid) return 'portal:srv:' .. sid .. ':inflight' end
 local function rkey(uid) return 'portal:fq:run:' .. uid end
+local function tkey(tid) return 'portal:fq:team:' .. tid end
+
+-- Below its concurrency limit (-1: none), stale entries dropped first.
+local function room(key, limit)
+  if limit < 0 then return true end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - lease)
+  return redis.call('ZCARD', key) < limit
+end
 
 local function touch()
   for _, k in ipairs({'flows', 'meta', 'w', 'last', 'V', 'granted'}) do
@@ -43,7 +52,8 @@ local function touch()
 end
 
 -- The head of a flow that may be granted now: expired and withdrawn tickets are dropped on the way.
--- Returns ticket, user, or false when the flow is empty; ticket, nil when its user is at its limit.
+-- Returns ticket, user, teams ({id...}), or false when the flow is empty; ticket, nil when its user or one
+-- of its teams is at its concurrency limit.
 local function head(flow)
   local fl = P .. 'f:' .. flow
   while true do
@@ -51,14 +61,15 @@ local function head(flow)
     if not ticket then return false end
     local meta = redis.call('HGET', P .. 'meta', ticket)
     if meta then
-      local uid, limit, deadline = string.match(meta, '([^|]*)|([^|]*)|([^|]*)')
+      local uid, limit, deadline, teams = string.match(meta, '([^|]*)|([^|]*)|([^|]*)|?([^|]*)')
       if tonumber(deadline) >= now then
-        limit = tonumber(limit)
-        if limit >= 0 then
-          redis.call('ZREMRANGEBYSCORE', rkey(uid), '-inf', now - lease)
-          if redis.call('ZCARD', rkey(uid)) >= limit then return ticket, nil end
+        if not room(rkey(uid), tonumber(limit)) then return ticket, nil end
+        local tids = {}
+        for tid, tlimit in string.gmatch(teams, '(%d+):(-?%d+)') do
+          if not room(tkey(tid), tonumber(tlimit)) then return ticket, nil end
+          tids[#tids + 1] = tid
         end
-        return ticket, uid
+        return ticket, uid, tids
       end
       redis.call('HDEL', P .. 'meta', ticket)  -- past its deadline: its waiter answers 429 itself
     end
@@ -82,16 +93,20 @@ local function pump()
     local flows = redis.call('ZRANGE', P .. 'flows', 0, 127, 'WITHSCORES')
     local chosen = nil
     for j = 1, #flows, 2 do
-      local ticket, uid = head(flows[j])
+      local ticket, uid, tids = head(flows[j])
       if not ticket then
         redis.call('ZREM', P .. 'flows', flows[j])
       elseif uid then
-        chosen = {flows[j], tonumber(flows[j + 1]), ticket, uid}
+        chosen = {flows[j], tonumber(flows[j + 1]), ticket, uid, tids}
         break
       end
     end
     if chosen == nil then break end
     local flow, tag, ticket, uid = chosen[1], chosen[2], chosen[3], chosen[4]
+    for _, tid in ipairs(chosen[5]) do
+      redis.call('ZADD', tkey(tid), now, ticket)
+      redis.call('EXPIRE', tkey(tid), stale)
+    end
     local fl = P .. 'f:' .. flow
     redis.call('LPOP', fl)
     redis.call('HDEL', P .. 'meta', ticket)
@@ -121,12 +136,12 @@ local function pump()
 end
 """
 
-# ARGV[A..]: ticket, flow, weight, user, concurrency limit (-1: none), deadline.
+# ARGV[A..]: ticket, flow, weight, user, concurrency limit (-1: none), deadline, teams ("id:limit,...").
 ENTER = _COMMON + """
 local ticket, flow, weight = ARGV[A], ARGV[A + 1], ARGV[A + 2]
-local uid, limit, deadline = ARGV[A + 3], ARGV[A + 4], ARGV[A + 5]
+local uid, limit, deadline, teams = ARGV[A + 3], ARGV[A + 4], ARGV[A + 5], ARGV[A + 6]
 local fl = P .. 'f:' .. flow
-redis.call('HSET', P .. 'meta', ticket, uid .. '|' .. limit .. '|' .. deadline)
+redis.call('HSET', P .. 'meta', ticket, uid .. '|' .. limit .. '|' .. deadline .. '|' .. teams)
 redis.call('HSET', P .. 'w', flow, weight)
 redis.call('RPUSH', fl, ticket)
 redis.call('EXPIRE', fl, stale)
@@ -157,10 +172,11 @@ end
 return out
 """
 
-# ARGV[A..]: ticket, server id, user. The slot is free: hand it to the next in line.
+# ARGV[A..]: ticket, server id, user, then its team ids. The slot is free: hand it to the next in line.
 RELEASE = _COMMON + """
 redis.call('ZREM', skey(ARGV[A + 1]), ARGV[A])
 redis.call('ZREM', rkey(ARGV[A + 2]), ARGV[A])
+for i = A + 3, #ARGV do redis.call('ZREM', tkey(ARGV[i]), ARGV[A]) end
 return pump()
 """
 

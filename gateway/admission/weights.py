@@ -1,8 +1,8 @@
-"""Who queues as one flow, and with what weight.
+"""Who queues as one flow, with what weight, and under which concurrency limits.
 
-A flow is one user today: FIFO holds within it, and flows share a saturated model in proportion to their
-weights. Teams plug in here: `team_weight` scales a member's weight by the team's share (and a team-level
-flow key would make the team, not the user, the unit that is balanced first).
+A flow is one user: FIFO holds within it, and flows share a saturated model in proportion to their
+weights. A team's `queue_weight` scales its members' weights; the teams are those the request is counted
+against (`Principal.teams`, what the gateway passes to `QuotaEngine.acquire`).
 """
 from __future__ import annotations
 
@@ -14,9 +14,14 @@ def flow_of(principal: Principal) -> str:
 
 
 def team_weight(principal: Principal) -> float:
-    """The factor a team's share puts on its member's weight; 1 while accounts have no teams."""
-    return 1.0
+    """The factor a team's share puts on its member's weight: a member of several teams gets the largest."""
+    return float(max((team.queue_weight for team in principal.teams), default=1))
 
 
 def weight_of(principal: Principal) -> float:
     return max(1, principal.weight) * team_weight(principal)
+
+
+def team_limits_of(principal: Principal) -> list[tuple[int, int]]:
+    """(team id, concurrent requests) per team: a member's request at its team's limit waits in the queue."""
+    return [(team.team_id, team.concurrent_requests) for team in principal.teams]

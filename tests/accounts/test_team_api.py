@@ -134,3 +134,21 @@ def test_only_members_and_admins_may_follow_a_teams_budget_events(team, member_u
     assert events.may_join(member_user, group) and events.may_join(admin_user, group)
     assert not events.may_join(stranger, group)
     assert not events.may_join(member_user, "accounts.team.x")
+
+
+def test_only_a_portal_admin_sets_a_teams_queue_weight_within_one_to_one_hundred(admin_user, team):
+    admin = _client(admin_user)
+    for bad in (0, 101):
+        refused = admin.put(f"/api/teams/{team.pk}", {"name": "vision", "queue_weight": bad},
+                            content_type="application/json")
+        assert refused.status_code == 422 and "queue_weight" in refused.content.decode()
+    saved = admin.put(f"/api/teams/{team.pk}", {"name": "vision", "queue_weight": 3}, content_type="application/json")
+    assert saved.status_code == 200, saved.content
+    assert admin.get(f"/api/teams/{team.pk}").json()["queue_weight"] == 3
+    # The team's own admin may not raise the team's share.
+    lead = _client(team.lead).put(f"/api/teams/{team.pk}", {"name": "vision", "queue_weight": 100},
+                                  content_type="application/json")
+    assert lead.status_code == 403
+    team.refresh_from_db()
+    assert team.queue_weight == 3
+    assert AuditEvent.objects.filter(action="accounts.team.changed", details__new__queue_weight=3).exists()

@@ -368,3 +368,69 @@ def test_a_long_stream_of_a_live_process_keeps_its_slot_past_the_lease(portal, q
         plug.pull()
     thread.join(60)
     assert statuses == [200]
+
+
+def _team(portal, members, **fields):
+    from accounts.teams import services
+    from tests.factories import UserFactory
+
+    with portal.db():
+        admin = UserFactory(username=f"root{time.monotonic_ns()}", role="admin")
+        team = services.team_save(actor=admin, name=f"team-{time.monotonic_ns()}", **fields)
+        for user in members:
+            services.team_member_add(actor=admin, team=team, user=user)
+    return team
+
+
+def test_a_member_at_the_teams_concurrency_limit_waits_while_others_pass(portal, queued, tmp_path):
+    queued(cap=50)
+    ann, ann_key = portal.member()
+    bob, bob_key = portal.member()
+    _outsider, outsider_key = portal.member()
+    team = _team(portal, [ann, bob], concurrent_requests=1)
+    plug = Plug(portal.url, ann_key, 1)  # the team's one request at a time
+    done, statuses = [], []
+    try:
+        thread = _fire_in_background([(portal.url, bob_key, SHORT)], done, statuses)
+        assert _wait(lambda: _waiting(bob) == 1)  # queued, not a 429
+        # The model has room: someone outside the team is served meanwhile.
+        other = httpx.post(f"{portal.url}/v1/chat/completions", headers=portal.headers(outsider_key), json=SHORT,
+                           timeout=30)
+        assert other.status_code == 200
+        assert statuses == [] and _waiting(bob) == 1
+    finally:
+        plug.pull()
+    thread.join(60)
+    assert statuses == [200]
+    # Past the deadline the 429 names the team's limit.
+    impatient = _daphne(subprocess_env(PORTAL_QUEUE_DEADLINE_S="1", PORTAL_GATEWAY_LEASE_S=str(LEASE_S)), tmp_path)
+    plug = Plug(portal.url, ann_key, 1)
+    try:
+        refused = httpx.post(f"{impatient.url}/v1/chat/completions", headers=portal.headers(bob_key), json=SHORT,
+                             timeout=30)
+    finally:
+        plug.pull()
+        stop_process(impatient.proc)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "queue_timeout" and f"team {team.name} is running its 1 at a time" in error["message"]
+
+
+def test_a_teams_weight_of_three_gives_its_member_three_to_one_of_the_completions(portal, queued):
+    queued(cap=2)
+    _plugger, plug_key = portal.member()
+    heavy, heavy_key = portal.member()
+    light, light_key = portal.member()
+    _team(portal, [heavy], queue_weight=3)  # an admin's setting on the team; the member's own weight is 1
+    plug = Plug(portal.url, plug_key, 2)
+    jobs = [(portal.url, heavy_key, SHORT)] * 120 + [(portal.url, light_key, SHORT)] * 40
+    done, statuses = [], []
+    thread = _fire_in_background(jobs, done, statuses)
+    try:
+        assert _wait(lambda: _waiting(heavy) == 120 and _waiting(light) == 40, timeout=60)
+    finally:
+        plug.pull()
+    thread.join(120)
+    assert statuses == [200] * 160
+    heavy_share = sum(1 for i in done[:80] if i < 120)
+    assert 2.7 <= heavy_share / (80 - heavy_share) <= 3.3, heavy_share

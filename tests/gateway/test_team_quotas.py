@@ -1,5 +1,6 @@
 """Team quotas are counted with the member's own in one atomic check: a shared limit holds in a race."""
 import asyncio
+import threading
 import time
 
 import httpx
@@ -148,15 +149,33 @@ def _wait_for_audit(portal, action: str, timeout: float = 10) -> None:
     raise AssertionError(f"no {action} audit row")
 
 
-def test_a_teams_concurrency_and_daily_tokens_are_shared_and_named_in_the_refusal(portal):
+def test_a_teams_concurrency_is_shared_its_members_wait_beyond_it_and_daily_tokens_are_named(portal):
+    import redis
+    from django.conf import settings
+
     ann, ann_key = portal.member()
     bob, bob_key = portal.member()
     team = _team(portal, [ann, bob], concurrent_requests=3)
-    slow = {"model": "slow-model", "messages": [{"role": "user", "content": "hi"}]}
-    responses = asyncio.run(_fire(portal.url, [(ann_key if i % 2 else bob_key, slow) for i in range(10)]))
-    assert [r.status_code for r in responses].count(200) == 3
-    refused = next(r for r in responses if r.status_code == 429).json()["error"]
-    assert refused["code"] == "team_concurrent_requests_exceeded" and f"team {team.name}" in refused["message"]
+    slow = {"model": "slow-model", "messages": [{"role": "user", "content": "hi"}, ], "max_tokens": 10}
+    running, stop = [], threading.Event()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def sample():
+        while not stop.is_set():
+            running.append(client.zcard(f"portal:fq:team:{team.pk}"))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        # Beyond the team's 3 at a time its members' requests wait in the fair queue: all are served, never
+        # more than 3 at once.
+        responses = asyncio.run(_fire(portal.url, [(ann_key if i % 2 else bob_key, slow) for i in range(10)]))
+    finally:
+        stop.set()
+        sampler.join(10)
+    assert [r.status_code for r in responses] == [200] * 10
+    assert max(running) == 3
 
     carl, carl_key = portal.member()
     small = _team(portal, [carl], tokens_per_day=100)
