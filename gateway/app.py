@@ -133,23 +133,26 @@ class Gateway:
         if content_log.enabled():
             content_log.request(username=principal.username, model=model, endpoint=call.endpoint, body=body)
             call.capture = []
-        # A ready model's requests take their slot in the fair queue, which also holds the user's concurrency
-        # quota; a model still to be loaded has no slots to share yet, so the quota script counts it.
-        queued = route is not None and settings.PORTAL_QUEUE_ENABLED
+        # Requests take their slot in the fair queue, which also holds the user's and teams' concurrency; one
+        # for a model still to be loaded waits for the load first, then queues for a slot like the rest.
+        queued = settings.PORTAL_QUEUE_ENABLED
         ticket = await self._acquire(scope, principal, reserve, call, queued=queued)
         principal = call.principal  # reloaded when a key or quota changed meanwhile
         self.leases.hold(ticket.request_id, ticket.held_keys())
         slot = _Slot(ticket.request_id, self.admission, self.leases)
         watch = _Watch(receive)
         try:
+            if route is None:
+                await slot.hold(call.server_id)  # counted on the server being loaded: idle stop leaves it alone
+                route = await self.loader.wait(entry, send, call, stream=stream)
+                call.server_id = route.server_id
+                entry = self.table.models.get(model) or entry
             if queued:
+                await slot.release()  # the loading hold, if any, becomes the queue's grant
                 slot.granted(await self._admit(send, principal, entry, call, stream=stream))
                 route = self.table.route(slot.server_id) or route
                 call.server_id = route.server_id
             await slot.hold(call.server_id)
-            if route is None:
-                route = await self.loader.wait(entry, send, call, stream=stream)
-                call.server_id = route.server_id
             await self._forward(send, route, path, body, call, stream=stream, want_usage=want_usage,
                                 generates=generates or counts_prompt, ticket=ticket, watch=watch,
                                 slot=slot)

@@ -106,3 +106,13 @@ def test_idle_unload_never_stops_a_server_with_an_open_stream(portal, on_demand_
     server = _wait_status(server, "stopped")
     assert "idle for 1 min" in ServerEvent.objects.filter(server=server, new="stopping").latest("at", "id").reason
     assert AuditEvent.objects.filter(action="gateway.server.unloaded_idle", target_id=str(server.pk)).exists()
+
+
+def test_a_user_at_their_concurrency_while_the_model_loads_waits_in_the_queue_instead_of_a_429(
+        portal, on_demand_server):
+    _user, raw = portal.member(concurrent_requests=1)
+    results = asyncio.run(_streams(portal.url, raw, 3))
+    # All three wait for the load, then take the user's one slot in turn: none is refused.
+    assert [status for status, _ in results] == [200] * 3
+    for _status, body in results:
+        assert "data: [DONE]" in body and '"error"' not in body, body
