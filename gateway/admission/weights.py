@@ -2,7 +2,7 @@
 
 A flow is one user: FIFO holds within it, and flows share a saturated model in proportion to their
 weights. A team's `queue_weight` scales its members' weights; the teams are those the request is counted
-against (`Principal.teams`, what the gateway passes to `QuotaEngine.acquire`).
+against (`Principal.teams`, what the gateway passes to `QuotaEngine.acquire`: the team it is charged to).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def flow_of(principal: Principal) -> str:
 
 
 def team_weight(principal: Principal) -> float:
-    """The factor a team's share puts on its member's weight: a member of several teams gets the largest."""
+    """The factor the charged team's share puts on its member's weight (1 for a personal request)."""
     return float(max((team.queue_weight for team in principal.teams), default=1))
 
 
