@@ -23,6 +23,9 @@ node_modules/.package-lock.json: package.json package-lock.json
 run: setup
 	$(PY) -m sparkportal.runner
 
+# Three workers, a test file each at a time (tests/plugins/embedded_redis.py keeps their Redis keys apart).
+PYTEST_ARGS ?= -n 3 --dist loadfile
+
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 

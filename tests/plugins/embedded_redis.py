@@ -1,6 +1,8 @@
 """Before Django settings load: with no REDIS_URL, start a throwaway embedded Redis for this run.
 
-It runs on a free port so that several test runs (and a running portal) never share state.
+It runs on a free port so that several test runs (and a running portal) never share state. Under
+pytest-xdist the controller starts it and each worker takes its own database number of it (and its own
+engine port range); the test database gets the worker's suffix from pytest-django.
 """
 import atexit
 import os
@@ -22,6 +24,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
     os.environ.setdefault("PORTAL_TEST_DB", f"test-{os.getpid()}.sqlite3")
     # Worker threads and daphne must not hold connections open: the test database is dropped at the end.
     os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:  # a parallel worker: the controller's Redis, a database and an engine port range of its own
+        _separate_worker(int(worker.removeprefix("gw")))
+        return
     if os.environ.get("REDIS_URL"):
         return
     from sparkportal.lib import embedded_redis, procs
@@ -30,3 +36,12 @@ def pytest_load_initial_conftests(early_config, parser, args):
     proc = embedded_redis.start(port=port, data_dir=Path(tempfile.mkdtemp(prefix="portal-redis-")), persist=False)
     atexit.register(procs.stop_group, proc, timeout=5)
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+
+def _separate_worker(n: int) -> None:
+    """Parallel workers share the run's Redis server but never its keys, and never pick the same engine port."""
+    base, _, db = os.environ["REDIS_URL"].rpartition("/")
+    os.environ["REDIS_URL"] = f"{base}/{int(db or 0) + n}"
+    first = int(os.environ.get("PORTAL_ENGINE_PORT_FIRST", "8100")) + 100 * n
+    os.environ["PORTAL_ENGINE_PORT_FIRST"] = str(first)
+    os.environ["PORTAL_ENGINE_PORT_LAST"] = str(first + 99)
