@@ -11,6 +11,7 @@ pytestmark = pytest.mark.django_db
 def _form(member_pk: int, rpm: str = "", member_rpm: str = "") -> dict:
     return {"name": "vision", "description": "", "requests_per_minute": rpm, "tokens_per_day": "",
             "tokens_per_month": "", "concurrent_requests": "", "monthly_token_budget": "", "allowed_models": "[]",
+            "queue_weight": "1",
             "memberships-TOTAL_FORMS": "1", "memberships-INITIAL_FORMS": "0", "memberships-MIN_NUM_FORMS": "0",
             "memberships-MAX_NUM_FORMS": "1000", "memberships-0-user": str(member_pk),
             "memberships-0-is_team_admin": "on", "memberships-0-requests_per_minute": member_rpm,
