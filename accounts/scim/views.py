@@ -122,13 +122,8 @@ def users(request: HttpRequest, body: dict) -> HttpResponse:
     if request.method != "GET":
         raise ScimError(405, "Use GET or POST on /Users.")
     qs = User.objects.filter(scim__isnull=False, scim__deleted_at__isnull=True).select_related("scim").order_by("pk")
-    found = resources.parse_filter(request.GET.get("filter", ""),
-                                   {"userName": "username__iexact", "externalId": "scim__external_id"})
-    if found:
-        qs = qs.filter(**{found[0]: found[1]})
-    start, count = _page(request)
-    page = [resources.user_resource(u, _base(request)) for u in qs[start - 1:start - 1 + count]]
-    return _json(resources.list_response(page, total=qs.count(), start=start))
+    return _listing(request, qs, {"userName": "username__iexact", "externalId": "scim__external_id"},
+                    resources.user_resource)
 
 
 @scim_endpoint
@@ -203,13 +198,8 @@ def groups(request: HttpRequest, body: dict) -> HttpResponse:
     if request.method != "GET":
         raise ScimError(405, "Use GET or POST on /Groups.")
     qs = ScimGroup.objects.prefetch_related("members").order_by("pk")
-    found = resources.parse_filter(request.GET.get("filter", ""),
-                                   {"displayName": "display_name", "externalId": "external_id"})
-    if found:
-        qs = qs.filter(**{found[0]: found[1]})
-    start, count = _page(request)
-    page = [resources.group_resource(g, _base(request)) for g in qs[start - 1:start - 1 + count]]
-    return _json(resources.list_response(page, total=qs.count(), start=start))
+    return _listing(request, qs, {"displayName": "display_name", "externalId": "external_id"},
+                    resources.group_resource)
 
 
 @scim_endpoint
@@ -266,3 +256,13 @@ def service_provider_config(request: HttpRequest, body: dict) -> HttpResponse:
         "authenticationSchemes": [{"type": "oauthbearertoken", "name": "Bearer token",
                                    "description": "PORTAL_SCIM_TOKEN, set by the portal's admin"}],
     })
+
+
+def _listing(request: HttpRequest, qs, filters: dict[str, str], render) -> HttpResponse:
+    """One page of a filtered resource list, as RFC 7644 3.4.2 shapes it."""
+    found = resources.parse_filter(request.GET.get("filter", ""), filters)
+    if found:
+        qs = qs.filter(**{found[0]: found[1]})
+    start, count = _page(request)
+    page = [render(row, _base(request)) for row in qs[start - 1:start - 1 + count]]
+    return _json(resources.list_response(page, total=qs.count(), start=start))
