@@ -6,7 +6,6 @@ Usage: .venv/bin/python perf/api_auth.py [--requests 3000] [--concurrency 16] [-
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -16,15 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import scratch
 
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def blast(url: str, headers: dict, total: int, concurrency: int) -> float:
@@ -53,14 +48,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    from sparkportal.lib import embedded_redis, procs
+    from sparkportal.lib import procs
 
     var = Path(tempfile.mkdtemp(prefix="perf-api-auth-"))
-    redis_port, web_port = free_port(), free_port()
-    env = {**os.environ, "PORTAL_VAR_DIR": str(var), "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    web_port = scratch.free_port()
+    redis_url, redis_proc = scratch.start_redis(var)
+    env = {**os.environ, "PORTAL_VAR_DIR": str(var), "REDIS_URL": redis_url,
            "DJANGO_SETTINGS_MODULE": "sparkportal.settings"}
     env.pop("DATABASE_URL", None)
-    redis_proc = embedded_redis.start(port=redis_port, data_dir=var / "redis", persist=False)
     manage = [sys.executable, str(BASE / "manage.py")]
     subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, cwd=BASE)
     subprocess.run([*manage, "shell", "-c", "from accounts.models import User; User.objects.create_user('bench')"],
@@ -93,10 +88,9 @@ def main() -> None:
             f"ratio {ratio:.3f} (target >= 0.9; {args.rounds} interleaved rounds x {args.requests} requests, "
             f"C={args.concurrency}, one daphne process, SQLite)")
     print(line)
-    with open(BASE / "perf" / "RESULTS.md", "a") as fh:
-        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | api_auth | {os.cpu_count()} CPU | "
-                 f"keyed {statistics.median(keyed):.0f} req/s, anonymous {statistics.median(anon):.0f} req/s | "
-                 f"ratio {ratio:.3f} (target >= 0.9) |\n")
+    scratch.record(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | api_auth | {os.cpu_count()} CPU | "
+                   f"keyed {statistics.median(keyed):.0f} req/s, anonymous {statistics.median(anon):.0f} req/s | "
+                   f"ratio {ratio:.3f} (target >= 0.9) |")
 
 
 if __name__ == "__main__":

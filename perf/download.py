@@ -18,31 +18,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import scratch
+
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
 MB = 1024 * 1024
 
 
 def setup_django(var: Path) -> None:
-    from sparkportal.lib import embedded_redis
-    from tests.plugins.embedded_redis import free_port
-
-    port = free_port()
-    redis = embedded_redis.start(port=port, data_dir=var / "redis", persist=False)
-    import atexit
-
-    from sparkportal.lib import procs
-
-    atexit.register(procs.stop_group, redis, timeout=5)
-    os.environ.update({"PORTAL_VAR_DIR": str(var), "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-                       "DJANGO_SETTINGS_MODULE": "sparkportal.settings", "LOG_LEVEL": "WARNING",
-                       "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite database, whatever the shell points at
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    scratch.setup_django(var, name="download", own_redis=True)
 
 
 class EventCounter:
@@ -80,9 +66,7 @@ class HubProcess:
     """The fake hub in its own process, like a remote hub: its CPU does not compete with the client's."""
 
     def __init__(self, mb: int):
-        from tests.plugins.embedded_redis import free_port
-
-        port = free_port()
+        port = scratch.free_port()
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.fake_hub", "--port", str(port), "--repo",
                                       "perf/big-model", "--single-file-mb", str(mb)], cwd=BASE,
                                      stdout=subprocess.PIPE, text=True)
@@ -159,11 +143,10 @@ def main() -> None:
             f"MB/s, ratio {ratio:.3f} (target >= 0.9); progress events {event_rate:.2f}/s, shortest gap "
             f"{min(gaps) if gaps else 0:.2f} s (target <= 2/s)")
     print(line)
-    with open(BASE / "perf" / "RESULTS.md", "a") as fh:
-        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | download | {os.cpu_count()} CPU, loopback fake hub | "
-                 f"{args.mb} MB: portal task {best_portal / 1e6:.0f} MB/s vs hf_hub_download "
-                 f"{best_plain / 1e6:.0f} MB/s; {event_rate:.2f} progress events/s, shortest gap "
-                 f"{min(gaps) if gaps else 0:.2f} s | ratio {ratio:.3f} (target >= 0.9) |\n")
+    scratch.record(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | download | {os.cpu_count()} CPU, loopback fake hub | "
+                   f"{args.mb} MB: portal task {best_portal / 1e6:.0f} MB/s vs hf_hub_download "
+                   f"{best_plain / 1e6:.0f} MB/s; {event_rate:.2f} progress events/s, shortest gap "
+                   f"{min(gaps) if gaps else 0:.2f} s | ratio {ratio:.3f} (target >= 0.9) |")
 
 
 if __name__ == "__main__":

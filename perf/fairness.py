@@ -22,15 +22,14 @@ import asyncio
 import datetime as dt
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+import scratch
 
 BASE = Path(__file__).resolve().parent.parent
 FAKE_VLLM = BASE / "tests" / "fakes" / "bin" / "vllm"
@@ -40,36 +39,9 @@ PAYLOAD = {"model": MODEL, "messages": [{"role": "user", "content": "tell me"}],
            "ignore_eos": True, "stream": True}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def setup_portal(var_dir: Path, engine_port: int, cap: int) -> list[str]:
     """Scratch database + Redis, nine users with keys, the server with its cap; returns the keys (light last)."""
-    os.environ["PORTAL_VAR_DIR"] = str(var_dir)
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{var_dir / 'portal.sqlite3'}")
-    os.environ.setdefault("SECRET_KEY", "perf-fairness-not-secret")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["PORTAL_NODE_NAME"] = "perf"
-    sys.path.insert(0, str(BASE))
-    if not os.environ.get("REDIS_URL"):
-        import atexit
-
-        from sparkportal.lib import embedded_redis, procs
-
-        port = free_port()
-        proc = embedded_redis.start(port=port, data_dir=var_dir / "redis", persist=False)
-        atexit.register(procs.stop_group, proc, timeout=5)
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparkportal.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    scratch.setup_django(var_dir, name="fairness")
     from accounts import services
     from accounts.models import User
     from gateway.models import ServerCapacity
@@ -180,14 +152,14 @@ def main() -> int:
     p.add_argument("--heavy-streams", type=int, default=4, help="back-to-back streams per heavy user")
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args()
-    var_dir = Path(tempfile.mkdtemp(prefix="perf-fairness-"))
-    engine_port = free_port()
+    var_dir = scratch.scratch_dir("fairness")
+    engine_port = scratch.free_port()
     keys = setup_portal(var_dir, engine_port, a.cap)
     engine = start_engine(engine_port, a.cap)
     results = {}
     try:
         for queue in (True, False):
-            port = free_port()
+            port = scratch.free_port()
             gateway = start_gateway(port, var_dir, queue=queue)
             try:
                 base = f"http://127.0.0.1:{port}"
@@ -218,8 +190,7 @@ def main() -> int:
               f" ms, without it {plain['light_ttft_p50'] * 1000:.0f} ms; {fair['per_s']:.1f} vs {plain['per_s']:.1f}"
               f" req/s | TTFT ratio {ttft_ratio:.2f} (target <= 2), throughput ratio {throughput_ratio:.3f} "
               f"(target >= 0.9) |")
-        with open(BASE / "perf" / "RESULTS.md", "a") as f:
-            f.write(md + "\n")
+        scratch.record(md)
     return 0
 
 

@@ -17,11 +17,11 @@ import datetime as dt
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+import scratch
 
 BASE = Path(__file__).resolve().parent.parent
 HARNESS = Path(os.environ.get("PERF_PEERS_DIR") or next(
@@ -30,39 +30,9 @@ HARNESS = Path(os.environ.get("PERF_PEERS_DIR") or next(
 UPSTREAM_PORT = 18000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def setup_portal(var_dir: Path) -> str:
     """Scratch database + Redis, then the user, key, quota and Server row; returns the key."""
-    os.environ["PORTAL_VAR_DIR"] = str(var_dir)
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{var_dir / 'portal.sqlite3'}")
-    os.environ.setdefault("SECRET_KEY", "perf-gateway-not-secret")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["PORTAL_NODE_NAME"] = "perf"
-    if not os.environ.get("REDIS_URL"):
-        sys.path.insert(0, str(BASE))
-        from sparkportal.lib import embedded_redis
-
-        port = free_port()
-        proc = embedded_redis.start(port=port, data_dir=var_dir / "redis", persist=False)
-        import atexit
-
-        from sparkportal.lib import procs
-
-        atexit.register(procs.stop_group, proc, timeout=5)
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-    sys.path.insert(0, str(BASE))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparkportal.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    scratch.setup_django(var_dir, name="gateway")
     from accounts import services
     from accounts.models import User
     from nodes.models import Node
@@ -98,9 +68,9 @@ def main() -> int:
     if not (HARNESS / "run_gateway.sh").exists():
         print(f"perf-peers harness not found at {HARNESS}: set PERF_PEERS_DIR", file=sys.stderr)
         return 2
-    var_dir = Path(tempfile.mkdtemp(prefix="perf-gateway-"))
+    var_dir = scratch.scratch_dir("gateway")
     key = setup_portal(var_dir)
-    port = free_port()
+    port = scratch.free_port()
     label = f"sparkportal-{a.server}"
     out = var_dir / f"{label}.json"
     env = dict(os.environ, ABBENCH_ARGS=f"--rounds {a.rounds} --levels {a.levels} {a.extra}".strip())
@@ -120,8 +90,7 @@ def main() -> int:
     line, md = summarize(doc, label, rows, gateway_requests)
     print(line)
     if not a.no_record:
-        with open(BASE / "perf" / "RESULTS.md", "a") as f:
-            f.write(md + "\n")
+        scratch.record(md)
     return 0
 
 

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import scratch
 
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
@@ -34,11 +34,6 @@ from benchmarks.loadgen import LoadSpec, run_load  # noqa: E402
 
 CONCURRENCY = 128
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def busy_share(interval: float = 0.5) -> float:
@@ -63,7 +58,7 @@ def wait_quiet(*, limit: float = 0.25, max_wait: float = 60.0) -> float:
 
 
 def start_upstream(*args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = scratch.free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port), *args],
                             cwd=BASE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -157,8 +152,7 @@ def main() -> None:
     print(line)
     machine = f"{os.cpu_count()} CPU {platform.machine()}, Python {platform.python_version()}"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    with open(BASE / "perf" / "RESULTS.md", "a") as fh:
-        fh.write(f"| {stamp} | loadgen | {machine} | {numbers} | ratio {ratio:.3f} (target >= 0.8) |\n")
+    scratch.record(f"| {stamp} | loadgen | {machine} | {numbers} | ratio {ratio:.3f} (target >= 0.8) |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,16 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import scratch
 
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
 LINE = re.compile(r"DEBUG line (\d+) t=([\d.]+)")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 SETUP = """
@@ -44,7 +39,7 @@ node = Node.objects.create(name="perf-node", queue="node.perf-node")
 server = Server.objects.create(node=node, served_model_name="perf", port={port}, status="ready")
 session = SessionStore()
 session["_auth_user_id"] = str(user.pk)
-session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+session["_auth_user_backend"] = "accounts.sso.backends.LocalPasswordBackend"
 session["_auth_user_hash"] = user.get_session_auth_hash()
 session.create()
 print(server.pk, session.session_key)
@@ -82,15 +77,15 @@ def main() -> None:
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="perf-log-stream-"))
-    redis_port, web_port, engine_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "PORTAL_VAR_DIR": str(var), "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    web_port, engine_port = scratch.free_port(), scratch.free_port()
+    redis_url, redis_proc = scratch.start_redis(var)
+    env = {**os.environ, "PORTAL_VAR_DIR": str(var), "REDIS_URL": redis_url,
            "DJANGO_SETTINGS_MODULE": "sparkportal.settings", "PORTAL_NODE_NAME": "perf-node"}
     env.pop("DATABASE_URL", None)
     os.environ.update(env)
     os.environ.pop("DATABASE_URL", None)
-    from sparkportal.lib import embedded_redis, procs
+    from sparkportal.lib import procs
 
-    redis_proc = embedded_redis.start(port=redis_port, data_dir=var / "redis", persist=False)
     manage = [sys.executable, str(BASE / "manage.py")]
     subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, cwd=BASE)
     out = subprocess.run([*manage, "shell", "-c", SETUP.format(port=engine_port)], env=env, check=True, cwd=BASE,
@@ -146,10 +141,9 @@ def main() -> None:
             f"{len(set(numbers))} of {span} lines in the window delivered (ratio {delivered_share:.4f}), lag p50 "
             f"{p50:.0f} ms, p99 {p99:.0f} ms, max {lags[-1] * 1000:.0f} ms (target: all lines, p99 < 500 ms)")
     print(line)
-    with open(BASE / "perf" / "RESULTS.md", "a") as fh:
-        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | log_stream | {os.cpu_count()} CPU | "
-                 f"{args.rate} lines/s written, {per_s:.0f} lines/s delivered, lag p50 {p50:.0f} ms, p99 {p99:.0f} ms"
-                 f" | ratio {delivered_share:.4f} delivered (target 1.0, p99 < 500 ms) |\n")
+    scratch.record(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | log_stream | {os.cpu_count()} CPU | "
+                   f"{args.rate} lines/s written, {per_s:.0f} lines/s delivered, lag p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+                   f" | ratio {delivered_share:.4f} delivered (target 1.0, p99 < 500 ms) |")
     print("median lag ms", round(statistics.median(lags) * 1000, 1))
 
 

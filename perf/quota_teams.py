@@ -8,7 +8,6 @@ Usage: .venv/bin/python perf/quota_teams.py [--requests 3000] [--concurrency 32]
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -16,14 +15,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import scratch
+
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def run(engine, limits, teams, user_id: int, total: int, concurrency: int) -> float:
@@ -51,13 +47,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    from sparkportal.lib import embedded_redis, procs
+    from sparkportal.lib import procs
 
     var = Path(tempfile.mkdtemp(prefix="perf-quota-teams-"))
-    port = free_port()
-    os.environ.update({"PORTAL_VAR_DIR": str(var), "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+    redis_url, redis_proc = scratch.start_redis(var)
+    os.environ.update({"PORTAL_VAR_DIR": str(var), "REDIS_URL": redis_url,
                        "DJANGO_SETTINGS_MODULE": "sparkportal.settings"})
-    redis_proc = embedded_redis.start(port=port, data_dir=var / "redis", persist=False)
     import django
 
     django.setup()
@@ -90,9 +85,8 @@ def main() -> None:
                f"request; counted with 2 teams {t2:.0f} req/s (1 team / 2 teams {t / t2:.3f}); C={args.concurrency}, "
                f"{args.rounds} interleaved rounds x {args.requests}")
     print(f"quota_teams: {numbers}, ratio {ratio:.3f} (target >= 0.7)")
-    with open(BASE / "perf" / "RESULTS.md", "a") as fh:
-        fh.write(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | quota_teams | {os.cpu_count()} CPU, embedded Redis | "
-                 f"{numbers} | ratio {ratio:.3f} (target >= 0.7) |\n")
+    scratch.record(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | quota_teams | {os.cpu_count()} CPU, embedded Redis | "
+                   f"{numbers} | ratio {ratio:.3f} (target >= 0.7) |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Usage: .venv/bin/python perf/swap.py [--rounds 3] [--load-s 10]
 """
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,17 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import scratch
 
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
 FAKES = BASE / "tests" / "fakes"
 NODE = "perf-node"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(server, done, timeout: float = 120.0):
@@ -77,7 +72,7 @@ def setup(load_s: float):
         profile = ModelProfile.objects.create(name=name, repo_id="Qwen/Qwen3-0.6B", served_model_name=name,
                                               gpu_memory_utilization=0.5, max_model_len=4096,
                                               enable_sleep_mode=True, extra_env=env)
-        server = wait_for(services.server_start(user=user, profile=profile, node=node, port=free_port()),
+        server = wait_for(services.server_start(user=user, profile=profile, node=node, port=scratch.free_port()),
                           lambda s: s.status in ("ready", "failed"))
         if server.status != "ready":
             raise RuntimeError(f"{name} did not start: {server.status_reason}")
@@ -148,15 +143,14 @@ def main() -> None:
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="perf-swap-"))
-    redis_port = free_port()
-    env = {"PORTAL_VAR_DIR": str(var), "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    redis_url, redis_proc = scratch.start_redis(var)
+    env = {"PORTAL_VAR_DIR": str(var), "REDIS_URL": redis_url,
            "DJANGO_SETTINGS_MODULE": "sparkportal.settings", "PORTAL_NODE_NAME": NODE,
            "PORTAL_ENGINE_PORT_FIRST": "30100", "PORTAL_ENGINE_PORT_LAST": "30199"}
     os.environ.update(env)
     os.environ.pop("DATABASE_URL", None)
-    from sparkportal.lib import embedded_redis, procs
+    from sparkportal.lib import procs
 
-    redis_proc = embedded_redis.start(port=redis_port, data_dir=var / "redis", persist=False)
     subprocess.run([sys.executable, str(BASE / "manage.py"), "migrate", "-v", "0"], env=os.environ, check=True,
                    cwd=BASE)
     worker = procs.spawn([sys.executable, "-m", "celery", "-A", "sparkportal", "worker", "-Q",

@@ -1,4 +1,5 @@
 """One daphne and a few fake vLLM servers for all gateway tests; each test commits its rows so daphne sees them."""
+import asyncio
 import contextlib
 import os
 import signal
@@ -177,3 +178,19 @@ def portal(portal_processes, django_db_blocker, transactional_db):
     state.node = node
     yield state
     time.sleep(0.3)  # let the ledger writer land this test's last rows before the tables are emptied
+
+
+def concurrent_streams(url: str, raw: str, model: str, n: int) -> list[tuple[int, str]]:
+    """n streamed chat requests for `model` at once: each one's status and whole body."""
+    payload = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 3}
+
+    async def one(client: httpx.AsyncClient) -> tuple[int, str]:
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=payload,
+                                 headers={"Authorization": f"Bearer {raw}"}) as response:
+            return response.status_code, (await response.aread()).decode()
+
+    async def run() -> list[tuple[int, str]]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*[one(client) for _ in range(n)])
+
+    return asyncio.run(run())

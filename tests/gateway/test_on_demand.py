@@ -1,6 +1,5 @@
 """Load on demand starts a stopped server once for many first requests; idle unload stops it, but
 never while a stream is open."""
-import asyncio
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from servers import services as server_services
 from servers.models import Server, ServerEvent
 from sparkportal.celery import node_queue
 from tests.conftest import free_port
+from tests.gateway.conftest import concurrent_streams
 
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
@@ -60,22 +60,9 @@ def on_demand_server(portal, celery_worker, operator_user, tmp_path):
         _wait_status(server, "stopped")
 
 
-async def _streams(url: str, raw: str, n: int) -> list[tuple[int, str]]:
-    payload = {"model": "lazy-model", "messages": [{"role": "user", "content": "hi"}], "stream": True,
-               "max_tokens": 3}
-
-    async def one(client):
-        async with client.stream("POST", f"{url}/v1/chat/completions", json=payload,
-                                 headers={"Authorization": f"Bearer {raw}"}) as response:
-            return response.status_code, (await response.aread()).decode()
-
-    async with httpx.AsyncClient(timeout=60) as client:
-        return await asyncio.gather(*[one(client) for _ in range(n)])
-
-
 def test_ten_concurrent_first_requests_start_the_server_once_and_all_get_answers(portal, on_demand_server):
     _user, raw = portal.member()
-    results = asyncio.run(_streams(portal.url, raw, 10))
+    results = concurrent_streams(portal.url, raw, "lazy-model", 10)
     assert all(status == 200 for status, _ in results)
     for _status, body in results:
         assert ": loading lazy-model" in body  # keep-alive comments while it loaded
@@ -88,7 +75,7 @@ def test_ten_concurrent_first_requests_start_the_server_once_and_all_get_answers
 
 def test_idle_unload_never_stops_a_server_with_an_open_stream(portal, on_demand_server):
     _user, raw = portal.member()
-    assert all(status == 200 for status, _ in asyncio.run(_streams(portal.url, raw, 1)))
+    assert all(status == 200 for status, _ in concurrent_streams(portal.url, raw, "lazy-model", 1))
     server = _wait_status(on_demand_server, "ready")
     later = timezone.now() + timedelta(minutes=5)
     payload = {"model": "lazy-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -111,7 +98,7 @@ def test_idle_unload_never_stops_a_server_with_an_open_stream(portal, on_demand_
 def test_a_user_at_their_concurrency_while_the_model_loads_waits_in_the_queue_instead_of_a_429(
         portal, on_demand_server):
     _user, raw = portal.member(concurrent_requests=1)
-    results = asyncio.run(_streams(portal.url, raw, 3))
+    results = concurrent_streams(portal.url, raw, "lazy-model", 3)
     # All three wait for the load, then take the user's one slot in turn: none is refused.
     assert [status for status, _ in results] == [200] * 3
     for _status, body in results:

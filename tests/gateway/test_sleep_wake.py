@@ -1,6 +1,5 @@
 """A request for a sleeping model wakes its server once, however many first requests arrive together; vLLM's
 development endpoints (/sleep, /wake_up, ...) are never reachable through the gateway."""
-import asyncio
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from servers import services as server_services
 from servers.models import Server, ServerEvent
 from sparkportal.celery import node_queue
 from tests.conftest import free_port
+from tests.gateway.conftest import concurrent_streams
 
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
@@ -57,24 +57,11 @@ def sleeping_server(portal, celery_worker, operator_user, tmp_path):
     _wait(server, lambda s: s.status == "stopped")
 
 
-async def _streams(url: str, raw: str, n: int) -> list[tuple[int, str]]:
-    payload = {"model": "dozy-model", "messages": [{"role": "user", "content": "hi"}], "stream": True,
-               "max_tokens": 3}
-
-    async def one(client):
-        async with client.stream("POST", f"{url}/v1/chat/completions", json=payload,
-                                 headers={"Authorization": f"Bearer {raw}"}) as response:
-            return response.status_code, (await response.aread()).decode()
-
-    async with httpx.AsyncClient(timeout=60) as client:
-        return await asyncio.gather(*[one(client) for _ in range(n)])
-
-
 def test_ten_concurrent_first_requests_wake_the_server_once_and_all_get_answers(portal, sleeping_server):
     _user, raw = portal.member()
     listed = httpx.get(f"{portal.url}/v1/models", headers=portal.headers(raw), timeout=10).json()
     assert "dozy-model" in [m["id"] for m in listed["data"]]  # a sleeping model is offered
-    results = asyncio.run(_streams(portal.url, raw, 10))
+    results = concurrent_streams(portal.url, raw, "dozy-model", 10)
     assert all(status == 200 for status, _ in results)
     for _status, body in results:
         assert ": waking dozy-model" in body  # keep-alive comments while it woke
