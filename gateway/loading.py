@@ -1,6 +1,6 @@
 """Load on demand: a request for a stopped model marked "load on demand", or for a sleeping one, asks servers
-to start or wake its server (servers.services.server_ensure_ready) and waits for it, streaming SSE comments to
-the client meanwhile.
+to start or wake its server (servers.services.server_ensure_ready; for a multi-node group's leader, every rank of
+the group) and waits for it, streaming SSE comments to the client meanwhile.
 
 All requests of this process that arrive while the model loads share one wait (one start call);
 the service's row lock makes the start single across processes too.
@@ -41,7 +41,7 @@ class Loader:
                                      "operator to start it again.", retry_after=30)
         if entry.idle:
             raise errors.unavailable(f"The model `{name}` is not running: an operator can start it on the Servers "
-                                     "page, or mark its server \"load on demand\".")
+                                     "page, or mark its server (or its multi-node group) \"load on demand\".")
         raise errors.unavailable(f"The model `{name}` has a profile but no server yet: an operator can create and "
                                  "start one on the Servers page.")
 

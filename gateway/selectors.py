@@ -15,7 +15,7 @@ from accounts.selectors import require_admin
 from accounts.teams import selectors as team_selectors
 from gateway.models import Conversation, QueueWeight, ServerCapacity
 from models_registry.models import ModelProfile
-from servers.models import Server
+from servers.models import Server, ServerGroup
 
 # Never EXTERNAL: an engine the portal did not start may be anyone's (a local user serving under an
 # existing model name would receive other users' prompts). An operator adopts it first (server_adopt).
@@ -50,10 +50,10 @@ def routing_snapshot() -> dict[str, ModelServers]:
     for profile in ModelProfile.objects.only("name", "served_model_name", "repo_id", "max_model_len", "task"):
         models[profile.model_name] = ModelServers(profile.model_name, profile.max_model_len or default_len,
                                                   profile.task)
-    servers = (Server.objects.select_related("profile", "node").order_by("pk")
+    servers = (Server.objects.select_related("profile", "node", "group").order_by("pk")
                .only("pk", "served_model_name", "host", "port", "status", "load_on_demand",
                      "profile__max_model_len", "profile__task", "profile__max_num_seqs",
-                     "node__last_heartbeat_at"))
+                     "node__last_heartbeat_at", "group__status", "group__load_on_demand"))
     caps = _capacity_caps()
     # A multi-node group is reached through its leader (rank 0); its followers run headless.
     for server in servers.exclude(status=Server.Status.EXTERNAL).exclude(rank__gt=0):
@@ -70,15 +70,25 @@ def routing_snapshot() -> dict[str, ModelServers]:
             entry.seen[server.pk] = beat.timestamp() if beat else None
         elif server.status in STARTING:
             entry.starting.append(server.pk)
-        elif server.status == Server.Status.STOPPING:
+        elif server.status == Server.Status.STOPPING or _group_stopping(server):
             entry.stopping.append(server.pk)
         elif server.status == Server.Status.SLEEPING:
             entry.sleeping.append(server.pk)
-        elif server.load_on_demand:
+        elif _loads_on_demand(server):
             entry.loadable.append(server.pk)
         else:
             entry.idle.append(server.pk)
     return models
+
+
+def _group_stopping(server: Server) -> bool:
+    # A stopped leader whose followers still stop: its group cannot start again yet.
+    return server.group_id is not None and server.group.status == ServerGroup.Status.STOPPING
+
+
+def _loads_on_demand(server: Server) -> bool:
+    """A group's leader loads on demand when its group is marked (the whole group starts); a server when it is."""
+    return server.group.load_on_demand if server.group_id is not None else server.load_on_demand
 
 
 def _capacity_caps() -> tuple[dict[int, int], dict[int, int]]:

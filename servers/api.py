@@ -15,6 +15,7 @@ from servers.schemas import (
     AdmissionPlanOut,
     ErrorOut,
     EventOut,
+    GroupOnDemandIn,
     GroupOut,
     GroupPreflightIn,
     GroupPreflightOut,
@@ -118,6 +119,15 @@ def group_restart(request, group_id: int):
     group = selectors.group_get_visible(user=request.user, group_id=group_id)
     services.group_restart(user=request.user, group=group, ip=client_ip(request))
     return Status(202, selectors.group_get_visible(user=request.user, group_id=group_id))
+
+
+@router.put("/groups/{int:group_id}/on-demand", response={200: GroupOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+            summary="Load a multi-node server on demand and/or unload it when idle, every rank (operators)")
+def group_on_demand_set(request, group_id: int, payload: GroupOnDemandIn):
+    group = selectors.group_get_visible(user=request.user, group_id=group_id)
+    services.group_on_demand_set(user=request.user, group=group, load_on_demand=payload.load_on_demand,
+                                 unload_idle_minutes=payload.unload_idle_minutes, ip=client_ip(request))
+    return selectors.group_get_visible(user=request.user, group_id=group_id)
 
 
 @router.get("/{int:server_id}", response=ServerOut, summary="One server")

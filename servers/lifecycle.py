@@ -316,7 +316,8 @@ def server_on_demand_set(*, user: User, server: Server, load_on_demand: bool, un
     locked = Server.objects.select_for_update().get(pk=server.pk)
     if locked.group_id is not None and (load_on_demand or unload_idle_minutes):
         raise ValidationFailed(f"Server #{locked.pk} is rank {locked.rank} of multi-node group #{locked.group_id}: a "
-                               "group is started and stopped whole, never loaded on demand or unloaded when idle.",
+                               "group is loaded on demand and unloaded when idle whole: set it on the group (its "
+                               f"leader's page, or PUT /api/servers/groups/{locked.group_id}/on-demand).",
                                code="group_rank")
     if load_on_demand and locked.profile_id is None:
         raise ValidationFailed("A server found running (no profile) cannot be loaded on demand: start a profile.")
@@ -337,9 +338,15 @@ def server_ensure_ready(*, server_id: int, user_id: int | None = None) -> Server
     The operator who marked the server (or put it to sleep) allowed these starts and wakes, so no role is
     checked; admission (port, memory planner, flags) is `_requeue`'s, as for a start again from the Servers
     page, and a wake is planned like an operator's. The node and row locks and the status check make
-    concurrent calls start or wake it once: the later ones find it queued or waking.
+    concurrent calls start or wake it once: the later ones find it queued or waking. A group's leader starts its
+    whole group (servers.groups.on_demand.group_ensure_ready).
     Raises Unavailable (or the planner's ValidationFailed) with the reason it cannot be started.
     """
+    group_id = Server.objects.values_list("group_id", flat=True).get(pk=server_id)
+    if group_id is not None:  # a rank is never started alone: the whole group is, on every node
+        from servers.groups import on_demand
+
+        return on_demand.group_ensure_ready(group_id=group_id, user_id=user_id)
     with transaction.atomic():
         # Node first, as every admission locks it: a wake and a start on one node are planned one at a time.
         Node.objects.select_for_update().get(pk=Server.objects.values_list("node_id", flat=True).get(pk=server_id))

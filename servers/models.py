@@ -35,6 +35,10 @@ class ServerGroup(models.Model):
     next_restart_at = models.DateTimeField(null=True, blank=True)
     # What each node reported before its rank was launched: {rank: {node, interface, reaches, nccl, ...}}.
     preflight = models.JSONField(default=dict, blank=True)
+    # As Server.load_on_demand / unload_idle_minutes, for the whole group: the gateway starts every rank for a
+    # request to the leader, and the idle stop stops every rank (servers/groups/on_demand.py).
+    load_on_demand = models.BooleanField(default=False)
+    unload_idle_minutes = models.PositiveIntegerField(null=True, blank=True)
     started_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -51,6 +55,9 @@ class ServerGroup(models.Model):
             models.UniqueConstraint(fields=["master_addr", "master_port"],
                                     condition=models.Q(status__in=["starting", "ready", "stopping"]),
                                     name="servers_servergroup_live_master_unique"),
+            models.CheckConstraint(condition=models.Q(unload_idle_minutes__isnull=True)
+                                   | models.Q(unload_idle_minutes__gte=1),
+                                   name="servers_servergroup_unload_idle_minutes_positive"),
         ]
 
     def __str__(self) -> str:

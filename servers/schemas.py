@@ -158,6 +158,12 @@ class GroupPreflightIn(Schema):
                                                                        "portal picks them")
 
 
+class GroupOnDemandIn(Schema):
+    load_on_demand: bool = Field(description="A request for the model starts every rank of the stopped group.")
+    unload_idle_minutes: int | None = Field(None, description="Stop every rank after this many minutes without a "
+                                                              "request (1 to 10080); null: never.")
+
+
 class GroupPreflightOut(Schema):
     ok: bool
     master: str
@@ -185,6 +191,8 @@ class GroupOut(Schema):
     failure_code: str
     restart_policy: str
     restart_attempts: int
+    load_on_demand: bool
+    unload_idle_minutes: int | None
     preflight: dict
     created_at: datetime
     ready_at: datetime | None

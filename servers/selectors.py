@@ -79,7 +79,10 @@ def server_weights_in_use(*, node_ids: list[int]) -> dict[tuple[int, str], list[
 
 def server_failure_reason(*, server_id: int) -> str:
     """Why a server is not up, in words (what a request that waited for it is told)."""
-    server = Server.objects.filter(pk=server_id).only("status", "status_reason").first()
+    server = Server.objects.filter(pk=server_id).select_related("group").only(
+        "status", "status_reason", "group__status", "group__status_reason").first()
     if server is None:
         return "its server was removed"
+    if server.group_id is not None and server.group.status_reason:  # which rank failed, on which node
+        return f"group #{server.group_id}: {server.group.status_reason}"
     return server.status_reason or f"it is {server.status}"

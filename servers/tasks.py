@@ -43,11 +43,12 @@ def server_stop_task(server_id: int) -> None:
 
 @app.task(ignore_result=True, time_limit=120)
 def servers_idle_stop_task() -> None:
-    """Stops servers marked "unload when idle" that are idle past their limit, then puts those marked "sleep when
-    idle" to sleep (beat, every minute; safe twice)."""
+    """Stops servers and multi-node groups marked "unload when idle" that are idle past their limit, then puts
+    servers marked "sleep when idle" to sleep (beat, every minute; safe twice)."""
     from servers import services
 
     services.servers_idle_stop()
+    services.groups_idle_stop()
     services.servers_idle_sleep()
 
 

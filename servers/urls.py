@@ -16,5 +16,7 @@ urlpatterns = [
     path("<int:server_id>/sleep/", views.server_sleep, name="servers-sleep"),
     path("<int:server_id>/wake/", views.server_wake, name="servers-wake"),
     path("groups/<int:group_id>/start/", views.group_restart, name="servers-group-restart"),
+    path("groups/<int:group_id>/on-demand/", views.group_on_demand, name="servers-group-on-demand"),
+    path("preflight/", views.group_preflight, name="servers-preflight"),
     path("<int:server_id>/metrics/", metric_views.server_metrics_page, name="servers-metrics"),
 ]

@@ -12,7 +12,7 @@ from accounts.selectors import require_operator
 from accounts.services import client_ip
 from engines import redact
 from servers import logs, selectors, services
-from servers.forms import ServerStartForm
+from servers.forms import GroupOnDemandForm, GroupPreflightForm, ServerStartForm
 from sparkportal.exceptions import ApplicationError
 from sparkportal.lib.redirects import redirect_next
 
@@ -83,6 +83,56 @@ def _start_group(request, form, data):
     messages.success(request, f"{group.served_model_name} is queued across {group.node_count} nodes (group "
                               f"#{group.pk}, leader on {leader.node.name}).")
     return redirect("servers-detail", server_id=leader.pk)
+
+
+@login_required
+@require_POST
+def group_preflight(request):
+    """The Preflight button of the start form: every node of a multi-node placement reports its network, nothing is
+    started. An htmx click gets the reports' fragment; a plain POST the whole page with them."""
+    require_operator(request.user)
+    form = GroupPreflightForm(request.POST)
+    result, error = None, ""
+    if not form.is_valid():
+        error = " ".join(e for errors in form.errors.values() for e in errors)
+    else:
+        try:
+            result = services.group_preflight(user=request.user, profile=form.cleaned_data["profile"],
+                                              nodes=form.cleaned_data["nodes"] or None)
+        except ApplicationError as exc:
+            error = exc.message
+    context = {"preflight": result, "preflight_error": error}
+    if request.htmx:
+        return render(request, "servers/list.html#preflight", context)
+    return render(request, "servers/list.html", {**_list_context(request, ServerStartForm(request.POST)), **context})
+
+
+@login_required
+@require_POST
+def group_on_demand(request, group_id: int):
+    """The group panel's "load on demand / unload when idle" form (operators); back to the leader's page."""
+    require_operator(request.user)
+    group = selectors.group_get_visible(user=request.user, group_id=group_id)
+    leader = group.ranks.get(rank=0)
+    form = GroupOnDemandForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Unload after a whole number of idle minutes, or leave it empty: "
+                       + " ".join(form.errors.get("unload_idle_minutes", [])))
+        return redirect_next(request, "servers-detail", server_id=leader.pk)
+    data = form.cleaned_data
+    try:
+        group = services.group_on_demand_set(user=request.user, group=group, load_on_demand=data["load_on_demand"],
+                                             unload_idle_minutes=data["unload_idle_minutes"], ip=client_ip(request))
+        messages.success(request, f"Group #{group.pk}: {_policy_words(group)}.")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect_next(request, "servers-detail", server_id=leader.pk)
+
+
+def _policy_words(group) -> str:
+    load = "loads on demand" if group.load_on_demand else "starts only by an operator"
+    idle = f"unloads after {group.unload_idle_minutes} idle min" if group.unload_idle_minutes else "stays loaded"
+    return f"{load}, {idle}"
 
 
 def _rank_logs(group, *, but: int) -> list[dict]:
