@@ -151,8 +151,9 @@ def server_detail(request, server_id: int):
     server = selectors.server_get_visible(user=request.user, server_id=server_id)
     query = request.GET.get("q", "").strip()
     can_logs = request.user.is_operator
-    lines = logs.server_log_lines(server=server, lines=200, query=query) if can_logs else []
+    lines, log_error = _log_lines(server, query) if can_logs else ([], "")
     context = {"server": server, "events": selectors.server_events(server=server), "log_lines": lines,
+               "log_error": log_error,
                "query": query, "can_logs": can_logs, "can_operate": request.user.is_operator,
                "command_line": shlex.join(redact.argv_redact(server.argv)) if server.argv else "",
                "metrics_template": _metrics_template(), "sleep_mode": "--enable-sleep-mode" in (server.argv or []),
@@ -163,6 +164,14 @@ def server_detail(request, server_id: int):
     if request.htmx and request.GET.get("part") == "status":
         return render(request, "servers/detail.html#status", context)
     return render(request, "servers/detail.html", context)
+
+
+def _log_lines(server, query: str) -> tuple[list[str], str]:
+    # The log is read on the server's node: a node whose worker is down must not take the page down with it.
+    try:
+        return logs.server_log_lines(server=server, lines=200, query=query), ""
+    except ApplicationError as exc:
+        return [], exc.message
 
 
 def _metrics_template():
