@@ -174,3 +174,14 @@ def test_idleness_is_the_leaders_last_request_and_a_busy_group_stays(stopped_gro
     assert on_demand.group_idle_stop(group_id=stopped_group.pk, now=now) is None
     stopped_group.refresh_from_db()
     assert stopped_group.status == G.READY
+
+
+def test_the_minutely_idle_task_stops_idle_groups_too(monkeypatch):
+    from servers import tasks
+
+    calls = []
+    monkeypatch.setattr(services, "groups_idle_stop", lambda **kw: calls.append("groups") or [])
+    monkeypatch.setattr(services, "servers_idle_stop", lambda **kw: calls.append("servers") or [])
+    monkeypatch.setattr(services, "servers_idle_sleep", lambda **kw: calls.append("sleep") or [])
+    tasks.servers_idle_stop_task()
+    assert calls == ["servers", "groups", "sleep"]
