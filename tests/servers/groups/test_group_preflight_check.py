@@ -51,3 +51,47 @@ def test_members_may_not_ask_for_a_preflight(client, two_nodes, group_profile, m
     client.force_login(member_user)
     assert client.post("/api/servers/groups/preflight", {"profile": "big"},
                        content_type="application/json").status_code == 403
+
+
+def test_the_start_forms_preflight_shows_every_nodes_report(client, two_nodes, group_profile, operator_user):
+    group_profile()
+    client.force_login(operator_user)
+    assert 'data-action="preflight"' in client.get("/servers/").content.decode()
+    answer = client.post("/servers/preflight/", {"profile": "big", "node": "lead", "nodes": "lead, follow"},
+                         HTTP_HX_REQUEST="true")
+    text = answer.content.decode()
+    assert answer.status_code == 200 and 'data-preflight-ok="yes"' in text and "<html" not in text
+    assert 'data-preflight-node="lead"' in text and 'data-preflight-node="follow"' in text
+    assert "NCCL_SOCKET_IFNAME=lo" in text and "VLLM_HOST_IP=127.0.0.3" in text and "127.0.0.1/8" in text
+    # Without htmx the whole page comes back, the reports in it and the form as it was filled.
+    page = client.post("/servers/preflight/", {"profile": "big", "nodes": "lead,follow"}).content.decode()
+    assert "<html" in page and 'data-preflight-node="follow"' in page and 'value="lead,follow"' in page
+    assert not ServerGroup.objects.exists() and not Server.objects.exclude(status="external").exists()
+
+
+def test_the_preflight_button_names_bad_input(client, two_nodes, group_profile, operator_user):
+    group_profile()
+    group_profile("small", node_count=1, pipeline_parallel_size=1)
+    client.force_login(operator_user)
+    cases = {("small", ""): "Profile small runs on one node: there is no network to check.",
+             ("big", "lead,ghost"): "No node named ghost (nodes: follow, lead).",
+             ("ghost", ""): "There is no such profile: choose one.",
+             ("", ""): "Choose a multi-node profile to check.",
+             ("big", "x" * 1001): "at most 1000 characters"}
+    for (profile, nodes), words in cases.items():
+        answer = client.post("/servers/preflight/", {"profile": profile, "nodes": nodes}, HTTP_HX_REQUEST="true")
+        text = answer.content.decode()
+        assert answer.status_code == 200 and "data-preflight-error" in text and words in text, (profile, text)
+
+
+def test_a_member_neither_sees_nor_forges_the_preflight(client, two_nodes, group_profile, member_user):
+    group_profile()
+    client.force_login(member_user)
+    assert 'data-action="preflight"' not in client.get("/servers/").content.decode()
+    forged = client.post("/servers/preflight/", {"profile": "big", "nodes": "lead,follow"}, HTTP_HX_REQUEST="true")
+    assert forged.status_code == 403
+    assert "Only operators and admins may do this" in forged.content.decode()
+    client.logout()
+    anonymous = client.post("/servers/preflight/", {"profile": "big"})
+    assert anonymous.status_code == 302 and "/accounts/login/" in anonymous.url
+    assert client.get("/servers/preflight/").status_code in (302, 405)
