@@ -2,6 +2,7 @@
 
 - admission.py: which nodes, does every node's share fit, are the weights on every node, the master port;
 - services.py: start, stop and restart a group, and what a rank's start, readiness, exit or stop does to it;
+- on_demand.py: load on demand and unload when idle, for the whole group (the gateway asks through its leader);
 - launch.py: on a rank's node, its preflight, argv and network environment;
 - preflight.py: a preflight asked before any start, every node through its own queue.
 """
