@@ -1,6 +1,8 @@
 """A multi-node group marked load on demand is started whole by the first requests for its model (once, however many
 arrive together, every rank on its own node's worker), and unloaded whole when idle, never under an open stream."""
 import asyncio
+import os
+import signal
 import time
 from datetime import timedelta
 
@@ -13,6 +15,8 @@ from accounts.models import AuditEvent
 from servers import services
 from servers.groups import services as groups
 from servers.models import Server, ServerEvent, ServerGroup
+from servers.tasks import server_reconcile_task
+from sparkportal.celery import enqueue_on_node
 from tests.servers.groups.conftest import group_state, marked_pids, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -83,4 +87,28 @@ def test_concurrent_requests_start_a_stopped_group_once_and_idle_stops_it_whole(
     assert group.status_reason == "every rank stopped"
     assert "idle for 1 min" in ServerEvent.objects.filter(server__group=group, new="stopping").latest("at", "id").reason
     assert AuditEvent.objects.filter(action="gateway.group.unloaded_idle", target_id=str(group.pk)).exists()
+    wait_for(lambda: marked_pids() == [], 20, "no engine left")
+
+
+def test_a_request_starts_a_failed_group_again_on_every_node(two_nodes, group_profile, operator_user, member_user,
+                                                             asgi_server):
+    group = groups.group_start(user=operator_user, profile=group_profile(), nodes=[two_nodes.lead, two_nodes.follow])
+    services.group_on_demand_set(user=operator_user, group=group, load_on_demand=True, unload_idle_minutes=None)
+    wait_for(lambda: group_state(group)[0] == G.READY, 90, "the group to be ready")
+    follower = Server.objects.get(group=group, rank=1)
+    os.killpg(follower.pid, signal.SIGKILL)
+    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    wait_for(lambda: group_state(group)[0] == G.FAILED and all(s in ("stopped", "failed")
+                                                                for s in group_state(group)[1]), 60,
+             "the group to fail with every rank down")
+
+    _key, raw = account_services.api_key_create(owner=member_user, name="t")
+    answer = httpx.post(f"{asgi_server.url}/v1/chat/completions", json={**STREAM, "stream": False},
+                        headers={"Authorization": f"Bearer {raw}"}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert group_state(group) == (G.READY, ["ready", "ready"])
+    audit = AuditEvent.objects.get(action="gateway.group.loaded_on_demand")
+    assert audit.details["requested_by"] == member_user.username
+    groups.group_stop(user=operator_user, group=group)
+    wait_for(lambda: group_state(group) == (G.STOPPED, ["stopped", "stopped"]), 60, "the group to stop")
     wait_for(lambda: marked_pids() == [], 20, "no engine left")
