@@ -109,6 +109,6 @@ def test_a_rank_is_never_loaded_on_demand_or_unloaded_alone(pair, group_profile,
 
     group = services.group_start(user=operator_user, profile=group_profile(), nodes=list(pair))
     leader = group.ranks.get(rank=0)
-    with pytest.raises(ValidationFailed, match="a group is started and stopped whole"):
+    with pytest.raises(ValidationFailed, match=f"set it on the group .*PUT /api/servers/groups/{group.pk}/on-demand"):
         services.server_on_demand_set(user=operator_user, server=leader, load_on_demand=False, unload_idle_minutes=5)
     services.group_stop(user=operator_user, group=group)

@@ -1,6 +1,5 @@
 """A multi-node group marked load on demand is started whole by the first requests for its model (once, however many
 arrive together, every rank on its own node's worker), and unloaded whole when idle, never under an open stream."""
-import asyncio
 import os
 import signal
 import time
@@ -17,21 +16,12 @@ from servers.groups import services as groups
 from servers.models import Server, ServerEvent, ServerGroup
 from servers.tasks import server_reconcile_task
 from sparkportal.celery import enqueue_on_node
+from tests.gateway.conftest import concurrent_streams
 from tests.servers.groups.conftest import group_state, marked_pids, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 G = ServerGroup.Status
 STREAM = {"model": "big", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 3}
-
-
-async def _streams(url: str, raw: str, n: int) -> list[tuple[int, str]]:
-    async def one(client):
-        async with client.stream("POST", f"{url}/v1/chat/completions", json=STREAM,
-                                 headers={"Authorization": f"Bearer {raw}"}) as response:
-            return response.status_code, (await response.aread()).decode()
-
-    async with httpx.AsyncClient(timeout=120) as client:
-        return await asyncio.gather(*[one(client) for _ in range(n)])
 
 
 def _queued_count(group: ServerGroup) -> dict[int, int]:
@@ -62,7 +52,7 @@ def test_concurrent_requests_start_a_stopped_group_once_and_idle_stops_it_whole(
     assert marked.status_code == 200 and marked.json()["load_on_demand"] is True, marked.text
 
     began = time.monotonic()
-    results = asyncio.run(_streams(asgi_server.url, raw, 8))
+    results = concurrent_streams(asgi_server.url, raw, "big", 8)
     load_s = time.monotonic() - began
     assert [status for status, _ in results] == [200] * 8
     for _status, body in results:
