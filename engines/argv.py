@@ -28,13 +28,14 @@ class ServeSpec:
     max_num_seqs: int | None = None
     enable_sleep_mode: bool = False
     node_count: int = 1
+    distributed_backend: str = "mp"
     extra_flags: str = ""
     extra_env: dict = field(default_factory=dict)
 
 
 def placement_of(spec: ServeSpec) -> multinode.Placement:
     return multinode.Placement(nodes=spec.node_count, tensor_parallel_size=spec.tensor_parallel_size,
-                               pipeline_parallel_size=spec.pipeline_parallel_size)
+                               pipeline_parallel_size=spec.pipeline_parallel_size, backend=spec.distributed_backend)
 
 
 def serve_argv(spec: ServeSpec, *, executable: str = "", host: str = "127.0.0.1", port: int = 8000,

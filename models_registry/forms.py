@@ -6,8 +6,8 @@ from models_registry.models import ModelProfile
 
 FORM_FIELDS = ["name", "source", "repo_id", "revision", "local_path", "engine", "served_model_name", "task", "dtype",
                "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size",
-               "node_count", "quantization", "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs",
-               "enable_sleep_mode",
+               "node_count", "distributed_backend", "quantization", "kv_cache_dtype", "enable_prefix_caching",
+               "max_num_seqs", "enable_sleep_mode",
                "extra_flags", "extra_env", "ignore_patterns", "notes"]
 
 
@@ -25,6 +25,9 @@ class ProfileForm(forms.ModelForm):
     pipeline_parallel_size = forms.IntegerField(initial=1)
     node_count = forms.IntegerField(initial=1, help_text="Nodes the model spans (vLLM's multi-node launch); "
                                                           "tensor x pipeline parallel GPUs split evenly over them.")
+    distributed_backend = forms.ChoiceField(
+        choices=[("mp", "mp (vLLM's multiprocessing launch)"), ("ray", "ray (a Ray cluster across the nodes)")],
+        initial="mp", required=False, help_text="How the ranks of a model across nodes run; ignored on one node.")
     name = forms.CharField(max_length=100)
 
     class Meta:
@@ -47,6 +50,9 @@ class ProfileForm(forms.ModelForm):
         except ValueError as exc:
             raise forms.ValidationError(f'Extra environment is not valid JSON ({exc}): write e.g. {{"NAME": "value"}}.'
                                         ) from exc
+
+    def clean_distributed_backend(self):
+        return self.cleaned_data.get("distributed_backend") or "mp"
 
     def clean_ignore_patterns(self):
         raw = self.cleaned_data.get("ignore_patterns") or ""

@@ -37,6 +37,11 @@ class ModelProfile(models.Model):
     pipeline_parallel_size = models.PositiveSmallIntegerField(default=1)
     # Placement: how many nodes the model spans (engines/multinode.py); T x P GPUs split evenly over them.
     node_count = models.PositiveSmallIntegerField(default=1)
+    # How the ranks of a multi-node placement run: vLLM's own multiprocessing launch, or a Ray cluster the portal
+    # starts on the nodes (engines/ray_cluster.py). Ignored on one node.
+    distributed_backend = models.CharField(
+        max_length=8, default="mp", help_text="Across nodes: mp (vLLM's own launch, the default) or ray (a Ray "
+                                              "cluster the portal starts with `ray start` on every node).")
     quantization = models.CharField(max_length=40, blank=True)
     kv_cache_dtype = models.CharField(max_length=20, blank=True, default="auto")
     enable_prefix_caching = models.BooleanField(default=True)
@@ -62,6 +67,8 @@ class ModelProfile(models.Model):
                                    name="models_registry_profile_engine_valid"),
             models.CheckConstraint(condition=Q(task__in=["chat", "code", "embed", "rerank"]),
                                    name="models_registry_profile_task_valid"),
+            models.CheckConstraint(condition=Q(distributed_backend__in=["mp", "ray"]),
+                                   name="models_registry_profile_backend_valid"),
             models.CheckConstraint(condition=Q(gpu_memory_utilization__gt=0) & Q(gpu_memory_utilization__lte=1),
                                    name="models_registry_profile_gpu_util_range"),
         ]

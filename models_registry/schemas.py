@@ -26,6 +26,7 @@ class ProfileIn(Schema):
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     node_count: int = 1
+    distributed_backend: str = "mp"
     quantization: str = ""
     kv_cache_dtype: str = "auto"
     enable_prefix_caching: bool = True
@@ -52,6 +53,7 @@ class ProfilePatch(Schema):
     tensor_parallel_size: int | None = None
     pipeline_parallel_size: int | None = None
     node_count: int | None = None
+    distributed_backend: str | None = None
     quantization: str | None = None
     kv_cache_dtype: str | None = None
     enable_prefix_caching: bool | None = None
@@ -80,6 +82,7 @@ class ProfileOut(Schema):
     tensor_parallel_size: int
     pipeline_parallel_size: int
     node_count: int
+    distributed_backend: str
     quantization: str
     kv_cache_dtype: str
     enable_prefix_caching: bool

@@ -161,13 +161,15 @@ def _spawn(server: Server) -> processes.Spawned:
     env = environment.child_env(base=dict(os.environ), node=node, profile=server.profile, server_id=server.pk,
                             instance=instance_id(), cuda_visible_devices=server.cuda_visible_devices,
                             hf_home=str(settings.PORTAL_WEIGHTS_DIR), engine=server.engine,
-                            network=group_launch.rank_network(server) if server.group_id else None)
+                            network=group_launch.rank_env(server) if server.group_id else None)
     version = engine_version(node, server.engine)
     path = logs.log_path(server.pk)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as fh:
         fh.write(f"--- spark portal: starting server #{server.pk} at {timezone.now().isoformat()}: "
                  f"{' '.join(argv)}\n".encode())
+    if server.group_id is not None:
+        group_launch.before_spawn(server, env=env, log_path=path)
     spawned = processes.spawn_detached(argv, env=env, log_path=path, cwd=str(settings.VAR_DIR))
     Server.objects.filter(pk=server.pk).update(argv=redact.argv_redact(argv), engine_version=version)
     return spawned

@@ -292,6 +292,8 @@ PORTAL_NODE_STALE_S = env_float("PORTAL_NODE_STALE_S", 15.0)
 PORTAL_GROUP_MASTER_PORT_FIRST = env_int("PORTAL_GROUP_MASTER_PORT_FIRST", 29501)
 PORTAL_GROUP_MASTER_PORT_LAST = env_int("PORTAL_GROUP_MASTER_PORT_LAST", 29599)
 PORTAL_GROUP_PREFLIGHT_TIMEOUT_S = env_float("PORTAL_GROUP_PREFLIGHT_TIMEOUT_S", 60.0)
+# How long a Ray group's leader waits for its `ray start --head` to answer on the GCS port before it fails.
+PORTAL_RAY_HEAD_TIMEOUT_S = env_float("PORTAL_RAY_HEAD_TIMEOUT_S", 60.0)
 # A preflight asked before a start: how long the leader's node listens while the followers try to reach it.
 PORTAL_GROUP_PREFLIGHT_CHECK_S = env_float("PORTAL_GROUP_PREFLIGHT_CHECK_S", 8.0)
 PORTAL_SERVER_LOG_MAX_BYTES = env_int("PORTAL_SERVER_LOG_MAX_BYTES", 50 * 1024 * 1024)

@@ -22,7 +22,7 @@ from sparkportal.exceptions import InvalidTransition, ValidationFailed
 PROFILE_FIELDS = (
     "name", "source", "repo_id", "revision", "local_path", "engine", "served_model_name", "task", "dtype",
     "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size", "node_count",
-    "quantization",
+    "distributed_backend", "quantization",
     "kv_cache_dtype", "enable_prefix_caching", "max_num_seqs", "enable_sleep_mode", "extra_flags", "extra_env", "notes",
     "ignore_patterns", "catalog_name",
 )
@@ -83,6 +83,9 @@ def _placement_problems(profile: ModelProfile) -> dict[str, str]:
     nodes = profile.node_count
     if not isinstance(nodes, int) or nodes < 1:
         return {"node_count": f"node_count must be at least 1: got {nodes}."}
+    if profile.distributed_backend not in multinode.BACKENDS:
+        return {"distributed_backend": f"distributed_backend is mp (vLLM's own multi-node launch) or ray (a Ray "
+                                       f"cluster the portal starts on the nodes), not {profile.distributed_backend!r}."}
     if nodes == 1 or not all(isinstance(getattr(profile, f), int) and getattr(profile, f) >= 1
                              for f in ("tensor_parallel_size", "pipeline_parallel_size")):
         return {}
@@ -93,7 +96,7 @@ def _placement_problems(profile: ModelProfile) -> dict[str, str]:
                                      "enable_sleep_mode off, or set node_count to 1."}
     problems = multinode.placement_problems(multinode.Placement(
         nodes=nodes, tensor_parallel_size=profile.tensor_parallel_size,
-        pipeline_parallel_size=profile.pipeline_parallel_size))
+        pipeline_parallel_size=profile.pipeline_parallel_size, backend=profile.distributed_backend))
     return {"node_count": " ".join(problems)} if problems else {}
 
 
@@ -236,7 +239,7 @@ def profile_serve_spec(profile: ModelProfile) -> engine_argv.ServeSpec:
         pipeline_parallel_size=profile.pipeline_parallel_size, quantization=profile.quantization or "",
         kv_cache_dtype=profile.kv_cache_dtype or "auto", enable_prefix_caching=profile.enable_prefix_caching,
         max_num_seqs=profile.max_num_seqs, enable_sleep_mode=profile.enable_sleep_mode, node_count=profile.node_count,
-        extra_flags=profile.extra_flags or "",
+        distributed_backend=profile.distributed_backend, extra_flags=profile.extra_flags or "",
         extra_env=dict(profile.extra_env or {}))
 
 

@@ -28,7 +28,8 @@ class GroupPlan:
 
 def placement_of(profile: ModelProfile) -> multinode.Placement:
     return multinode.Placement(nodes=profile.node_count, tensor_parallel_size=profile.tensor_parallel_size or 1,
-                               pipeline_parallel_size=profile.pipeline_parallel_size or 1)
+                               pipeline_parallel_size=profile.pipeline_parallel_size or 1,
+                               backend=profile.distributed_backend)
 
 
 def gpus_of(placement: multinode.Placement) -> str:

@@ -1,5 +1,8 @@
-"""A rank on its own node: the preflight before its launch, its command line and its network environment."""
+"""A rank on its own node: the preflight before its launch, its command line and its network environment
+(a Ray group's ranks: servers/groups/ray_launch.py)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -7,6 +10,7 @@ from django.db import transaction
 from engines import environment, multinode
 from models_registry import services as registry
 from nodes import network
+from servers.groups import ray_launch
 from servers.models import Server, ServerGroup
 
 
@@ -15,6 +19,8 @@ def rank_argv(server: Server, *, group: ServerGroup) -> list[str]:
     from servers import lifecycle
 
     lifecycle.check_profile_flags(server)
+    if ray_launch.is_ray(server) and server.rank > 0:
+        return ray_launch.follower_argv(server, group=group)
     rank = multinode.Rank(rank=server.rank, master_addr=group.master_addr, master_port=group.master_port)
     return registry.profile_argv(profile=server.profile, node=server.node, port=server.port,
                                  host=server.node.host_ip or settings.PORTAL_ENGINE_HOST,
@@ -25,6 +31,20 @@ def rank_network(server: Server) -> dict:
     node = server.node
     return environment.network_env(interface=node.network_interface, host_ip=node.host_ip or "",
                                    nvls=node.nccl_nvls_enable)
+
+
+def rank_env(server: Server) -> dict:
+    """The rank's network environment, plus, in a Ray group, what its Ray processes need."""
+    env = rank_network(server)
+    if ray_launch.is_ray(server):
+        env.update(ray_launch.rank_env(server))
+    return env
+
+
+def before_spawn(server: Server, *, env: dict, log_path: Path) -> None:
+    """A Ray group's leader starts its Ray head first (raises when the head does not come up)."""
+    if ray_launch.is_ray(server) and server.rank == 0:
+        ray_launch.start_head(server, env=env, log_path=log_path)
 
 
 def node_check(*, node, rank: int, master_addr: str, master_port: int, reach_s: float) -> dict:

@@ -56,6 +56,8 @@ FAKE_VLLM_WEIGHTS_GIB       weights size printed in "Model loading took ... GiB"
 FAKE_VLLM_KV_CACHE_GIB      printed in "Available KV cache memory: ... GiB" (default 10.0)
 FAKE_VLLM_RENDEZVOUS_TIMEOUT_S, FAKE_VLLM_PEER_TIMEOUT_S: the multi-node launch (tests/fakes/vllm_multinode.py:
                             `--nnodes` above 1 joins a real torch.distributed gloo group at --master-addr/port)
+FAKE_VLLM_RAY_*             `--distributed-executor-backend ray` joins the Ray cluster at RAY_ADDRESS and waits for
+                            its GPUs (tests/fakes/vllm_ray.py; the fake `ray` CLI is tests/fakes/ray_cli.py)
 FAKE_VLLM_REJECT_FLAGS      comma-separated flags this "older vLLM" does not know (argparse error, exit 2), for
                             a node whose engine lags behind the portal's flag table
 """
@@ -345,6 +347,10 @@ def main(argv: list[str]) -> int:
         store = vllm_multinode.rendezvous(args)
         if args.headless:
             return vllm_multinode.follow(store, args)
+    if args.distributed_executor_backend == "ray":
+        from tests.fakes import vllm_ray
+
+        vllm_ray.join(args)
     sock = bind_socket(cfg)
     engine_pid = start_engine(cfg, sock)
     from tests.fakes import vllm_http
