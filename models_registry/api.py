@@ -59,7 +59,7 @@ def profile_clone(request, profile_id: int, payload: schemas.CloneIn):
 def profile_command(request, profile_id: int, node: str = "", port: int = 8000):
     profile = selectors.profile_get(user=request.user, profile_id=profile_id)
     target = services.node_resolve(node or None)
-    argv = services.profile_argv(profile=profile, node=target, port=port)
+    argv = services.profile_shown_argv(profile=profile, node=target, port=port)
     line = services.profile_command_line(profile=profile, node=target, port=port)
     return {"argv": redact.argv_redact(argv), "command_line": redact.text_redact(line)}
 

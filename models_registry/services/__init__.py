@@ -30,6 +30,7 @@ from models_registry.services.profiles import (  # noqa: F401
     profile_create,
     profile_delete,
     profile_problems,
+    profile_shown_argv,
     profile_update,
 )
 from models_registry.services.tokens import hub_token_clear, hub_token_reveal, hub_token_set  # noqa: F401

@@ -85,7 +85,8 @@ def _placement_problems(profile: ModelProfile) -> dict[str, str]:
         return {"node_count": f"node_count must be at least 1: got {nodes}."}
     if profile.distributed_backend not in multinode.BACKENDS:
         return {"distributed_backend": f"distributed_backend is mp (vLLM's own multi-node launch) or ray (a Ray "
-                                       f"cluster the portal starts on the nodes), not {profile.distributed_backend!r}."}
+                                       f"cluster the portal starts on the nodes), not "
+                                       f"{str(profile.distributed_backend)[:40]!r}."}
     if nodes == 1 or not all(isinstance(getattr(profile, f), int) and getattr(profile, f) >= 1
                              for f in ("tensor_parallel_size", "pipeline_parallel_size")):
         return {}
@@ -255,8 +256,13 @@ def profile_argv(*, profile: ModelProfile, node: Node | None = None, port: int =
                                   hub_cache=str(settings.PORTAL_WEIGHTS_DIR / "hub"))
 
 
+def profile_shown_argv(*, profile: ModelProfile, node: Node | None = None, port: int = 8000) -> list[str]:
+    """The argv shown to people. A multi-node profile shows its leader's: with mp each follower adds --node-rank R and
+    --headless; with ray the followers run `ray start --address` instead (engines/ray_cluster.py)."""
+    rank = multinode.Rank(0, "LEADER_IP", 29501) if profile.node_count > 1 else None
+    return profile_argv(profile=profile, node=node, port=port, rank=rank)
+
+
 def profile_command_line(*, profile: ModelProfile, node: Node | None = None, port: int = 8000) -> str:
     """The argv shown to people, quoted so it can be pasted into a terminal."""
-    # A multi-node profile shows its leader's command line; each follower adds --node-rank R and --headless.
-    rank = multinode.Rank(0, "LEADER_IP", 29501) if profile.node_count > 1 else None
-    return engine_argv.command_line(profile_argv(profile=profile, node=node, port=port, rank=rank), profile.extra_env)
+    return engine_argv.command_line(profile_shown_argv(profile=profile, node=node, port=port), profile.extra_env)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sys
 import threading
 import time
+
+import psutil
 
 from tests.fakes.vllm_serve import _env_float, log, print_traceback
 
@@ -115,8 +116,8 @@ def _watch(handle, world: int) -> None:
                              " class_name: RayWorkerWrapper\n")
             sys.stdout.flush()
             sys.stderr.flush()
-            if os.getpgrp() == os.getpid():  # launched in its own session: take the EngineCore along
-                os.killpg(os.getpgrp(), signal.SIGKILL)
+            for child in psutil.Process().children(recursive=True):  # the EngineCore goes with it
+                child.kill()
             os._exit(1)
 
 
