@@ -11,9 +11,9 @@ executor (`mp`, vLLM's default) every host runs the same `vllm serve MODEL --ten
     --headless              no API server on this host: every rank but 0
 
 Rank 0 serves HTTP; the world is T x P GPUs, T x P / N on each host. `--distributed-executor-backend ray`
-instead needs a Ray cluster across the hosts (`ray start --head` / `ray start --address`), and then only
-rank 0 runs `vllm serve`. The portal sets all of these itself (engines/flags.py OWNED): a profile states its
-placement, never the flags.
+instead needs a Ray cluster across the hosts (`ray start --head` / `ray start --address`, which the portal runs:
+engines/ray_cluster.py), and then only rank 0 runs `vllm serve`. The portal sets all of these itself
+(engines/flags.py OWNED): a profile states its placement (and its backend, mp or ray), never the flags.
 """
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ class Placement:
         return self.nodes > 1
 
     def describe(self) -> str:
+        on_ray = " on Ray" if self.backend == "ray" and self.multi_node else ""
         return (f"{self.nodes} node(s) x {self.gpus_per_node} GPU(s) (tensor parallel {self.tensor_parallel_size}, "
-                f"pipeline parallel {self.pipeline_parallel_size})")
+                f"pipeline parallel {self.pipeline_parallel_size}){on_ray}")
 
 
 @dataclass(frozen=True)

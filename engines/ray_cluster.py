@@ -1,6 +1,10 @@
 """vLLM's Ray backend across nodes, as data: the `ray start` command lines and the environment of every Ray process.
 
-Facts, read in the sources of the versions the nodes run (vLLM 0.33, Ray 2.x `python/ray/scripts/scripts.py`):
+Facts, read in the sources: Ray's `python/ray/scripts/scripts.py` (`ray start`, `ray stop`) and
+`python/ray/_private/services.py`; vLLM's `vllm/v1/executor/ray_utils.py`, `ray_executor.py` and `ray_env_utils.py`
+(main as read); the node's vLLM 0.33 takes `--distributed-executor-backend {external_launcher,mp,ray,uni}`
+(`vllm serve --help=all`, engines/vllm_serve_flags.json). Ray's own version is whatever sits in vLLM's environment;
+the `ray start` flags below have been stable across Ray 2.x.
 
 `ray start` (click options)
     --head                      start the head node: the GCS, and on it the cluster's bootstrap address

@@ -11,7 +11,7 @@ from engines import multinode
 from models_registry.models import ModelProfile, NodeWeights
 from nodes.models import Node
 from servers import planner, processes
-from servers.models import ServerGroup
+from servers.models import Server, ServerGroup
 from sparkportal.exceptions import ValidationFailed
 
 
@@ -60,6 +60,8 @@ def _plan_rank(*, node: Node, profile: ModelProfile, placement: multinode.Placem
     plan = planner.plan_start(node=node, profile=profile, gpu_memory_utilization=util,
                               cuda_visible_devices=gpus_of(placement), parts=placement.nodes)
     check_weights(plan, node=node, profile=profile)
+    if placement.backend == "ray":
+        check_one_ray_node(plan, node=node)
     if not node.host_ip:
         plan.code = plan.code or "no_network"
         plan.errors.append(f"Node {node.name} has no host IP for multi-node servers: an admin sets its network "
@@ -79,6 +81,17 @@ def check_weights(plan: planner.Plan, *, node: Node, profile: ModelProfile) -> N
         plan.errors.append(f"Node {node.name} lacks the weights of {profile.repo_id} (they {seen}): every node of "
                            "a multi-node server loads them from its own disk at the same path; download them to "
                            f"{node.name} first.")
+
+
+def check_one_ray_node(plan: planner.Plan, *, node: Node) -> None:
+    """One Ray node per host: `ray start` binds fixed ports besides the GCS (the dashboard agent's 52365, the Ray
+    client's 10001 on a head), so a second Ray node on the same host would fail to start."""
+    busy = Server.objects.filter(node=node, status__in=Server.LIVE, group__isnull=False,
+                                 profile__distributed_backend="ray").first()
+    if busy is not None:
+        plan.code = plan.code or "ray_node_busy"
+        plan.errors.append(f"Node {node.name} already runs a Ray node for group #{busy.group_id}: the portal runs one "
+                           "Ray node per host. Stop that group, pick other nodes, or use distributed_backend mp.")
 
 
 def check_node_count(nodes: list[Node], placement: multinode.Placement) -> list[Node]:

@@ -138,15 +138,27 @@ def head(args) -> int:
         say("", "", "Usage stats collection is disabled.")
     say("", "", f"Local node IP: {node_ip}")
     gcs = _start_gcs(node_ip, port)
-    try:
-        sock, _handle = _register(node_ip, port, node_ip=node_ip, gpus=args.num_gpus or 0, head=True, timeout_s=10)
-    except ConnectionError as exc:
-        gcs.poll()
+    problem = _wait_gcs(gcs, node_ip, port)
+    if problem:
         _stop(gcs)
-        return _abort(f"RuntimeError: Failed to start GCS at {address} ({exc}); gcs_server exit code "
-                      f"{gcs.returncode}.")
+        return _abort(f"RuntimeError: Failed to start the GCS server at {address}: {problem}")
+    sock, _handle = _register(node_ip, port, node_ip=node_ip, gpus=args.num_gpus or 0, head=True, timeout_s=5)
     _started(True, address)
     return _block(lambda: gcs.poll(), "gcs_server", on_exit=lambda: _stop(gcs), sock=sock)
+
+
+def _wait_gcs(gcs: subprocess.Popen, host: str, port: int, timeout_s: float = 10) -> str:
+    """Until the GCS answers: its exit (a port it could not bind) or the timeout is the head's failure."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if gcs.poll() is not None:
+            return f"gcs_server exited with code {gcs.returncode} (see its line above)"
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return ""
+        except OSError:
+            time.sleep(0.1)
+    return f"it did not answer within {timeout_s:g} s"
 
 
 def worker(args) -> int:

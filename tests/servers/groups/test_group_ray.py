@@ -3,6 +3,8 @@
 import os
 import random
 import signal
+import socket
+import time
 
 import httpx
 import psutil
@@ -14,8 +16,9 @@ from servers.groups import services as groups
 from servers.models import Server, ServerGroup
 from servers.tasks import server_reconcile_task
 from sparkportal.celery import enqueue_on_node
+from sparkportal.exceptions import ValidationFailed
 from tests.servers.conftest import FAKES
-from tests.servers.groups.conftest import group_state, marked_pids, wait_for
+from tests.servers.groups.conftest import group_state, make_node, marked_pids, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 G = ServerGroup.Status
@@ -139,3 +142,57 @@ def test_a_follower_that_cannot_reach_the_head_fails_preflight_naming_the_node_a
 def test_the_ray_executable_is_the_one_next_to_the_nodes_vllm():
     assert ray_cluster.ray_executable(str(FAKES / "bin" / "vllm")) == FAKE_RAY
     assert os.access(FAKE_RAY, os.X_OK)
+
+
+def test_a_ray_head_that_cannot_start_fails_the_group_naming_it(two_nodes, group_profile, settings, operator_user):
+    blocker = socket.socket()  # the GCS port is held on the leader's address: the head cannot bind it
+    blocker.bind(("127.0.0.2", settings.PORTAL_GROUP_MASTER_PORT_FIRST))
+    try:
+        group = start(two_nodes, group_profile, operator_user)
+        assert group.master_port == settings.PORTAL_GROUP_MASTER_PORT_FIRST
+        wait_for(lambda: group_state(group)[0] == G.FAILED, 60, "the group to fail")
+        wait_for(lambda: all(s in ("stopped", "failed") for s in group_state(group)[1]), 30, "every rank down")
+    finally:
+        blocker.close()
+    group.refresh_from_db()
+    assert group.failure_code == "launch_error"
+    assert group.status_reason.startswith("rank 0 on node lead failed: The engine could not be launched: the Ray head")
+    assert f"exited before its GCS port 127.0.0.2:{group.master_port} answered" in group.status_reason
+    leader = Server.objects.get(group=group, rank=0)
+    assert "Failed to start the GCS server" in leader.last_log_lines
+    wait_for(lambda: marked_pids() == [] and ray_processes(group.master_port) == [], 20, "no Ray process left")
+
+
+def test_a_worker_restart_finds_its_ray_ranks_again(two_nodes, group_profile, operator_user):
+    group = start(two_nodes, group_profile, operator_user)
+    wait_for(lambda: group_state(group)[0] == G.READY, 90, "the Ray group to be ready")
+    pids = {s.rank: s.pid for s in Server.objects.filter(group=group)}
+    two_nodes.restart("follow")  # its reconcile at start finds the `ray start --address` running
+    two_nodes.restart("lead")
+    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    enqueue_on_node(server_reconcile_task, two_nodes.lead, "lead")
+    time.sleep(3)
+    assert group_state(group) == (G.READY, ["ready", "ready"])
+    assert {s.rank: s.pid for s in Server.objects.filter(group=group)} == pids
+    groups.group_stop(user=operator_user, group=group)  # the restarted workers still reach their ranks
+    wait_for(lambda: group_state(group) == (G.STOPPED, ["stopped", "stopped"]), 60, "the group to stop")
+    assert marked_pids() == [] and ray_processes(group.master_port) == []
+
+
+def test_a_node_already_running_a_ray_node_is_refused_for_a_second_ray_group(db, group_profile, operator_user):
+    lead, follow = make_node("lead"), make_node("follow")
+    busy = group_profile("busy", distributed_backend="ray")
+    first = ServerGroup.objects.create(profile=busy, served_model_name="busy", node_count=2, master_addr="127.0.0.2",
+                                       master_port=29501, started_by=operator_user, status=G.READY)
+    Server.objects.create(node=follow, profile=busy, served_model_name="busy", port=20001, host="127.0.0.3",
+                          status=Server.Status.READY, group=first, rank=1, started_by=operator_user)
+    with pytest.raises(ValidationFailed) as err:
+        start_on = group_profile(distributed_backend="ray")
+        groups.group_start(user=operator_user, profile=start_on, nodes=[lead, follow])
+    assert err.value.code == "ray_node_busy"
+    assert f"Node follow already runs a Ray node for group #{first.pk}" in err.value.message
+    # With vLLM's own launch the same nodes are admitted (no Ray port to share).
+    mp = groups.group_start(user=operator_user, profile=group_profile("mp-big"), nodes=[lead, follow],
+                            allow_replica=True)
+    assert mp.status == G.STARTING
+    groups.group_stop(user=operator_user, group=mp)  # no worker runs here: its queued ranks leave their queues
