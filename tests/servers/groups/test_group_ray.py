@@ -146,7 +146,8 @@ def test_the_ray_executable_is_the_one_next_to_the_nodes_vllm():
 
 def test_a_ray_head_that_cannot_start_fails_the_group_naming_it(two_nodes, group_profile, settings, operator_user):
     blocker = socket.socket()  # the GCS port is held on the leader's address: the head cannot bind it
-    blocker.bind(("127.0.0.2", settings.PORTAL_GROUP_MASTER_PORT_FIRST))
+    blocker.bind(("127.0.0.2", 0))
+    settings.PORTAL_GROUP_MASTER_PORT_FIRST = settings.PORTAL_GROUP_MASTER_PORT_LAST = blocker.getsockname()[1]
     try:
         group = start(two_nodes, group_profile, operator_user)
         assert group.master_port == settings.PORTAL_GROUP_MASTER_PORT_FIRST
