@@ -96,7 +96,8 @@ def test_a_request_starts_a_failed_group_again_on_every_node(two_nodes, group_pr
     answer = httpx.post(f"{asgi_server.url}/v1/chat/completions", json={**STREAM, "stream": False},
                         headers={"Authorization": f"Bearer {raw}"}, timeout=120)
     assert answer.status_code == 200, answer.text
-    assert group_state(group) == (G.READY, ["ready", "ready"])
+    # The request waited for the leader; a follower is marked ready by its own node's next look at the leader.
+    wait_for(lambda: group_state(group) == (G.READY, ["ready", "ready"]), 30, "every rank to be ready")
     audit = AuditEvent.objects.get(action="gateway.group.loaded_on_demand")
     assert audit.details["requested_by"] == member_user.username
     groups.group_stop(user=operator_user, group=group)
