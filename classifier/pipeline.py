@@ -13,6 +13,9 @@
    gateway the LLM is asked with a temporary key of the job's owner, made for this run and revoked when
    it ends (services.rerank_access), so the owner's quotas apply and the usage is theirs.
 4. Between batches, stop if the job was cancelled; publish progress about once a second.
+5. At the end, the files of this run taken on their embedding lead are scored again with what the whole run
+   taught (centering and self-training had only the first batch for the first files); those whose top class
+   changed are updated (_rescore). Corrections and the LLM's decisions are kept.
 """
 import hashlib
 import logging
@@ -241,13 +244,64 @@ def _run(job: ClassificationJob, token: str, progress: Progress, reranker: reran
     size = settings.PORTAL_CLASSIFIER_BATCH
     # The first batch is larger: centering and self-training then start from a sample of the files.
     bounds = [0, *range(max(size, scoring.FIRST_BATCH), len(todo), size), len(todo)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        if start >= end:
-            continue
+    batches = [(start, end) for start, end in zip(bounds, bounds[1:], strict=False) if start < end]
+    for start, end in batches:
         if not _still_running(job, token):
             return False
         stats = _classify_batch(job, labels, embedder, todo[start:end], reranker)
         if not _batch_save(job, token, stats):
             return False
         progress.send()
+    if len(batches) < 2:
+        return True  # one batch: its files were scored with everything the run learned
+    return _rescore(job, token, labels, todo, reranker, progress)
+
+
+def _rescore(job: ClassificationJob, token: str, labels: label_index.LabelIndex, todo: list,
+             reranker: rerank.Reranker, progress: Progress) -> bool:
+    """Step 5: the early batches were scored on what the first batch taught (centering, self-training);
+    at the end, every file of this run taken on its embedding lead is scored again with what all of them
+    taught, from the vectors kept in memory (nothing is embedded twice). A file whose top class changes
+    gets the new decision (the LLM is asked when the new lead is too small, as in step 3); files decided
+    by the LLM or corrected by a person, and files kept from an earlier run, are left as they are."""
+    progress.send(force=True, message="Re-scoring the first files with what the job learned from all of them.")
+    all_hits = labels.rescore()
+    stored = dict(ClassificationResult.objects.filter(job=job, method=Method.EMBEDDING).values_list("path", "code"))
+    t0 = time.monotonic()
+    updates = []
+    for (found, _digest), hits in zip(todo, all_hits, strict=False):
+        before = stored.get(str(found.path))
+        if before is None or before == hits[0][0].code:
+            continue
+        margin = hits[0][1] - hits[1][1] if len(hits) > 1 else 1.0
+        excerpt = ""
+        if margin <= job.margin and job.rerank_model:
+            if not _still_running(job, token):
+                return False
+            excerpt, _how = extract.extract(found.path, size=found.size, mtime=found.mtime)
+        updates.append((str(found.path), decide(job=job, excerpt=excerpt, hits=hits, reranker=reranker)))
+    changed = _rescore_save(job, token, updates, time.monotonic() - t0)
+    if changed is None:
+        return False
+    progress.send(force=True, message=f"Re-scored the first files: {changed} changed class.")
     return True
+
+
+@transaction.atomic
+def _rescore_save(job: ClassificationJob, token: str, updates: list, seconds: float) -> int | None:
+    """Save the re-scored decisions while this run holds the job (None once it does not); a result that was
+    corrected meanwhile keeps the correction (only results still taken on their embedding lead change)."""
+    if not _mine(job, token).filter(status=ClassificationJob.Status.RUNNING).update(
+            seconds_rerank=F("seconds_rerank") + seconds):
+        return None
+    changed = reranked = 0
+    for path, scored in updates:
+        updated = ClassificationResult.objects.filter(job=job, path=path, method=Method.EMBEDDING).update(
+            node=scored.node, code=scored.node.code, label_path=scored.node.label_path, score=scored.score,
+            margin=scored.margin, candidates=scored.candidates, method=scored.method, confidence=scored.confidence,
+            reason=f"{scored.reason}; re-scored at the end of the job")
+        changed += updated
+        reranked += updated and scored.method in (Method.RERANK, Method.FALLBACK)
+    if reranked:
+        _mine(job, token).update(files_reranked=F("files_reranked") + reranked)
+    return changed

@@ -120,7 +120,16 @@ class LabelIndex:
     def search(self, vectors: np.ndarray, k: int = TOP_K) -> list[list[tuple[TaxonomyNode, float]]]:
         """Top k classes per document; the documents count towards the mean that centers later batches."""
         self.scorer.observe(vectors)
-        return [[(self.nodes[r], s) for r, s in hits] for hits in self.scorer.top(vectors, k)]
+        return self._hits(self.scorer.scores(vectors), k)
+
+    def rescore(self, k: int = TOP_K) -> list[list[tuple[TaxonomyNode, float]]]:
+        """Top k classes again for the documents searched so far (the first scoring.MAX_SEEN, in order), with
+        what the run learned from all of them; [] when the scorer keeps none (no self-training)."""
+        scores = self.scorer.rescore_seen()
+        return [] if scores is None else self._hits(scores, k)
+
+    def _hits(self, scores: np.ndarray, k: int) -> list[list[tuple[TaxonomyNode, float]]]:
+        return [[(self.nodes[r], s) for r, s in hits] for hits in scoring.top_of(scores, k)]
 
 
 def _ancestor_rows(nodes: list[TaxonomyNode], classes: list[TaxonomyNode], row: dict[int, int]) -> list[list[int]]:

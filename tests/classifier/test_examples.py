@@ -219,3 +219,41 @@ def test_self_training_keeps_the_examples_and_the_probe():
     assert probe is not None and probe.shape == (8, 5)
     assert counts[0] > 3 and counts[1] > 3 and counts[2] >= 1  # the examples stay, confident files join
     assert (scores[:, :2].argmax(axis=1) == truth).mean() == 1.0
+
+
+def _imbalanced(rng, per_class: int):
+    """Three overlapping classes in 16 dimensions; the documents are 80% of the first class."""
+    means = scoring.normalize(rng.normal(size=(3, 16))) * 0.6
+    shared = scoring.normalize(rng.normal(size=16))
+
+    def draw(c, n):
+        return scoring.normalize(means[c] + shared + rng.normal(scale=0.35, size=(n, 16)))
+
+    examples = np.vstack([draw(c, per_class) for c in range(3)])
+    example_class = np.repeat(np.arange(3), per_class)
+    docs = np.vstack([draw(0, 800), draw(1, 100), draw(2, 100)])
+    truth = np.repeat([0, 1, 2], [800, 100, 100])
+    space = scoring.ClassSpace(labels=scoring.normalize(means + shared), examples=examples,
+                               example_class=example_class)
+    return space, docs, truth
+
+
+def test_the_class_shares_of_the_documents_favour_the_common_class():
+    space, docs, truth = _imbalanced(np.random.default_rng(3), per_class=20)
+    scorer = scoring.Scorer(space)
+    assert scorer.temperature is not None and scoring.TEMPERATURES[0] <= scorer.temperature
+    scorer.observe(docs)
+    scores = scorer.scores(docs)
+    assert scorer.bias[0] > 0 > scorer.bias[1] and scorer.bias[0] > scorer.bias[2]
+    balanced = scoring.Scorer(space, prior=False)
+    balanced.observe(docs)
+    assert (scores.argmax(axis=1) == truth).mean() > (balanced.scores(docs).argmax(axis=1) == truth).mean()
+
+
+def test_few_examples_per_class_fit_no_temperature_and_no_shares():
+    space, docs, _ = _imbalanced(np.random.default_rng(3), per_class=scoring.PRIOR_MIN_EXAMPLES - 1)
+    scorer = scoring.Scorer(space)
+    scorer.observe(docs)
+    scorer.scores(docs)
+    assert scorer.temperature is None and scorer.bias is None
+    assert scoring.Scorer(scoring.ClassSpace(labels=space.labels)).temperature is None  # zero-shot: none
