@@ -264,8 +264,10 @@ def _rescore(job: ClassificationJob, token: str, labels: label_index.LabelIndex,
     taught, from the vectors kept in memory (nothing is embedded twice). A file whose top class changes
     gets the new decision (the LLM is asked when the new lead is too small, as in step 3); files decided
     by the LLM or corrected by a person, and files kept from an earlier run, are left as they are."""
-    progress.send(force=True, message="Re-scoring the first files with what the job learned from all of them.")
     all_hits = labels.rescore()
+    if not all_hits:
+        return True  # too few files to have learned from (no centering, no self-training)
+    progress.send(force=True, message="Re-scoring the first files with what the job learned from all of them.")
     stored = dict(ClassificationResult.objects.filter(job=job, method=Method.EMBEDDING).values_list("path", "code"))
     t0 = time.monotonic()
     updates = []
