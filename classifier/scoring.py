@@ -16,8 +16,9 @@ Why each part (measured with perf/classifier_accuracy.py, recorded in perf/RESUL
   count-based weight as examples, and the scores are computed again (two rounds without examples, one with
   them, the probe refit on the union). It teaches a class what its files actually look like, which the
   label alone cannot: zero-shot +7 to +9 points on SIB and +8 at the DBpedia leaves (all documents seen),
-  +1 to +4 with 5 or 20 examples per class. A job refits whenever the documents seen grew by a quarter,
-  so its first files are scored on less: the harness measures it batch by batch, as a job runs.
+  +1 to +4 with 5 or 20 examples per class. A job refits whenever the documents seen have doubled, so
+  its first files are scored on less (until the re-scoring at its end): the harness measures it batch by
+  batch, as a job runs.
 - Whole paths. A class's label score can be averaged with its ancestors' (`path_weight`). The label text
   already names the path ("Agent / Athlete / Cricketer"); on the 3-level DBpedia sample the extra
   average cost 2.5 points at depth 2 and 2 at the leaves, and changed nothing on the test archive, so
@@ -50,6 +51,7 @@ Why each part (measured with perf/classifier_accuracy.py, recorded in perf/RESUL
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 TOP_K = 5
 EXAMPLE_WEIGHT = 4.0
@@ -65,12 +67,14 @@ MIN_DOCUMENTS_TO_CENTER = 32
 # Self-training on the run's documents: per predicted class, its most confident half teaches it (70% once
 # class shares are estimated, below: +0 to +1 point with 20 examples per class; with 5, where they are not,
 # 70% cost 0.2-0.6); two rounds without examples, one with them (a second cost 0-3 points there). Refit when
-# the documents seen have grown by a quarter; at most MAX_SEEN are kept for it (float32, 384 dimensions: 30 MB).
+# the documents seen have doubled: refits at every quarter of growth cost a GPU node as much time as the
+# embedding and, with the re-scoring at a job's end, moved no figure by more than 0.3 points. At most MAX_SEEN
+# are kept for it (float32, 384 dimensions: 30 MB).
 ADAPT_SHARE = 0.5
 ADAPT_SHARE_WITH_PRIOR = 0.7
 ADAPT_ROUNDS = 2
 ADAPT_ROUNDS_WITH_EXAMPLES = 1
-REFIT_GROWTH = 1.25
+REFIT_GROWTH = 2.0
 MAX_SEEN = 20_000
 # Class shares with examples: the scores become probabilities at a temperature fit on the examples
 # (half of each class's examples scored by a scorer of the other half), the run's class shares are
@@ -133,6 +137,7 @@ class Scorer:
         self.probe = self._fit_probe(space.examples, space.example_class) if probe else None
         self.temperature = self._temperature() if prior and PRIOR else None
         self.bias: np.ndarray | None = None
+        self.examples_unit: np.ndarray | None = None  # the examples normalized, for the duplicates check
         # (centroids, counts, probe) with the run's confident documents added; None until there are enough.
         self.adapted: tuple[np.ndarray | None, np.ndarray, np.ndarray | None] | None = None
 
@@ -156,10 +161,9 @@ class Scorer:
         share = (np.sqrt(counts) / (np.sqrt(counts) + self.example_weight))[:, None]
         prior = normalize((1 - share) * _centered(self.space.labels, mu) + share * _centered(centroids, mu))
         g = 1.0 / max(float(np.mean(np.sum(x * prior[classes], axis=1))), 1e-3)
-        targets = np.zeros((len(x), len(counts)), dtype=np.float64)
-        targets[np.arange(len(x)), classes] = 1.0
-        gram = x.T.astype(np.float64) @ x + PROBE_RIDGE * np.eye(x.shape[1])
-        weights = np.linalg.solve(gram, x.T.astype(np.float64) @ targets + PROBE_RIDGE * g * prior.T)
+        gram = (x.T @ x).astype(np.float64) + PROBE_RIDGE * np.eye(x.shape[1])
+        # X'Y with one-hot targets Y is each class's sum of its vectors (no documents x classes matrix).
+        weights = np.linalg.solve(gram, _class_sums(x, classes, len(counts)).T + PROBE_RIDGE * g * prior.T)
         return (weights / g).astype(np.float32)
 
     def _temperature(self) -> float | None:
@@ -311,7 +315,9 @@ class Scorer:
         return self.scores(np.vstack(self.seen))
 
     def _known_documents(self, documents: np.ndarray, scores: np.ndarray) -> None:
-        similarity = normalize(documents) @ normalize(self.space.examples).T
+        if self.examples_unit is None:
+            self.examples_unit = normalize(self.space.examples)
+        similarity = normalize(documents) @ self.examples_unit.T
         nearest = similarity.argmax(axis=1)
         for d in np.where(similarity[np.arange(len(documents)), nearest] >= DUPLICATE_SIMILARITY)[0]:
             scores[d, self.space.example_class[nearest[d]]] = scores[d].max() + DUPLICATE_LEAD
@@ -325,14 +331,22 @@ def top_of(scores: np.ndarray, k: int = TOP_K) -> list[list[tuple[int, float]]]:
     """Per row of scores, the best k (class row, score), best first."""
     k = min(k, scores.shape[1])
     rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return [[(int(r), float(scores[d, r])) for r in rows[d]] for d in range(len(scores))]
+    best = np.take_along_axis(scores, rows, axis=1).astype(np.float64)
+    return [list(zip(r, v, strict=True)) for r, v in zip(rows.tolist(), best.tolist(), strict=True)]
+
+
+def _class_sums(vectors: np.ndarray, classes: np.ndarray, n: int) -> np.ndarray:
+    """(n x dimensions) float64 sums of each class's vectors, as a sparse one-hot product: np.add.at took half
+    of a job's scoring time on a GPU node, sorted reduceat still a fifth (perf/classifier.py)."""
+    one_hot = sparse.csr_matrix((np.ones(len(classes), dtype=np.float32), (classes, np.arange(len(classes)))),
+                                shape=(n, len(classes)))
+    return np.asarray(one_hot @ np.asarray(vectors, dtype=np.float32), dtype=np.float64)
 
 
 def _class_means(vectors: np.ndarray | None, classes: np.ndarray | None, n: int) -> np.ndarray | None:
     if vectors is None or not len(vectors):
         return None
-    sums = np.zeros((n, vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, classes, vectors)
+    sums = _class_sums(vectors, classes, n)
     return (sums / np.maximum(np.bincount(classes, minlength=n), 1)[:, None]).astype(np.float32)
 
 
