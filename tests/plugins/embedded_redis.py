@@ -39,13 +39,17 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 
 def _separate_worker(n: int) -> None:
-    """Parallel workers share the run's Redis server but never its keys, and never pick the same engine or
-    rendezvous port (groups of two workers would otherwise meet on 127.0.0.2's first master port)."""
+    """Parallel workers share the run's Redis server but never its keys, never write the same server log, and never
+    pick the same engine or rendezvous port (groups of two workers would otherwise meet on 127.0.0.2's first
+    master port)."""
     base, _, db = os.environ["REDIS_URL"].rpartition("/")
     os.environ["REDIS_URL"] = f"{base}/{int(db or 0) + n}"
     first = int(os.environ.get("PORTAL_ENGINE_PORT_FIRST", "8100")) + 100 * n
     os.environ["PORTAL_ENGINE_PORT_FIRST"] = str(first)
     os.environ["PORTAL_ENGINE_PORT_LAST"] = str(first + 99)
+    # Each worker's test database numbers its servers from 1: their log files (server-<id>.log) must not meet.
+    var = Path(os.environ.get("PORTAL_VAR_DIR") or Path(__file__).resolve().parents[2] / "var")
+    os.environ["PORTAL_LOG_DIR"] = str(Path(os.environ.get("PORTAL_LOG_DIR") or var / "logs") / f"gw{n}")
     master = int(os.environ.get("PORTAL_GROUP_MASTER_PORT_FIRST", "29501")) + 100 * n
     os.environ["PORTAL_GROUP_MASTER_PORT_FIRST"] = str(master)
     os.environ["PORTAL_GROUP_MASTER_PORT_LAST"] = str(master + 98)
