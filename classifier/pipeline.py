@@ -242,9 +242,7 @@ def _run(job: ClassificationJob, token: str, progress: Progress, reranker: reran
     reranker.examples = chosen.by_code() if chosen is not None else {}
     labels = label_index.LabelIndex(job.version, job.embedder, job.depth, examples=chosen)
     size = settings.PORTAL_CLASSIFIER_BATCH
-    # The first batch is larger: centering and self-training then start from a sample of the files.
-    bounds = [0, *range(max(size, scoring.FIRST_BATCH), len(todo), size), len(todo)]
-    batches = [(start, end) for start, end in zip(bounds, bounds[1:], strict=False) if start < end]
+    batches = scoring.job_batches(len(todo), size)
     for start, end in batches:
         if not _still_running(job, token):
             return False

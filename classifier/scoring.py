@@ -92,6 +92,13 @@ TEMPERATURES = np.geomspace(5.0, 200.0, 40)
 FIRST_BATCH = 512
 
 
+def job_batches(total: int, size: int) -> list[tuple[int, int]]:
+    """(start, end) of a job's batches over `total` files: a first of FIRST_BATCH files, so that centering and
+    self-training start from a sample, then `size` each."""
+    bounds = [0, *range(max(size, FIRST_BATCH), total, size), total]
+    return [(start, end) for start, end in zip(bounds, bounds[1:], strict=False) if start < end]
+
+
 def normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)

@@ -155,11 +155,11 @@ def score_like_a_job(vectors: np.ndarray, labels: np.ndarray, examples: np.ndarr
 
     start = time.perf_counter()
     scorer = scoring.Scorer(scoring.ClassSpace(labels=labels, examples=examples, example_class=example_class))
-    bounds = [0, *range(max(batch, scoring.FIRST_BATCH), len(vectors), batch), len(vectors)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    batches = scoring.job_batches(len(vectors), batch)
+    for a, b in batches:
         scorer.observe(vectors[a:b])
         scoring.top_of(scorer.scores(vectors[a:b]))
-    if len(bounds) > 2:
+    if len(batches) > 1:
         scoring.top_of(scorer.rescore_seen())
     return time.perf_counter() - start
 

@@ -230,11 +230,9 @@ def as_a_job(scorer, docs: np.ndarray, batch: int | None = JOB_BATCH, rescore: b
     from classifier import scoring
 
     out = []
-    bounds = [0, *range(max(batch, scoring.FIRST_BATCH), len(docs), batch), len(docs)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        if end > start:
-            scorer.observe(docs[start:end])
-            out.append(scorer.scores(docs[start:end]))
+    for start, end in scoring.job_batches(len(docs), batch):
+        scorer.observe(docs[start:end])
+        out.append(scorer.scores(docs[start:end]))
     scores = np.vstack(out)
     final = scorer.rescore_seen() if len(out) > 1 and rescore else None
     if final is not None:
