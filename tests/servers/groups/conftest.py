@@ -6,12 +6,15 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 from django.utils import timezone
 
+from accounts import services as account_services
 from models_registry.models import ModelProfile, NodeWeights
 from nodes.models import Node
 from servers import processes, supervisor
+from servers.groups import services as groups
 from servers.models import Server, ServerGroup
 from tests.conftest import BASE_DIR, subprocess_env
 from tests.servers.conftest import FAKE_VLLM, FAKES
@@ -119,3 +122,21 @@ def group_state(group: ServerGroup) -> tuple[str, list[str]]:
 
 def marked_pids() -> list[int]:
     return processes.marked(instance=supervisor.instance_id())
+
+
+def chat_through_gateway(url: str, user, model: str) -> dict:
+    """One chat completion for `model` through the portal's gateway with a fresh key of `user`; its answer."""
+    _key, raw = account_services.api_key_create(owner=user, name="t")
+    answer = httpx.post(f"{url}/v1/chat/completions", json={"model": model, "max_tokens": 3,
+                                                             "messages": [{"role": "user", "content": "hi"}]},
+                        headers={"Authorization": f"Bearer {raw}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def stop_whole(group: ServerGroup, user) -> None:
+    """Stop a two-rank group and wait until both ranks stopped and no marked process is left."""
+    groups.group_stop(user=user, group=group)
+    wait_for(lambda: group_state(group) == (ServerGroup.Status.STOPPED, ["stopped", "stopped"]), 60,
+             "the group to stop")
+    assert marked_pids() == []

@@ -3,19 +3,16 @@ import os
 import signal
 import time
 
-import httpx
 import pytest
 
-from accounts import services as account_services
 from servers.groups import services as groups
 from servers.models import Server, ServerGroup
 from servers.tasks import server_reconcile_task
 from sparkportal.celery import enqueue_on_node
-from tests.servers.groups.conftest import group_state, marked_pids, wait_for
+from tests.servers.groups.conftest import chat_through_gateway, group_state, marked_pids, stop_whole, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 G = ServerGroup.Status
-CHAT = {"model": "big", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
 
 
 def test_a_two_node_group_starts_serves_through_the_gateway_and_stops_clean(two_nodes, group_profile, operator_user,
@@ -31,15 +28,8 @@ def test_a_two_node_group_starts_serves_through_the_gateway_and_stops_clean(two_
     assert group.preflight["1"]["reaches"] is True and group.preflight["1"]["nccl"]["NCCL_NVLS_ENABLE"] == "0"
     assert group.preflight["1"]["interface_found"] is True
 
-    _key, raw = account_services.api_key_create(owner=operator_user, name="t")
-    answer = httpx.post(f"{asgi_server.url}/v1/chat/completions", json=CHAT,
-                        headers={"Authorization": f"Bearer {raw}"}, timeout=30)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["model"] == "big"
-
-    groups.group_stop(user=operator_user, group=group)
-    wait_for(lambda: group_state(group) == (G.STOPPED, ["stopped", "stopped"]), 60, "the group to stop")
-    assert marked_pids() == []
+    assert chat_through_gateway(asgi_server.url, operator_user, "big")["model"] == "big"
+    stop_whole(group, operator_user)
 
 
 def test_killing_a_follower_fails_the_group_and_stops_the_leader(two_nodes, group_profile, operator_user):

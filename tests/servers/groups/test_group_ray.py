@@ -6,11 +6,9 @@ import signal
 import socket
 import time
 
-import httpx
 import psutil
 import pytest
 
-from accounts import services as account_services
 from engines import ray_cluster
 from servers.groups import services as groups
 from servers.models import Server, ServerGroup
@@ -18,11 +16,17 @@ from servers.tasks import server_reconcile_task
 from sparkportal.celery import enqueue_on_node
 from sparkportal.exceptions import ValidationFailed
 from tests.servers.conftest import FAKES
-from tests.servers.groups.conftest import group_state, make_node, marked_pids, wait_for
+from tests.servers.groups.conftest import (
+    chat_through_gateway,
+    group_state,
+    make_node,
+    marked_pids,
+    stop_whole,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 G = ServerGroup.Status
-CHAT = {"model": "big", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
 FAKE_RAY = str(FAKES / "bin" / "ray")
 
 
@@ -85,15 +89,8 @@ def test_a_ray_group_starts_serves_and_stops_with_no_ray_process_left(two_nodes,
     head_proc = next(p for p in procs if "--head" in p.cmdline())
     assert os.getsid(gcs.pid) != os.getsid(head_proc.pid)
 
-    _key, raw = account_services.api_key_create(owner=operator_user, name="t")
-    answer = httpx.post(f"{asgi_server.url}/v1/chat/completions", json=CHAT,
-                        headers={"Authorization": f"Bearer {raw}"}, timeout=30)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["model"] == "big"
-
-    groups.group_stop(user=operator_user, group=group)
-    wait_for(lambda: group_state(group) == (G.STOPPED, ["stopped", "stopped"]), 60, "the group to stop")
-    assert marked_pids() == []
+    assert chat_through_gateway(asgi_server.url, operator_user, "big")["model"] == "big"
+    stop_whole(group, operator_user)
     assert ray_processes(group.master_port) == []
 
 
