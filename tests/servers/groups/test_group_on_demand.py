@@ -88,9 +88,10 @@ def test_a_request_starts_a_failed_group_again_on_every_node(two_nodes, group_pr
     follower = Server.objects.get(group=group, rank=1)
     os.killpg(follower.pid, signal.SIGKILL)
     enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    # As long as the group's start may take: under a full parallel run a rank's stop waits for its node's worker.
     wait_for(lambda: group_state(group)[0] == G.FAILED and all(s in ("stopped", "failed")
-                                                                for s in group_state(group)[1]), 60,
-             "the group to fail with every rank down")
+                                                                for s in group_state(group)[1]), 90,
+             lambda: f"the group to fail with every rank down (now {group_state(group)})")
 
     _key, raw = account_services.api_key_create(owner=member_user, name="t")
     answer = httpx.post(f"{asgi_server.url}/v1/chat/completions", json={**STREAM, "stream": False},
