@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import scratch
 
+from sparkportal.runner import web_argv  # noqa: E402 - found through scratch's path
+
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
 
@@ -63,8 +65,7 @@ def main() -> None:
     out = subprocess.run([*manage, "apikey", "create", "bench", "--name", "perf"], env=env, check=True, cwd=BASE,
                          capture_output=True, text=True).stdout
     key = out.strip().splitlines()[-1]
-    web = procs.spawn([sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(web_port),
-                       "sparkportal.asgi:application"], env=env, log_path=str(var / "daphne.log"))
+    web = procs.spawn(web_argv("127.0.0.1", web_port, "-v", "0"), env=env, log_path=str(var / "daphne.log"))
     url = f"http://127.0.0.1:{web_port}/api/version"
     try:
         for _ in range(100):

@@ -31,6 +31,8 @@ from pathlib import Path
 import httpx
 import scratch
 
+from sparkportal.runner import web_argv  # found through scratch's path
+
 BASE = Path(__file__).resolve().parent.parent
 FAKE_VLLM = BASE / "tests" / "fakes" / "bin" / "vllm"
 MODEL = "fair-model"
@@ -72,8 +74,7 @@ def start_engine(port: int, cap: int) -> subprocess.Popen:
 def start_gateway(port: int, var_dir: Path, *, queue: bool) -> subprocess.Popen:
     env = dict(os.environ, PORTAL_QUEUE_ENABLED="1" if queue else "0", PORTAL_USAGE_FLUSH_S="1")
     log = open(var_dir / f"daphne-{'queue' if queue else 'plain'}.log", "w")  # noqa: SIM115 - for its life
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                             "sparkportal.asgi:application"], cwd=BASE, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(web_argv("127.0.0.1", port), cwd=BASE, env=env, stdout=subprocess.DEVNULL,
                             stderr=log, start_new_session=True)
     wait_http(f"http://127.0.0.1:{port}/accounts/login/")
     return proc

@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import scratch
 
+from sparkportal.runner import web_argv  # noqa: E402 - found through scratch's path
+
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
 LINE = re.compile(r"DEBUG line (\d+) t=([\d.]+)")
@@ -91,8 +93,7 @@ def main() -> None:
     out = subprocess.run([*manage, "shell", "-c", SETUP.format(port=engine_port)], env=env, check=True, cwd=BASE,
                          capture_output=True, text=True).stdout.split()
     server_id, session_key = int(out[-2]), out[-1]
-    web = procs.spawn([sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(web_port),
-                       "sparkportal.asgi:application"], env=env, log_path=str(var / "daphne.log"))
+    web = procs.spawn(web_argv("127.0.0.1", web_port, "-v", "0"), env=env, log_path=str(var / "daphne.log"))
     engine = None
     import django
 

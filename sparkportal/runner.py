@@ -25,6 +25,18 @@ CRASH_LOOP_RESTARTS = 5
 CRASH_LOOP_WINDOW_S = 60.0
 
 
+# Twisted listens with a backlog of 50: a burst of clients (200 requests fired at once at the gateway) overflows
+# the accept queue, and the kernel drops connections the clients believe open. The kernel caps it at somaxconn.
+LISTEN_BACKLOG = 1024
+
+
+def web_argv(bind: str, port: int, *options: str) -> list[str]:
+    """daphne serving the portal on bind:port (options: daphne's own, such as `-v 0`)."""
+    host = bind.strip("[]").replace(":", r"\:")
+    return [PY, "-m", "daphne", *options, "-e", f"tcp:port={int(port)}:interface={host}:backlog={LISTEN_BACKLOG}",
+            "sparkportal.asgi:application"]
+
+
 def log(msg: str) -> None:
     print(f"[portal] {msg}", flush=True)
 
@@ -121,8 +133,7 @@ class Supervisor:
                                   "--concurrency", str(s.PORTAL_WORKER_CONCURRENCY)], stop_timeout=25)
             self.start("beat", [PY, "-m", "celery", "-A", "sparkportal", "beat", "--loglevel", "INFO",
                                 "-s", str(s.VAR_DIR / "celerybeat-schedule"), "--pidfile="])
-            self.start("web", [PY, "-m", "daphne", "-b", s.PORTAL_BIND, "-p", str(s.PORTAL_PORT),
-                               "sparkportal.asgi:application"])
+            self.start("web", web_argv(s.PORTAL_BIND, s.PORTAL_PORT))
             log(f"portal on http://{s.PORTAL_BIND}:{s.PORTAL_PORT}/ (Ctrl-C stops everything)")
             return self.watch()
         except (subprocess.CalledProcessError, RuntimeError) as exc:

@@ -3,7 +3,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 import pytest
 from django.conf import settings
 
+from sparkportal.runner import web_argv
 from tests.factories import UserFactory
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -83,8 +83,7 @@ class AsgiServer:
 
 def start_daphne(env: dict) -> AsgiServer:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "sparkportal.asgi:application"], cwd=BASE_DIR, env=env,
+    proc = subprocess.Popen(web_argv("127.0.0.1", port), cwd=BASE_DIR, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -150,6 +150,7 @@ def spawn(name: str, argv: list[str], cpus: str = "") -> subprocess.Popen:
 def start_portal() -> None:
     sys.path.insert(0, os.getcwd())
     from sparkportal.lib import embedded_redis
+    from sparkportal.runner import web_argv
 
     port = int(os.environ["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
     began = time.monotonic()
@@ -169,7 +170,7 @@ def start_portal() -> None:
                      "-n", f"{NODE}@%h", "--loglevel", "INFO", "--concurrency", "6"])
     spawn("beat", [PY, "-m", "celery", "-A", "sparkportal", "beat", "--loglevel", "INFO",
                    "-s", str(VAR / "celerybeat-schedule"), "--pidfile="])
-    spawn("web", [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(PORTAL_PORT), "sparkportal.asgi:application"],
+    spawn("web", web_argv("127.0.0.1", PORTAL_PORT),
           cpus=os.environ.get("RV_GATEWAY_CPUS", ""))
     import httpx
 

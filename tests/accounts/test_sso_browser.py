@@ -1,6 +1,5 @@
 """Single sign-on against a real OpenID provider on loopback, through its pages in headless Chromium."""
 import subprocess
-import sys
 import time
 
 import httpx
@@ -11,6 +10,7 @@ from accounts.sso import services as sso_services
 from accounts.sso.models import SsoIdentity
 from accounts.teams import services as team_services
 from accounts.teams.models import TeamMembership
+from sparkportal.runner import web_argv
 from tests.conftest import BASE_DIR, AsgiServer, free_port, login, stop_process, subprocess_env
 from tests.oidc import OidcProvider
 
@@ -18,8 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _daphne_on(port: int, env: dict) -> AsgiServer:
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "sparkportal.asgi:application"], cwd=BASE_DIR, env=env,
+    proc = subprocess.Popen(web_argv("127.0.0.1", port), cwd=BASE_DIR, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

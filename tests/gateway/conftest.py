@@ -4,7 +4,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sparkportal.runner import web_argv
 from tests.conftest import BASE_DIR, AsgiServer, free_port, stop_process, subprocess_env
 from tests.factories import UserFactory
 
@@ -106,8 +106,7 @@ def _daphne(env: dict, log_dir: Path) -> AsgiServer:
     """Like tests.conftest.start_daphne, with stderr in a file: a long module must not fill a pipe."""
     port = free_port()
     log = open(log_dir / "daphne.log", "w")  # noqa: SIM115 - open for the process's whole life
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "sparkportal.asgi:application"], cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(web_argv("127.0.0.1", port), cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL,
                             stderr=log, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
