@@ -6,6 +6,7 @@ Nothing is started and no port is kept.
 """
 from __future__ import annotations
 
+from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 
@@ -49,6 +50,11 @@ def _answer(node: Node, rank: int, result, *, timeout: float) -> dict:
     try:
         return result.get(timeout=timeout)
     except CeleryTimeout:
-        return {"node": node.name, "rank": rank, "ok": False,
-                "problem": f"The worker of node {node.name} did not answer within {timeout:g} s: check that it runs "
-                           f"(queue {node.queue})."}
+        problem = f"did not answer within {timeout:g} s: check that it runs (queue {node.queue})"
+    except TaskRevokedError:
+        # The check expires with its window: a worker that took it later was busy, or was only starting.
+        problem = (f"did not take the check within its {settings.PORTAL_GROUP_PREFLIGHT_CHECK_S:g} s window: it is "
+                   f"busy or was not running (queue {node.queue}); ask again")
+    except Exception as exc:  # noqa: BLE001 - the node's own failure is its report, never a 500 here
+        problem = f"failed the check: {type(exc).__name__}: {exc}"
+    return {"node": node.name, "rank": rank, "ok": False, "problem": f"The worker of node {node.name} {problem}."}

@@ -47,12 +47,28 @@ class NodeWorker:
                              PORTAL_ENGINE_HOST=ADDRESSES.get(name, "127.0.0.1"), PORTAL_HEALTH_POLL_S="0.2",
                              PORTAL_GROUP_PREFLIGHT_TIMEOUT_S=PREFLIGHT_S, PORTAL_RESTART_BACKOFF_S="0.5",
                              PORTAL_SERVER_START_TIMEOUT_S="90")
-        self.log = open(var_dir / "worker.log", "ab")  # noqa: SIM115 - open for the worker's lifetime
+        self.log_path = var_dir / "worker.log"
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - open for the worker's lifetime
+        self.log_from = self.log.tell()  # a restarted worker appends to its node's log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "sparkportal", "worker", "-Q", f"node.{name}", "-c", "4", "-P",
              "threads", "-n", f"{name}@%h", "--loglevel", "INFO", "--without-heartbeat", "--without-gossip",
              "--without-mingle"], cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> "NodeWorker":
+        """Until the worker consumes its queue, as a node's worker does before anyone asks it anything: a task sent
+        earlier waits for the worker's start, and one with a short expiry (a preflight's) would expire unseen."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+            with self.log_path.open("rb") as fh:
+                fh.seek(self.log_from)
+                if b" ready." in fh.read():
+                    return self
+            time.sleep(0.1)
+        raise AssertionError(f"worker {self.name} not ready within {timeout:g} s: "
+                             f"{self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
         if self.log.closed:
@@ -72,6 +88,8 @@ def two_nodes(transactional_db, tmp_path):
     """Nodes lead and follow, each with its own real worker; a worker may be restarted with `restart(name)`."""
     nodes = {name: make_node(name) for name in ADDRESSES}
     workers = {name: NodeWorker(name, tmp_path / name) for name in ADDRESSES}
+    for worker in workers.values():
+        worker.wait_ready()
 
     class Pair:
         lead, follow = nodes["lead"], nodes["follow"]
@@ -84,7 +102,7 @@ def two_nodes(transactional_db, tmp_path):
         @staticmethod
         def restart(name: str) -> None:
             workers[name].stop()
-            workers[name] = NodeWorker(name, tmp_path / name)
+            workers[name] = NodeWorker(name, tmp_path / name).wait_ready()
 
     yield Pair
     for group in ServerGroup.objects.filter(status__in=ServerGroup.LIVE):

@@ -95,3 +95,21 @@ def test_a_member_neither_sees_nor_forges_the_preflight(client, two_nodes, group
     anonymous = client.post("/servers/preflight/", {"profile": "big"})
     assert anonymous.status_code == 302 and "/accounts/login/" in anonymous.url
     assert client.get("/servers/preflight/").status_code in (302, 405)
+
+
+def test_a_check_that_expired_before_its_worker_took_it_is_named_not_a_500(two_nodes):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from servers import tasks
+    from servers.groups.preflight import _answer
+    from sparkportal.celery import enqueue_on_node
+
+    # What a busy or just-starting worker does with a check older than its window: revokes it unseen.
+    late = enqueue_on_node(tasks.group_preflight_node_task, two_nodes.follow, "follow", 1, "127.0.0.2", 29500, 1.0,
+                           expires=timezone.now() - timedelta(seconds=1))
+    report = _answer(two_nodes.follow, 1, late, timeout=20)
+    assert report["ok"] is False and report["rank"] == 1
+    assert report["problem"].startswith("The worker of node follow did not take the check within its")
+    assert "busy or was not running (queue node.follow)" in report["problem"]
