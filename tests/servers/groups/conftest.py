@@ -16,6 +16,8 @@ from nodes.models import Node
 from servers import processes, supervisor
 from servers.groups import services as groups
 from servers.models import Server, ServerGroup
+from servers.tasks import server_reconcile_task
+from sparkportal.celery import enqueue_on_node
 from tests.conftest import BASE_DIR, subprocess_env
 from tests.servers.conftest import FAKE_VLLM, FAKES
 
@@ -136,6 +138,15 @@ def wait_for(check, timeout: float = 60.0, what: str = ""):
 def group_state(group: ServerGroup) -> tuple[str, list[str]]:
     group.refresh_from_db()
     return group.status, [s.status for s in Server.objects.filter(group=group).order_by("rank")]
+
+
+def kill_rank(server: Server, node: Node, *, whole_group: bool = True) -> None:
+    """SIGKILL a rank's process (its process group with `whole_group`), wait until it is really gone, then ask its
+    node to reconcile. A killed engine takes a moment to exit: a reconcile that looked before then saw it alive, and
+    in a test no periodic reconcile (beat) comes later to look again."""
+    (os.killpg if whole_group else os.kill)(server.pid, signal.SIGKILL)
+    wait_for(lambda: not processes.alive(server.pid, server.pid_started_at), 10, f"pid {server.pid} to exit")
+    enqueue_on_node(server_reconcile_task, node, node.name)
 
 
 def marked_pids() -> list[int]:

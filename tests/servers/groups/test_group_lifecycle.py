@@ -1,6 +1,4 @@
 """A model across two nodes: each rank through its own node's worker, one lifecycle for the group."""
-import os
-import signal
 import time
 
 import pytest
@@ -9,7 +7,14 @@ from servers.groups import services as groups
 from servers.models import Server, ServerGroup
 from servers.tasks import server_reconcile_task
 from sparkportal.celery import enqueue_on_node
-from tests.servers.groups.conftest import chat_through_gateway, group_state, marked_pids, stop_whole, wait_for
+from tests.servers.groups.conftest import (
+    chat_through_gateway,
+    group_state,
+    kill_rank,
+    marked_pids,
+    stop_whole,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 G = ServerGroup.Status
@@ -36,8 +41,7 @@ def test_killing_a_follower_fails_the_group_and_stops_the_leader(two_nodes, grou
     group = groups.group_start(user=operator_user, profile=group_profile(), nodes=[two_nodes.lead, two_nodes.follow])
     wait_for(lambda: group_state(group)[0] == G.READY, 90, "the group to be ready")
     follower = Server.objects.get(group=group, rank=1)
-    os.killpg(follower.pid, signal.SIGKILL)
-    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    kill_rank(follower, two_nodes.follow)
     # Every rank ends down: the other one stopped by the group, or failed itself when it noticed first.
     wait_for(lambda: group_state(group)[0] == G.FAILED and all(s in ("stopped", "failed")
                                                                 for s in group_state(group)[1]), 60,
@@ -53,8 +57,7 @@ def test_under_on_failure_a_lost_follower_restarts_the_whole_group(two_nodes, gr
                                restart_policy="on-failure")
     wait_for(lambda: group_state(group)[0] == G.READY, 90, "the group to be ready")
     first = {s.rank: s.pid for s in Server.objects.filter(group=group)}
-    os.killpg(first[1], signal.SIGKILL)
-    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    kill_rank(Server.objects.get(group=group, rank=1), two_nodes.follow)
     wait_for(lambda: group_state(group)[0] == G.FAILED, 60, "the group to fail")
 
     def restarted():

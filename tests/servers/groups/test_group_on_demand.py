@@ -1,7 +1,5 @@
 """A multi-node group marked load on demand is started whole by the first requests for its model (once, however many
 arrive together, every rank on its own node's worker), and unloaded whole when idle, never under an open stream."""
-import os
-import signal
 import time
 from datetime import timedelta
 
@@ -14,10 +12,8 @@ from accounts.models import AuditEvent
 from servers import services
 from servers.groups import services as groups
 from servers.models import Server, ServerEvent, ServerGroup
-from servers.tasks import server_reconcile_task
-from sparkportal.celery import enqueue_on_node
 from tests.gateway.conftest import concurrent_streams
-from tests.servers.groups.conftest import group_state, marked_pids, wait_for
+from tests.servers.groups.conftest import group_state, kill_rank, marked_pids, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 G = ServerGroup.Status
@@ -86,8 +82,7 @@ def test_a_request_starts_a_failed_group_again_on_every_node(two_nodes, group_pr
     services.group_on_demand_set(user=operator_user, group=group, load_on_demand=True, unload_idle_minutes=None)
     wait_for(lambda: group_state(group)[0] == G.READY, 90, "the group to be ready")
     follower = Server.objects.get(group=group, rank=1)
-    os.killpg(follower.pid, signal.SIGKILL)
-    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    kill_rank(follower, two_nodes.follow)
     # As long as the group's start may take: under a full parallel run a rank's stop waits for its node's worker.
     wait_for(lambda: group_state(group)[0] == G.FAILED and all(s in ("stopped", "failed")
                                                                 for s in group_state(group)[1]), 90,

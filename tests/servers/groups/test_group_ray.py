@@ -2,7 +2,6 @@
 `vllm serve --distributed-executor-backend ray` joins that cluster, and the group's lifecycle stays the same."""
 import os
 import random
-import signal
 import socket
 import time
 
@@ -19,6 +18,7 @@ from tests.servers.conftest import FAKES
 from tests.servers.groups.conftest import (
     chat_through_gateway,
     group_state,
+    kill_rank,
     make_node,
     marked_pids,
     stop_whole,
@@ -99,8 +99,7 @@ def test_a_dead_ray_worker_fails_the_group_stops_the_leader_and_on_failure_resta
     group = start(two_nodes, group_profile, operator_user, restart_policy="on-failure")
     wait_for(lambda: group_state(group)[0] == G.READY, 90, "the Ray group to be ready")
     first = {s.rank: s.pid for s in Server.objects.filter(group=group)}
-    os.kill(first[1], signal.SIGKILL)  # the follower's Ray node dies
-    enqueue_on_node(server_reconcile_task, two_nodes.follow, "follow")
+    kill_rank(Server.objects.get(group=group, rank=1), two_nodes.follow, whole_group=False)  # its Ray node dies
     wait_for(lambda: group_state(group)[0] == G.FAILED, 60, "the group to fail")
     wait_for(lambda: all(s in ("stopped", "failed") for s in group_state(group)[1]), 30, "every rank down")
     group.refresh_from_db()
