@@ -247,29 +247,41 @@ class Scorer:
             return mu
         return self.space.labels.mean(axis=0)
 
-    def label_scores(self, docs: np.ndarray, mu: np.ndarray | None) -> np.ndarray:
+    def _label_weights(self, mu: np.ndarray | None) -> np.ndarray:
+        """(dimensions x classes): a document's label score is its product with a column (the class's centered
+        label, or with a path weight that mixed with the mean of its ancestors' labels)."""
         center = self._label_center(mu)
-        own = docs @ _centered(self.space.labels, center).T
+        own = _centered(self.space.labels, center).T
         if not self.path_weight or self.space.ancestor_labels is None or not any(self.space.ancestors):
             return own
-        above = docs @ _centered(self.space.ancestor_labels, center).T
+        above = _centered(self.space.ancestor_labels, center).T
         path = own.copy()
         for i, rows in enumerate(self.space.ancestors):
             if rows:
                 path[:, i] = (1 - self.path_weight) * own[:, i] + self.path_weight * above[:, rows].mean(axis=1)
         return path
 
+    def _weights(self, mu: np.ndarray | None, centroids: np.ndarray | None, counts: np.ndarray,
+                 probe: np.ndarray | None) -> np.ndarray:
+        """(dimensions x classes): every part of a class's score (label, examples' centroid, probe) is a product
+        with the centered document, so their blend is one product with the blend of their columns: one matrix
+        product per batch instead of three and the elementwise mixing of documents x classes arrays."""
+        weights = self._label_weights(mu)
+        if centroids is None:
+            return weights
+        share = (np.sqrt(counts) / (np.sqrt(counts) + self.example_weight)).astype(np.float32)
+        weights = (1 - share) * weights + share * _centered(centroids, mu).T
+        if probe is not None:
+            mix = np.where(counts > 0, np.float32(PROBE_SHARE), np.float32(0.0))
+            weights = (1 - mix) * weights + mix * probe
+        return weights.astype(np.float32)
+
+    def label_scores(self, docs: np.ndarray, mu: np.ndarray | None) -> np.ndarray:
+        return docs @ self._label_weights(mu)
+
     def _blend(self, docs: np.ndarray, mu: np.ndarray | None, centroids: np.ndarray | None, counts: np.ndarray,
                probe: np.ndarray | None) -> np.ndarray:
-        scores = self.label_scores(docs, mu)
-        if centroids is None:
-            return scores
-        share = np.sqrt(counts) / (np.sqrt(counts) + self.example_weight)
-        scores = (1 - share) * scores + share * (docs @ _centered(centroids, mu).T)
-        if probe is not None:
-            taught = counts > 0
-            scores[:, taught] = (1 - PROBE_SHARE) * scores[:, taught] + PROBE_SHARE * (docs @ probe[:, taught])
-        return scores
+        return docs @ self._weights(mu, centroids, counts, probe)
 
     def _refit(self, mu: np.ndarray) -> None:
         """Self-training: the most confident share of each class's documents so far (by the margin of its
@@ -337,7 +349,12 @@ class Scorer:
 def top_of(scores: np.ndarray, k: int = TOP_K) -> list[list[tuple[int, float]]]:
     """Per row of scores, the best k (class row, score), best first."""
     k = min(k, scores.shape[1])
-    rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    if k < scores.shape[1]:  # the best k of each row first (linear), then only those sorted
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        rows = np.take_along_axis(part, order, axis=1)
+    else:
+        rows = np.argsort(-scores, axis=1, kind="stable")
     best = np.take_along_axis(scores, rows, axis=1).astype(np.float64)
     return [list(zip(r, v, strict=True)) for r, v in zip(rows.tolist(), best.tolist(), strict=True)]
 
