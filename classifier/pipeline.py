@@ -5,11 +5,12 @@
    noticed finds another run's token at its next write and stops, writing nothing (exactly one run counts).
 2. List the files under the source (confined to the roots); files already classified with the same
    content hash are kept (resume), problems become `skipped` results with their reason.
-3. In batches (the first of scoring.FIRST_BATCH files, the rest of PORTAL_CLASSIFIER_BATCH): extract name +
-   first 4 KB, embed, score the classes (label along the whole path, combined
-   with the taxonomy's labeled examples when the job uses them: classifier.scoring) and keep the top 5;
-   take top-1 when its lead over top-2 exceeds the job's margin, else ask the LLM (shown examples of
-   its candidate classes) (retry once, then fall back to top-1). On the portal's
+3. In batches (the first of scoring.FIRST_BATCH files, the rest of PORTAL_CLASSIFIER_BATCH, or a GPU
+   embedder's own batch when larger): extract name + first 4 KB and embed (one batch ahead, in a thread, while
+   the batch before is scored, reranked and saved: classifier.prefetch), score the classes (label along the
+   whole path, combined with the taxonomy's labeled examples when the job uses them: classifier.scoring) and
+   keep the top 5; take top-1 when its lead over top-2 exceeds the job's margin, else ask the LLM (shown
+   examples of its candidate classes) (retry once, then fall back to top-1). On the portal's
    gateway the LLM is asked with a temporary key of the job's owner, made for this run and revoked when
    it ends (services.rerank_access), so the owner's quotas apply and the usage is theirs.
 4. Between batches, stop if the job was cancelled; publish progress about once a second.
@@ -29,7 +30,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from classifier import events, rerank, scoring, services
+from classifier import events, prefetch, rerank, scoring, services
 from classifier.archive import extract, scan
 from classifier.embedding import embedders
 from classifier.models import ClassificationJob, ClassificationResult
@@ -109,17 +110,30 @@ def _mine(job: ClassificationJob, token: str) -> QuerySet[ClassificationJob]:
     return ClassificationJob.objects.filter(pk=job.pk, run_token=token)
 
 
-def _classify_batch(job: ClassificationJob, labels: label_index.LabelIndex, embedder, batch: list,
-                    reranker: rerank.Reranker) -> dict:
-    """batch: [(found, hash)]. Returns timings, counts and the unsaved results."""
+@dataclass
+class Read:
+    """A batch's texts and vectors, made one batch ahead (classifier.prefetch): no database in here."""
+
+    texts: list[str]
+    vectors: object
+    extract_s: float
+    embed_s: float
+
+
+def _read(embedder, batch: list) -> Read:
     t0 = time.monotonic()
-    texts = []
-    for found, _digest in batch:
-        text, _how = extract.extract(found.path, size=found.size, mtime=found.mtime)
-        texts.append(text)
+    texts = [extract.extract(found.path, size=found.size, mtime=found.mtime)[0] for found, _digest in batch]
     t1 = time.monotonic()
     vectors = embedder.embed(texts, kind="document")
-    all_hits = labels.search(vectors)
+    return Read(texts, vectors, t1 - t0, time.monotonic() - t1)
+
+
+def _classify_batch(job: ClassificationJob, labels: label_index.LabelIndex, batch: list, read: Read,
+                    reranker: rerank.Reranker) -> dict:
+    """batch: [(found, hash)], read: its texts and vectors. Returns timings, counts and the unsaved results."""
+    t1 = time.monotonic()
+    texts = read.texts
+    all_hits = labels.search(read.vectors)
     t2 = time.monotonic()
     results, reranked = [], 0
     for (found, digest), text, hits in zip(batch, texts, all_hits, strict=True):
@@ -130,7 +144,8 @@ def _classify_batch(job: ClassificationJob, labels: label_index.LabelIndex, embe
             code=scored.node.code, label_path=scored.node.label_path, score=scored.score, margin=scored.margin,
             candidates=scored.candidates, method=scored.method, confidence=scored.confidence, reason=scored.reason))
     t3 = time.monotonic()
-    return {"extract": t1 - t0, "embed": t2 - t1, "rerank": t3 - t2, "reranked": reranked, "results": results}
+    return {"extract": read.extract_s, "embed": read.embed_s + t2 - t1, "rerank": t3 - t2, "reranked": reranked,
+            "results": results}
 
 
 @transaction.atomic
@@ -241,12 +256,13 @@ def _run(job: ClassificationJob, token: str, progress: Progress, reranker: reran
     chosen = _example_set(job, token)
     reranker.examples = chosen.by_code() if chosen is not None else {}
     labels = label_index.LabelIndex(job.version, job.embedder, job.depth, examples=chosen)
-    size = settings.PORTAL_CLASSIFIER_BATCH
+    size = max(settings.PORTAL_CLASSIFIER_BATCH, embedders.job_batch(embedder))
     batches = scoring.job_batches(len(todo), size)
-    for start, end in batches:
+    # The next batch is read and embedded while this one is scored, reranked and saved.
+    for (start, end), read in prefetch.ahead(batches, lambda bounds: _read(embedder, todo[bounds[0]:bounds[1]])):
         if not _still_running(job, token):
             return False
-        stats = _classify_batch(job, labels, embedder, todo[start:end], reranker)
+        stats = _classify_batch(job, labels, todo[start:end], read, reranker)
         if not _batch_save(job, token, stats):
             return False
         progress.send()

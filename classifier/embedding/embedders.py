@@ -37,6 +37,12 @@ def available() -> dict[str, EmbedderSpec]:
     return specs
 
 
+def job_batch(embedder: Embedder) -> int:
+    """The files a job gives this embedder at once: a GPU's own batch (1024 by default: per call of 64 files,
+    a job would keep a GPU mostly idle); 0 elsewhere (PORTAL_CLASSIFIER_BATCH decides)."""
+    return int(getattr(embedder, "batch_size", 0) or 0) if getattr(embedder, "device", "") == "cuda" else 0
+
+
 def get_spec(key: str) -> EmbedderSpec:
     specs = available()
     if key not in specs:
