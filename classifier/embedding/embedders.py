@@ -38,9 +38,9 @@ def available() -> dict[str, EmbedderSpec]:
 
 
 def job_batch(embedder: Embedder) -> int:
-    """The files a job gives this embedder at once: a GPU's own batch (1024 by default: per call of 64 files,
-    a job would keep a GPU mostly idle); 0 elsewhere (PORTAL_CLASSIFIER_BATCH decides)."""
-    return int(getattr(embedder, "batch_size", 0) or 0) if getattr(embedder, "device", "") == "cuda" else 0
+    """The files a job gives this embedder at once when it asks for more than PORTAL_CLASSIFIER_BATCH (an
+    in-process GPU embedder: per call of 64 files it would sit mostly idle); 0 elsewhere."""
+    return int(getattr(embedder, "job_batch", 0) or 0)
 
 
 def get_spec(key: str) -> EmbedderSpec:

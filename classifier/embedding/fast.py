@@ -26,6 +26,10 @@ from classifier.embedding import e5_conversion, graph_export
 from classifier.embedding.core import LABEL_KINDS, Embedder, EmbedderSpec, _normalize, padded
 
 CHUNK = 4096
+# A job gives a GPU embedder this many chunks per call: within a call each chunk is tokenized while the one
+# before runs on the GPU; a call of one GPU batch cannot overlap at all (H100, perf/classifier.py: 4,269
+# files/s in calls of 1,024 files against 11,260 in one call of 60,000).
+JOB_CHUNKS = 4
 GPU_BATCH = 1024
 # On a CPU a batch holds at most this many padded tokens (16 files of 256): measured against 32 and 64
 # files of 256 in perf/RESULTS.md.
@@ -235,6 +239,11 @@ class FastEmbedder(Embedder):
                 for picked, vectors in self._run_all(self._batches(ids), kind):
                     out[[start + i for i in picked]] = vectors
         return _normalize(out)
+
+    @property
+    def job_batch(self) -> int:
+        """Files per call a job should give this embedder; 0 on a CPU (PORTAL_CLASSIFIER_BATCH decides)."""
+        return CHUNK * JOB_CHUNKS if self.device == "cuda" else 0
 
     @property
     def dim(self) -> int:

@@ -55,13 +55,11 @@ def test_a_caller_that_stops_early_leaves_at_most_one_item_prepared_and_no_threa
     assert {t.name for t in threading.enumerate()} - before == set()
 
 
-def test_a_gpu_embedder_gives_a_job_its_own_batch_and_a_cpu_one_leaves_it_to_the_setting():
-    class Gpu:
-        device, batch_size = "cuda", 1024
+def test_a_cpu_embedder_leaves_the_job_batch_to_the_setting_and_a_gpu_one_asks_for_whole_chunks():
+    from classifier.embedding import fast
 
-    class Cpu:
-        device, batch_size = "cpu", 32
-
-    assert embedders.job_batch(Gpu()) == 1024
-    assert embedders.job_batch(Cpu()) == 0
-    assert embedders.job_batch(object()) == 0  # TEI or an OpenAI-compatible server
+    cpu = embedders.load("multilingual-e5-small")
+    assert cpu.device == "cpu" and embedders.job_batch(cpu) == 0
+    assert embedders.job_batch(object()) == 0  # TEI or an OpenAI-compatible server: no such wish
+    # On a GPU (not here): whole tokenization chunks, several per call, so that they overlap the GPU's work.
+    assert fast.CHUNK * fast.JOB_CHUNKS >= 4 * fast.GPU_BATCH
