@@ -256,7 +256,7 @@ def _run(job: ClassificationJob, token: str, progress: Progress, reranker: reran
     chosen = _example_set(job, token)
     reranker.examples = chosen.by_code() if chosen is not None else {}
     labels = label_index.LabelIndex(job.version, job.embedder, job.depth, examples=chosen)
-    size = max(settings.PORTAL_CLASSIFIER_BATCH, embedders.job_batch(embedder))
+    size = max(settings.PORTAL_CLASSIFIER_BATCH, embedder.job_batch)
     batches = scoring.job_batches(len(todo), size)
     # The next batch is read and embedded while this one is scored, reranked and saved.
     for (start, end), read in prefetch.ahead(batches, lambda bounds: _read(embedder, todo[bounds[0]:bounds[1]])):

@@ -305,7 +305,6 @@ def run_cuda(args) -> tuple[str, str]:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from classifier.embedding import embedders
     from classifier.embedding.core import EmbedderSpec
     from classifier.embedding.fast import FastEmbedder
 
@@ -344,7 +343,7 @@ def run_cuda(args) -> tuple[str, str]:
         scored = score_like_a_job(fast_vectors, label_queries, examples, example_class, args.batch)
         rates["sequential"].append(len(docs) / (dt + scored))
         job = embed_and_score_like_a_job(fast_embed, docs, label_queries, examples, example_class,
-                                         embedders.job_batch(fast) or args.batch)
+                                         fast.job_batch or args.batch)
         rates["fast+examples"].append(len(docs) / job)
     agree = agreement(plain_vectors.astype(np.float32), plain_labels.astype(np.float32), fast_vectors, fast_labels)
     plain_rate, fast_rate = statistics.median(rates["plain"]), statistics.median(rates["fast"])
@@ -358,7 +357,7 @@ def run_cuda(args) -> tuple[str, str]:
                f"fp16 batch 512 {plain_rate:,.0f} files/s; top-1 agreement {agree:.1%} over {len(labels)} leaves; "
                f"rounds portal {[round(r) for r in rates['fast']]}, plain {[round(r) for r in rates['plain']]}; "
                f"embedding + scoring with {EXAMPLES_PER_CLASS} examples per leaf as a job runs them (job batches of "
-               f"{embedders.job_batch(fast) or args.batch}, each embedded one batch ahead while the one before "
+               f"{fast.job_batch or args.batch}, each embedded one batch ahead while the one before "
                f"is scored: self-training, probe, class shares, re-scoring) "
                f"{statistics.median(rates['fast+examples']):,.0f} files/s, rounds "
                f"{[round(r) for r in rates['fast+examples']]} (one after the other: embedding all, then scoring "

@@ -32,9 +32,10 @@ LISTEN_BACKLOG = 1024
 
 def web_argv(bind: str, port: int, *options: str) -> list[str]:
     """daphne serving the portal on bind:port (options: daphne's own, such as `-v 0`)."""
-    host = bind.strip("[]").replace(":", r"\:")
-    return [PY, "-m", "daphne", *options, "-e", f"tcp:port={int(port)}:interface={host}:backlog={LISTEN_BACKLOG}",
-            "sparkportal.asgi:application"]
+    from daphne.endpoints import build_endpoint_description_strings
+
+    [endpoint] = build_endpoint_description_strings(host=bind, port=port)  # what `-b HOST -p PORT` would listen on
+    return [PY, "-m", "daphne", *options, "-e", f"{endpoint}:backlog={LISTEN_BACKLOG}", "sparkportal.asgi:application"]
 
 
 def log(msg: str) -> None:

@@ -45,6 +45,8 @@ def prefix_for(spec: EmbedderSpec, kind: str) -> str:
 
 class Embedder:
     spec: EmbedderSpec
+    # Files a job gives it per call when more than PORTAL_CLASSIFIER_BATCH (an in-process GPU embedder); 0: that.
+    job_batch: int = 0
 
     def embed(self, texts: list[str], *, kind: str) -> np.ndarray:
         """kind: "document" / "label" (classification), "query" / "passage" (retrieval)."""

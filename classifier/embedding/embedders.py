@@ -37,12 +37,6 @@ def available() -> dict[str, EmbedderSpec]:
     return specs
 
 
-def job_batch(embedder: Embedder) -> int:
-    """The files a job gives this embedder at once when it asks for more than PORTAL_CLASSIFIER_BATCH (an
-    in-process GPU embedder: per call of 64 files it would sit mostly idle); 0 elsewhere."""
-    return int(getattr(embedder, "job_batch", 0) or 0)
-
-
 def get_spec(key: str) -> EmbedderSpec:
     specs = available()
     if key not in specs:

@@ -242,7 +242,7 @@ class FastEmbedder(Embedder):
 
     @property
     def job_batch(self) -> int:
-        """Files per call a job should give this embedder; 0 on a CPU (PORTAL_CLASSIFIER_BATCH decides)."""
+        """On a GPU whole tokenization chunks (per call of 64 files it would sit mostly idle); 0 on a CPU."""
         return CHUNK * JOB_CHUNKS if self.device == "cuda" else 0
 
     @property

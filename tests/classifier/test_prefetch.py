@@ -59,7 +59,7 @@ def test_a_cpu_embedder_leaves_the_job_batch_to_the_setting_and_a_gpu_one_asks_f
     from classifier.embedding import fast
 
     cpu = embedders.load("multilingual-e5-small")
-    assert cpu.device == "cpu" and embedders.job_batch(cpu) == 0
-    assert embedders.job_batch(object()) == 0  # TEI or an OpenAI-compatible server: no such wish
+    assert cpu.device == "cpu" and cpu.job_batch == 0
+    assert embedders.TeiEmbedder.job_batch == 0  # TEI or an OpenAI-compatible server: no such wish
     # On a GPU (not here): whole tokenization chunks, several per call, so that they overlap the GPU's work.
     assert fast.CHUNK * fast.JOB_CHUNKS >= 4 * fast.GPU_BATCH
